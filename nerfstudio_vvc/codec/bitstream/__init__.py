@@ -1,0 +1,6 @@
+"""Container format (see docs/bitstream.md)."""
+
+from nerfstudio_vvc.codec.bitstream.container import ContainerReader, ContainerWriter, FrameRecord
+from nerfstudio_vvc.codec.bitstream.header import ChunkType, SequenceHeader
+
+__all__ = ["ChunkType", "ContainerReader", "ContainerWriter", "FrameRecord", "SequenceHeader"]
