@@ -105,6 +105,10 @@ def test_matches_independent_reference_on_published_points():
     got_p = bd_psnr(RATE_A, PSNR_A, RATE_B, PSNR_B)
     assert got_r == pytest.approx(_ref_bd(RATE_A, PSNR_A, RATE_B, PSNR_B, "rate"), abs=1e-9)
     assert got_p == pytest.approx(_ref_bd(RATE_A, PSNR_A, RATE_B, PSNR_B, "psnr"), abs=1e-9)
+    # values produced by the `bjontegaard` PyPI package (FAU-LMS, method="pchip", which its authors
+    # validated against the JVET CTC Excel sheet to 10 decimals) on the same points
+    assert got_r == pytest.approx(-4.417485350589045, abs=1e-9)
+    assert got_p == pytest.approx(0.11969278542479489, abs=1e-9)
     # the test preset is better: fewer bits for the same PSNR, more PSNR for the same bits
     assert got_r < 0 < got_p
 
