@@ -231,5 +231,5 @@ def load(root: Path) -> RawVideoScene:
         image_path=image_path,
         near_hint=float(near) if near is not None else None,
         far_hint=float(far) if far is not None else None,
-        extra={"camera_keys": ukeys, "time_labels": uniq},
+        extra={"camera_keys": ukeys, "time_labels": uniq, "meta_files": [str(path)]},
     )
