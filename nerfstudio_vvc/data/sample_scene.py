@@ -34,6 +34,10 @@ import numpy as np
 BACKGROUND = (255, 255, 255)
 MOTIONS = ("walk", "jump", "dance_a", "dance_b", "kick", "punch", "run", "spin", "backflip", "cartwheel")
 OPENCV_FROM_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])
+# TinyRenderer samples pixel column i at x_window = i and row j at y_window = H - 1 - j (GL window
+# coordinates, y up), i.e. half a pixel off the usual "pixel centre at +0.5" convention. Measured
+# with the marker ball (tests/data/test_data_sample_scene.py); the written intrinsics include it.
+TINY_RENDERER_PIXEL_OFFSET = (0.5, -0.5)
 
 # DeepMimic frame layout -> humanoid.urdf joint indices (quaternions stored w, x, y, z)
 _SPHERICAL = {1: 8, 2: 12, 9: 16, 11: 21, 3: 25, 12: 30, 14: 35, 6: 39}  # joint: offset
@@ -103,23 +107,24 @@ def camera_positions(
 def view_projection_to_opencv(view: Sequence[float], proj: Sequence[float], width: int, height: int):
     """Exact OpenCV K (3x3) and world-to-camera (4x4) from pybullet's column-major GL matrices.
 
-    pybullet pixel (u, v) with v downward and pixel centres at +0.5 corresponds to
-    u = W/2 (ndc_x + 1), v = H/2 (1 - ndc_y).
+    Ideal GL mapping: u = W/2 (ndc_x + 1), v = H/2 (1 - ndc_y) (v downward, pixel centres at +0.5);
+    TinyRenderer's rasteriser shifts this by ``TINY_RENDERER_PIXEL_OFFSET``, which K includes.
     """
     V = np.asarray(view, dtype=np.float64).reshape(4, 4).T  # world -> eye (OpenGL)
     P = np.asarray(proj, dtype=np.float64).reshape(4, 4).T
     fx = P[0, 0] * width / 2.0
     fy = P[1, 1] * height / 2.0
     # ndc_x = (P00 x + P02 z) / -z, with x_cv = x, z_cv = -z  ->  u = fx x_cv/z_cv + W/2 (1 - P02)
-    cx = width / 2.0 * (1.0 - P[0, 2])
-    cy = height / 2.0 * (1.0 + P[1, 2])
+    cx = width / 2.0 * (1.0 - P[0, 2]) + TINY_RENDERER_PIXEL_OFFSET[0]
+    cy = height / 2.0 * (1.0 + P[1, 2]) + TINY_RENDERER_PIXEL_OFFSET[1]
     K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
     w2c = OPENCV_FROM_OPENGL @ V
     return K, w2c
 
 
 def project_with_pybullet(point: Sequence[float], view, proj, width: int, height: int) -> np.ndarray:
-    """Pixel (u, v) of a world point using pybullet's own matrices (clip -> NDC -> pixels)."""
+    """Ideal pixel (u, v) of a world point from pybullet's own matrices (clip -> NDC -> pixels),
+    without TinyRenderer's rasteriser offset."""
     V = np.asarray(view, dtype=np.float64).reshape(4, 4).T
     P = np.asarray(proj, dtype=np.float64).reshape(4, 4).T
     clip = P @ V @ np.append(np.asarray(point, dtype=np.float64), 1.0)
