@@ -224,3 +224,14 @@ def test_error_unknown_camera_and_format(make_panoptic, tmp_path):
     empty.mkdir()
     expect_error(empty, "cannot detect the data format", empty)
     expect_error(tmp_path / "nope", "data folder not found", tmp_path / "nope")
+
+
+def test_nerfstudio_input_dataset_loads(make_panoptic):
+    from nerfstudio.data.datasets.base_dataset import InputDataset
+
+    root = make_panoptic(n_train=2, n_test=1, frames=2, ext="png")
+    out = parse(root, downscale_factor=2)
+    ds = InputDataset(out)
+    item = ds[3]
+    assert item["image"].shape == (H // 2, W // 2, 3)
+    assert len(ds) == 4
