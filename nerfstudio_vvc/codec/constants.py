@@ -61,8 +61,11 @@ MEAN_FRAC_BITS = 4  # coded means are multiples of 1/16
 
 # ---- integer context MLP (fixed point) -------------------------------------------------------
 HIDDEN_FRAC_BITS = 8  # hidden activations carry 8 fractional bits
-INPUT_CLAMP = 1 << 15  # context inputs clamped to [-2**15, 2**15 - 1]
-HIDDEN_CLAMP = 1 << 24  # hidden activations clamped to [0, 2**24] (after ReLU, fixed point)
-WEIGHT_MAX = (1 << 15) - 1  # int16 weights
-MAX_WEIGHT_SHIFT = 24
+# Layer 1 runs as a float32 convolution over *integers*; it is exact because every partial sum
+# stays below 2**24: |input| <= 2048, |int8 weight| <= 127, 54 taps -> 54 * 2048 * 127 < 2**24.
+INPUT_MIN, INPUT_MAX = -2048, 2047  # context inputs are clamped to this range (train and code)
+W1_MAX = 127  # int8 layer-1 weights
+W2_MAX = (1 << 15) - 1  # int16 layer-2 weights
+SHIFT_MIN, S1_MAX, S2_MAX = -8, 20, 16  # per-layer power-of-two weight shifts
+HIDDEN_CLAMP = 1 << 24  # hidden activations clamped to [0, 2**24] (fixed point)
 BIAS_MAX = (1 << 31) - 1  # int32 biases

@@ -1,0 +1,302 @@
+"""Parallel autoregressive context model for integer 3D grids ``[C, D, H, W]``.
+
+Decoding order: the 8 parity phases of a 2x2x2 checkerboard, phase ``k = 4*(d%2) + 2*(h%2) + w%2``.
+All voxels of one phase are coded in one batched step with one constriction call.
+
+Context of a voxel (one function, ``phase_context``, used for training *and* coding):
+  * channel 0: the 3x3x3 neighbourhood of the same channel in the current grid, with voxels of
+    phase >= k zeroed (not decoded yet; the zero pattern is implied by k);
+  * channel 1: the 3x3x3 neighbourhood in ``prev`` (previous frame / reference symbols), zeros
+    when there is none;
+  * learned biases standing in for one-hot inputs: per phase, per channel (optional), and a
+    "no reference" flag.
+A 2-layer MLP (54 -> hidden -> 2) maps the context to (mean, log2 scale) of a Laplace.  Layer 1 is
+a stride-2 3x3x3 convolution, which evaluates the MLP at exactly the phase-k voxels.
+
+Float path (``GridContextModel.forward``) estimates bits for training.  ``freeze()`` converts to
+``IntegerGridContextModel``: int8/int16 weights with power-of-two shifts, integer arithmetic,
+integer mean/scale indices -> exact float64 parameters for the range coder.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import struct
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nerfstudio_vvc.codec.coder import CoderSession, choose_range, pack_range, unpack_range
+from nerfstudio_vvc.codec.constants import (
+    BIAS_MAX,
+    HIDDEN_CLAMP,
+    HIDDEN_FRAC_BITS,
+    INPUT_MAX,
+    INPUT_MIN,
+    S1_MAX,
+    S2_MAX,
+    SCALE_LOG2_MAX,
+    SCALE_LOG2_MIN,
+    SHIFT_MIN,
+    W1_MAX,
+    W2_MAX,
+)
+from nerfstudio_vvc.codec.errors import CorruptChunkError, ModelNotFrozenError, TruncatedError
+from nerfstudio_vvc.codec.fixedpoint import (
+    choose_shift,
+    mean_index,
+    quantize_fixed,
+    scale_index,
+    shift_floor,
+    to_coder_params,
+)
+from nerfstudio_vvc.codec.rate import laplace_bits
+
+NUM_PHASES = 8
+CTX_IN = 2  # conv input channels: masked current grid, previous grid
+
+
+def phase_offsets(k: int) -> tuple[int, int, int]:
+    return (k >> 2) & 1, (k >> 1) & 1, k & 1
+
+
+def phase_map(shape: Sequence[int], device: torch.device | str = "cpu") -> torch.Tensor:
+    """[D, H, W] int tensor with each voxel's decoding phase."""
+    d, h, w = (torch.arange(n, device=device) % 2 for n in shape)
+    return d[:, None, None] * 4 + h[None, :, None] * 2 + w[None, None, :]
+
+
+def phase_slice(k: int) -> tuple[slice, ...]:
+    a, b, c = phase_offsets(k)
+    return (slice(None), slice(a, None, 2), slice(b, None, 2), slice(c, None, 2))
+
+
+def phase_context(grid: torch.Tensor, prev: Optional[torch.Tensor], k: int, pmap: torch.Tensor) -> torch.Tensor:
+    """Conv input whose stride-2 3x3x3 windows are the contexts of phase-k voxels.
+
+    ``grid``/``prev``: [C, D, H, W] float (integer-valued).  Returns [C, 2, D', H', W'].
+    Shared by training (float) and coding (exact integers), so estimated and coded rates agree.
+    """
+    a, b, c = phase_offsets(k)
+    cur = grid.clamp(INPUT_MIN, INPUT_MAX) * (pmap < k).to(grid.dtype)
+    ref = torch.zeros_like(cur) if prev is None else prev.to(grid.dtype).clamp(INPUT_MIN, INPUT_MAX)
+    x = F.pad(torch.stack([cur, ref], dim=1), (1, 1, 1, 1, 1, 1))
+    return x[:, :, a:, b:, c:]
+
+
+def _phase_nonempty(shape: Sequence[int], k: int) -> bool:
+    return all(n > o for n, o in zip(shape, phase_offsets(k)))
+
+
+class GridContextModel(torch.nn.Module):
+    """Float (trainable) context model; ``freeze()`` gives the integer model used for coding."""
+
+    def __init__(self, hidden: int = 16, num_channels: Optional[int] = None) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.num_channels = num_channels
+        self.w1 = torch.nn.Parameter(torch.randn(hidden, CTX_IN, 3, 3, 3) * (0.5 / math.sqrt(54)))
+        self.b_phase = torch.nn.Parameter(torch.zeros(NUM_PHASES, hidden))
+        self.b_noref = torch.nn.Parameter(torch.zeros(hidden))
+        self.b_chan = torch.nn.Parameter(torch.zeros(num_channels, hidden)) if num_channels else None
+        self.w2 = torch.nn.Parameter(torch.randn(2, hidden) * (0.5 / math.sqrt(hidden)))
+        self.b2 = torch.nn.Parameter(torch.tensor([0.0, 1.0]))
+        self._frozen: Optional[IntegerGridContextModel] = None
+
+    def _phase_params(self, x: torch.Tensor, k: int, has_ref: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        pre = F.conv3d(x, self.w1.to(x.dtype), stride=2) + self.b_phase[k].to(x.dtype)[None, :, None, None, None]
+        if not has_ref:
+            pre = pre + self.b_noref.to(x.dtype)[None, :, None, None, None]
+        if self.b_chan is not None:
+            pre = pre + self.b_chan.to(x.dtype)[: x.shape[0], :, None, None, None]
+        h = torch.relu(pre)
+        out = torch.einsum("cjxyz,oj->coxyz", h, self.w2.to(x.dtype)) + self.b2.to(x.dtype)[None, :, None, None, None]
+        log2s = out[:, 1].clamp(SCALE_LOG2_MIN, SCALE_LOG2_MAX)
+        return out[:, 0], torch.exp2(log2s)
+
+    def voxel_bits(self, grid_hat: torch.Tensor, prev_hat: Optional[torch.Tensor] = None) -> list[torch.Tensor]:
+        """Bits per voxel, one tensor per phase (same layout as the coder)."""
+        self._check_channels(grid_hat)
+        pmap = phase_map(grid_hat.shape[1:], grid_hat.device)
+        bits = []
+        for k in range(NUM_PHASES):
+            if not _phase_nonempty(grid_hat.shape[1:], k):
+                continue
+            x = phase_context(grid_hat, prev_hat, k, pmap)
+            mean, scale = self._phase_params(x, k, prev_hat is not None)
+            bits.append(laplace_bits(grid_hat[phase_slice(k)], mean, scale))
+        return bits
+
+    def forward(self, grid_hat: torch.Tensor, prev_hat: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Differentiable total bits of ``grid_hat`` (integer-valued floats, e.g. from STE)."""
+        return sum(b.sum() for b in self.voxel_bits(grid_hat, prev_hat))  # type: ignore[return-value]
+
+    def _check_channels(self, grid: torch.Tensor) -> None:
+        if grid.dim() != 4:
+            raise ValueError(f"grid must be [C, D, H, W], got {tuple(grid.shape)}")
+        if self.num_channels is not None and grid.shape[0] > self.num_channels:
+            raise ValueError(f"grid has {grid.shape[0]} channels, model was built for {self.num_channels}")
+
+    # -- integer model
+    def to_integer(self) -> "IntegerGridContextModel":
+        return IntegerGridContextModel.from_float(self)
+
+    def freeze(self) -> "IntegerGridContextModel":
+        """Build (and cache) the integer model used by compress/decompress."""
+        self._frozen = self.to_integer()
+        return self._frozen
+
+    def _int(self) -> "IntegerGridContextModel":
+        if self._frozen is None:
+            raise ModelNotFrozenError("GridContextModel must be frozen (freeze()/to_integer()) before coding")
+        return self._frozen
+
+    def compress(self, grid_sym: torch.Tensor, prev_sym: Optional[torch.Tensor] = None) -> bytes:
+        return self._int().compress(grid_sym, prev_sym)
+
+    def decompress(self, data: bytes, shape: Sequence[int], prev_sym: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self._int().decompress(data, shape, prev_sym)
+
+    def weights_to_bytes(self) -> bytes:
+        return self._int().weights_to_bytes()
+
+
+_MODEL_HDR = struct.Struct("<4sBBHbb")  # magic, version, hidden, num_channels, s1, s2
+_MODEL_MAGIC = b"GCM1"
+
+
+class IntegerGridContextModel:
+    """Frozen integer model: coding parameters are bit-exact on any device / thread count."""
+
+    def __init__(self, w1, s1, b_phase, b_noref, b_chan, w2, s2, b2) -> None:
+        self.w1 = w1.to(torch.int64)  # [hid, 2, 3, 3, 3], |.| <= 127, fixed point s1
+        self.s1, self.s2 = int(s1), int(s2)
+        self.b_phase = b_phase.to(torch.int64)  # [8, hid], fixed point s1
+        self.b_noref = b_noref.to(torch.int64)  # [hid], fixed point s1
+        self.b_chan = None if b_chan is None else b_chan.to(torch.int64)  # [C, hid], s1
+        self.w2 = w2.to(torch.int64)  # [2, hid], |.| <= 32767, fixed point s2
+        self.b2 = b2.to(torch.int64)  # [2], fixed point s2 + HIDDEN_FRAC_BITS
+        self.hidden = self.w1.shape[0]
+        self._w1_f32 = self.w1.to(torch.float32)
+        self._w2_f64 = self.w2.to(torch.float64)
+
+    @classmethod
+    def from_float(cls, m: GridContextModel) -> "IntegerGridContextModel":
+        s1 = choose_shift(m.w1, W1_MAX, SHIFT_MIN, S1_MAX)
+        s2 = choose_shift(m.w2, W2_MAX, SHIFT_MIN, S2_MAX)
+        fb = s2 + HIDDEN_FRAC_BITS
+        return cls(
+            quantize_fixed(m.w1, s1, W1_MAX),
+            s1,
+            quantize_fixed(m.b_phase, s1, BIAS_MAX),
+            quantize_fixed(m.b_noref, s1, BIAS_MAX),
+            None if m.b_chan is None else quantize_fixed(m.b_chan, s1, BIAS_MAX),
+            quantize_fixed(m.w2, s2, W2_MAX),
+            s2,
+            quantize_fixed(m.b2, fb, BIAS_MAX),
+        )
+
+    # -- parameters of one phase (integer arithmetic)
+    def phase_indices(self, x: torch.Tensor, k: int, has_ref: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Integer (mean index in 1/16, scale-table index) for the phase-k voxels of context ``x``."""
+        if x.is_cuda:  # float64 + round is exact for any conv algorithm (errors << 0.5)
+            pre = F.conv3d(x.double(), self.w1.to(x.device, torch.float64), stride=2)
+        else:  # float32 is exact here: every partial sum < 2**24 (constants.py)
+            pre = F.conv3d(x.float(), self._w1_f32, stride=2)
+        pre = torch.round(pre).to(torch.int64)
+        dev = pre.device
+        bias = self.b_phase[k].to(dev)[None, :]
+        if not has_ref:
+            bias = bias + self.b_noref.to(dev)[None, :]
+        if self.b_chan is not None:
+            bias = bias + self.b_chan[: x.shape[0]].to(dev)
+        pre += bias.expand(x.shape[0], -1)[:, :, None, None, None]
+        h = shift_floor(pre, self.s1 - HIDDEN_FRAC_BITS).clamp_(0, HIDDEN_CLAMP)
+        # |h| <= 2**24, |w2| < 2**15, hidden <= 64 -> sums < 2**45: exact in float64 matmul
+        out = torch.einsum("cjxyz,oj->coxyz", h.to(torch.float64), self._w2_f64.to(dev))
+        out = out.to(torch.int64) + self.b2.to(dev)[None, :, None, None, None]
+        fb = self.s2 + HIDDEN_FRAC_BITS
+        return mean_index(out[:, 0], fb), scale_index(out[:, 1], fb)
+
+    # -- shared encode/decode path
+    def _code(self, session: CoderSession, work: torch.Tensor, prev: Optional[torch.Tensor], lo: int, hi: int, esc: bool) -> torch.Tensor:
+        encode = session.mode == "encode"
+        if self.b_chan is not None and work.shape[0] > self.b_chan.shape[0]:
+            raise ValueError(f"grid has {work.shape[0]} channels, model has {self.b_chan.shape[0]}")
+        shape = work.shape[1:]
+        pmap = phase_map(shape, work.device)
+        prev_f = None if prev is None else prev.to(work.device, torch.float32)
+        for k in range(NUM_PHASES):
+            if not _phase_nonempty(shape, k):
+                continue
+            x = phase_context(work.to(torch.float32), prev_f, k, pmap)
+            mi, si = self.phase_indices(x, k, prev is not None)
+            means, scales = to_coder_params(mi, si)
+            target = work[phase_slice(k)]
+            sym = target.reshape(-1).cpu().numpy() if encode else None
+            out = session.code_laplace(sym, means, scales, lo, hi, esc)
+            if not encode:
+                work[phase_slice(k)] = torch.from_numpy(out).reshape(target.shape).to(work.device)
+        return work
+
+    def compress(self, grid_sym: torch.Tensor, prev_sym: Optional[torch.Tensor] = None) -> bytes:
+        """Range-code integer grid ``[C, D, H, W]`` given reference symbols (or None: intra)."""
+        g = grid_sym.to(torch.int64)
+        self._check(g.shape, prev_sym)
+        lo, hi, esc = choose_range(g.reshape(-1).cpu().numpy())
+        s = CoderSession("encode")
+        self._code(s, g, prev_sym, lo, hi, esc)
+        return pack_range(lo, hi, esc) + s.to_bytes()
+
+    def decompress(self, data: bytes, shape: Sequence[int], prev_sym: Optional[torch.Tensor] = None, device: torch.device | str = "cpu") -> torch.Tensor:
+        shape = tuple(int(n) for n in shape)
+        self._check(shape, prev_sym)
+        lo, hi, esc, pos = unpack_range(data, 0, where="grid payload")
+        s = CoderSession("decode", data[pos:], where="grid payload")
+        work = torch.zeros(shape, dtype=torch.int64, device=device)
+        out = self._code(s, work, prev_sym, lo, hi, esc)
+        s.finish_decode()
+        return out
+
+    @staticmethod
+    def _check(shape: Sequence[int], prev: Optional[torch.Tensor]) -> None:
+        if len(shape) != 4 or min(shape) < 1:
+            raise ValueError(f"grid shape must be [C, D, H, W] with positive sides, got {tuple(shape)}")
+        if prev is not None and tuple(prev.shape) != tuple(shape):
+            raise ValueError(f"prev shape {tuple(prev.shape)} != grid shape {tuple(shape)}")
+
+    # -- serialization (the decoder rebuilds the model from the bitstream alone)
+    def weights_to_bytes(self) -> bytes:
+        nc = 0 if self.b_chan is None else self.b_chan.shape[0]
+        buf = io.BytesIO()
+        buf.write(_MODEL_HDR.pack(_MODEL_MAGIC, 1, self.hidden, nc, self.s1, self.s2))
+        buf.write(self.w1.numpy().astype("<i1").tobytes())
+        buf.write(self.w2.numpy().astype("<i2").tobytes())
+        for b in (self.b_phase, self.b_noref, self.b2) + (() if self.b_chan is None else (self.b_chan,)):
+            buf.write(b.numpy().astype("<i4").tobytes())
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "IntegerGridContextModel":
+        if len(data) < _MODEL_HDR.size:
+            raise TruncatedError("context model header truncated", where="entropy model", offset=0)
+        magic, ver, hid, nc, s1, s2 = _MODEL_HDR.unpack_from(data, 0)
+        if magic != _MODEL_MAGIC or ver != 1 or not 1 <= hid <= 64 or not SHIFT_MIN <= s1 <= S1_MAX or not SHIFT_MIN <= s2 <= S2_MAX:
+            raise CorruptChunkError("bad context model header", where="entropy model", offset=0)
+        sizes = [(hid * CTX_IN * 27, "<i1"), (2 * hid, "<i2"), (NUM_PHASES * hid, "<i4"), (hid, "<i4"), (2, "<i4"), (nc * hid, "<i4")]
+        need = _MODEL_HDR.size + sum(n * np.dtype(t).itemsize for n, t in sizes)
+        if need != len(data):
+            raise (TruncatedError if need > len(data) else CorruptChunkError)(
+                f"context model needs {need} bytes, got {len(data)}", where="entropy model", offset=0
+            )
+        pos, arrs = _MODEL_HDR.size, []
+        for n, t in sizes:
+            arrs.append(torch.from_numpy(np.frombuffer(data, dtype=t, count=n, offset=pos).astype(np.int64)))
+            pos += n * np.dtype(t).itemsize
+        w1, w2, bp, bn, b2, bc = arrs
+        if w1.abs().max() > W1_MAX:
+            raise CorruptChunkError("layer-1 weight out of range", where="entropy model", offset=_MODEL_HDR.size)
+        return cls(w1.reshape(hid, CTX_IN, 3, 3, 3), s1, bp.reshape(NUM_PHASES, hid), bn, bc.reshape(nc, hid) if nc else None, w2.reshape(2, hid), s2, b2)
