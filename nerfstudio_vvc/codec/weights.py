@@ -21,7 +21,8 @@ import torch
 from nerfstudio_vvc.codec.coder import CoderSession, choose_range, pack_range, unpack_range
 from nerfstudio_vvc.codec.errors import CorruptChunkError, TruncatedError
 
-MAX_GROUPS = 4096
+MAX_GROUPS = 256
+MIN_GROUP_ELEMS = 256  # per-row models only pay off (16 header bytes each) for long rows
 MAX_ELEMS = 1 << 28
 _F2 = struct.Struct("<dd")
 _DTYPES = {0: torch.float32, 1: torch.float16, 2: torch.bfloat16, 3: torch.float64, 4: torch.int64, 5: torch.int32, 6: torch.int16, 7: torch.int8, 8: torch.uint8, 9: torch.bool}
@@ -29,7 +30,10 @@ _DTYPE_CODES = {v: k for k, v in _DTYPES.items()}
 
 
 def _groups(shape: tuple[int, ...]) -> int:
-    return shape[0] if len(shape) >= 2 and 1 <= shape[0] <= MAX_GROUPS else 1
+    if len(shape) < 2 or not 1 <= shape[0] <= MAX_GROUPS:
+        return 1
+    n = int(np.prod(shape, dtype=np.int64))
+    return shape[0] if n // shape[0] >= MIN_GROUP_ELEMS else 1
 
 
 def compress_int_tensor(sym: torch.Tensor | np.ndarray) -> bytes:

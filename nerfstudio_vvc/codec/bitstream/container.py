@@ -131,11 +131,16 @@ def _decode_chunks(buf: bytes, pos: int, *, source: str, where: str, base: int) 
 class _File:
     """Bounds-checked random access: never reads (or allocates) past what the file holds."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.name = str(path)
-        self.f: BinaryIO = open(path, "rb")
-        self.size = os.fstat(self.f.fileno()).st_size
+    def __init__(self, src: Union[Path, BinaryIO]) -> None:
+        if isinstance(src, Path):
+            self.name = str(src)
+            self.f: BinaryIO = open(src, "rb")
+            self._own = True
+        else:  # any seekable binary file object (e.g. io.BytesIO)
+            self.name = str(getattr(src, "name", "<stream>"))
+            self.f = src
+            self._own = False
+        self.size = self.f.seek(0, os.SEEK_END)
 
     def read(self, off: int, n: int, where: str) -> bytes:
         if off < 0 or n < 0 or off > self.size or n > self.size - off:
@@ -147,7 +152,8 @@ class _File:
         return data
 
     def close(self) -> None:
-        self.f.close()
+        if self._own:
+            self.f.close()
 
 
 def _read_record(fh: _File, off: int, where: str) -> tuple[int, bytes, int]:
@@ -177,12 +183,13 @@ class ContainerReader:
     ``TruncatedError`` instead.  Corruption inside complete records always raises.
     """
 
-    def __init__(self, path: Union[str, os.PathLike], *, strict: bool = False) -> None:
-        self.path = Path(path)
+    def __init__(self, path: Union[str, os.PathLike, BinaryIO], *, strict: bool = False) -> None:
+        is_file_obj = hasattr(path, "read") and hasattr(path, "seek")
+        self.path = Path(getattr(path, "name", "<stream>")) if is_file_obj else Path(path)  # type: ignore[arg-type]
         self.strict = strict
         self.torn_tail = False
         self.index_rebuilt = False
-        self._fh = _File(self.path)
+        self._fh = _File(path if is_file_obj else self.path)  # type: ignore[arg-type]
         try:
             self._open()
         except BaseException:
