@@ -1,0 +1,1 @@
+"""Building blocks shared by the methods: rendering, occupancy, per-frame state."""

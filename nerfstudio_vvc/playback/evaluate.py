@@ -1,0 +1,115 @@
+"""Render the test cameras of a trained run, frame by frame, and measure them.
+
+Renders come from the model in eval mode, which reads each frame's *decoded* state from the run's
+frame store (for codec methods: the state rebuilt by the decoder), never the float training state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+from PIL import Image
+from rich.progress import track
+from rich.table import Table
+
+from nerfstudio.utils.eval_utils import eval_setup
+from nerfstudio.utils.rich_utils import CONSOLE
+
+from nerfstudio_vvc.eval.metrics import image_metrics
+
+
+def side_by_side(gt: torch.Tensor, pred: torch.Tensor) -> Image.Image:
+    """Ground truth | render as one uint8 PNG image."""
+    both = torch.cat([gt, pred.clamp(0, 1)], dim=1)
+    return Image.fromarray((both.cpu().numpy() * 255.0 + 0.5).astype(np.uint8))
+
+
+def render_test_views(
+    pipeline, frames: Optional[List[int]] = None, out_dir: Optional[Path] = None, use_lpips: bool = True
+) -> List[Dict]:
+    """Render every test camera at every frame; return per-frame mean metrics."""
+    dm = pipeline.datamanager
+    model = pipeline.model
+    model.eval()
+    num_frames = dm.num_frames if frames is None else None
+    frame_list = frames if frames is not None else list(range(num_frames))
+    rows: List[Dict] = []
+    for frame in track(frame_list, description="rendering test views", console=CONSOLE):
+        per_cam = []
+        for idx in dm.frame_image_indices(frame, "test").tolist():
+            camera, batch = dm.eval_camera(idx)
+            with torch.no_grad():
+                outputs = model.get_outputs_for_camera(camera)
+            pred = outputs["rgb"].cpu()
+            gt = batch["image"].cpu()[..., :3]
+            m = image_metrics(pred.clamp(0, 1), gt, use_lpips=use_lpips)
+            m["camera"] = int(dm.eval_dataparser_outputs.metadata["cam_id"][idx])
+            per_cam.append(m)
+            if out_dir is not None:
+                out_dir.mkdir(parents=True, exist_ok=True)
+                side_by_side(gt, pred).save(out_dir / f"frame{frame:04d}_cam{m['camera']}.png")
+        rows.append({"frame": frame, **_mean(per_cam), "cameras": per_cam})
+    return rows
+
+
+def _mean(items: List[Dict]) -> Dict[str, Optional[float]]:
+    out: Dict[str, Optional[float]] = {}
+    for key in ("psnr_db", "ssim", "lpips"):
+        vals = [it[key] for it in items if it.get(key) is not None]
+        out[key] = float(np.mean(vals)) if vals else None
+    return out
+
+
+def metrics_table(rows: List[Dict], title: str, extra: Optional[Dict[int, Dict]] = None) -> Table:
+    """A rich table of per-frame metrics (and bytes, when known) plus the mean."""
+    table = Table(title=title)
+    for col in ("frame", "type", "KB", "PSNR (dB)", "SSIM", "LPIPS"):
+        table.add_column(col, justify="right")
+    fmt = lambda v, f: "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f.format(v)  # noqa: E731
+    for r in rows:
+        e = (extra or {}).get(r["frame"], {})
+        kb = e.get("bytes", None)
+        table.add_row(
+            str(r["frame"]),
+            e.get("type", ""),
+            fmt(kb / 1024 if kb is not None else None, "{:.2f}"),
+            fmt(r["psnr_db"], "{:.2f}"),
+            fmt(r["ssim"], "{:.4f}"),
+            fmt(r["lpips"], "{:.4f}"),
+        )
+    mean = _mean(rows)
+    kbs = [e["bytes"] / 1024 for e in (extra or {}).values() if "bytes" in e]
+    table.add_row(
+        "mean", "", fmt(float(np.mean(kbs)) if kbs else None, "{:.2f}"),
+        fmt(mean["psnr_db"], "{:.2f}"), fmt(mean["ssim"], "{:.4f}"), fmt(mean["lpips"], "{:.4f}"),
+    )
+    return table
+
+
+@dataclass
+class EvalRun:
+    """Render a trained run's test cameras frame by frame and print PSNR / SSIM / LPIPS."""
+
+    load_config: Path
+    """config.yml of the run (written by ns-train)."""
+    output_dir: Optional[Path] = None
+    """Where to write side-by-side PNGs (ground truth | render) and metrics.json."""
+    lpips: bool = True
+    """Compute LPIPS (offline weights; reported as n/a when missing)."""
+
+    def main(self) -> List[Dict]:
+        if not self.load_config.exists():
+            raise SystemExit(f"{self.load_config}: no such file (pass the config.yml of a run)")
+        _, pipeline, _, _ = eval_setup(self.load_config, test_mode="test")
+        out = self.output_dir or self.load_config.parent / "eval"
+        rows = render_test_views(pipeline, out_dir=out, use_lpips=self.lpips)
+        CONSOLE.print(metrics_table(rows, f"test views of {self.load_config.parent}"))
+        (out / "metrics.json").write_text(json.dumps(rows, indent=1))
+        CONSOLE.print(f"side-by-side images and metrics.json in {out}")
+        return rows

@@ -1,0 +1,34 @@
+"""`ns-vvc`: the plugin's own commands (sample scene, evaluation, demo, bitstream tools).
+
+Subcommands import their modules lazily so `ns-vvc --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import tyro
+from typing_extensions import Annotated
+
+from nerfstudio_vvc.data.sample_scene import MakeSampleConfig
+from nerfstudio_vvc.playback.evaluate import EvalRun
+from nerfstudio_vvc.scripts.demo import Demo
+
+Commands = Union[
+    Annotated[MakeSampleConfig, tyro.conf.subcommand(name="make-sample")],
+    Annotated[EvalRun, tyro.conf.subcommand(name="eval-run")],
+    Annotated[Demo, tyro.conf.subcommand(name="demo")],
+]
+
+
+def entrypoint() -> None:
+    tyro.extras.set_accent_color("bright_yellow")
+    cmd = tyro.cli(Commands)
+    cmd.main()
+
+
+if __name__ == "__main__":
+    entrypoint()

@@ -1,0 +1,184 @@
+"""Frame-sequential trainer: one `ns-train` run trains a whole sequence, frame by frame.
+
+nerfstudio's Trainer builds optimizers once from `get_param_groups` and loops over a flat step
+range. Sequence codecs need, per frame: a fresh optimizer (new parameters, new Adam moments), a
+separate iteration budget for I- and P-frames, and a hook at the end of each frame that encodes it
+and pushes its decoded state where the next frame reads it. This subclass adds exactly that and a
+per-frame checkpoint, so a run killed at any point resumes at the first unfinished frame.
+
+Resume: run the same command again with the same `--timestamp` (or `ns-vvc resume <run dir>`);
+`progress.json` in the run folder says how many frames are finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Literal, Optional, Type
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from nerfstudio.engine.trainer import Trainer, TrainerConfig
+from nerfstudio.utils import writer
+from nerfstudio.utils.rich_utils import CONSOLE
+
+PROGRESS_FILE = "progress.json"
+
+
+@dataclass
+class FrameSequentialTrainerConfig(TrainerConfig):
+    """Trainer settings for GOP-structured, frame-by-frame training."""
+
+    _target: Type = field(default_factory=lambda: FrameSequentialTrainer)
+    gop_size: int = 20
+    """Frames per group of pictures; the first of each GOP is an I-frame."""
+    iframe_iterations: int = 2000
+    """Training iterations for an I-frame."""
+    pframe_iterations: int = 1000
+    """Training iterations for a P-frame."""
+    max_frames: Optional[int] = None
+    """Train only the first N frames of the parsed range (None: all)."""
+    steps_per_save: int = 10**9
+    """Checkpoints are written at frame ends; step-based saves are off."""
+    steps_per_eval_batch: int = 10**9
+    steps_per_eval_image: int = 10**9
+    steps_per_eval_all_images: int = 10**9
+    max_num_iterations: int = 10**9
+    """Set from the frame budgets at start-up."""
+    save_only_latest_checkpoint: bool = True
+
+
+def is_iframe(frame: int, gop_size: int) -> bool:
+    return frame % max(gop_size, 1) == 0
+
+
+class FrameSequentialTrainer(Trainer):
+    config: FrameSequentialTrainerConfig
+
+    def setup(self, test_mode: Literal["test", "val", "inference"] = "val") -> None:
+        model_cfg = self.config.pipeline.model
+        if hasattr(model_cfg, "frame_store_dir"):
+            model_cfg.frame_store_dir = self.base_dir / "frames"
+            self.config.save_config()  # the viewer reads the frame store path from config.yml
+        self.frames_done = 0
+        super().setup(test_mode)
+        dm = self.pipeline.datamanager
+        self.num_frames = dm.num_frames if self.config.max_frames is None else min(dm.num_frames, self.config.max_frames)
+        self.pipeline.model.num_frames = dm.num_frames
+
+    # ------------------------------------------------------------------ checkpoints
+    def _progress_path(self) -> Path:
+        return self.base_dir / PROGRESS_FILE  # nerfstudio parses every name in checkpoint_dir
+
+    def _load_checkpoint(self) -> None:
+        """Resume from the last finished frame if this run's folder has one."""
+        progress = self._progress_path()
+        if not progress.exists():
+            CONSOLE.print("No finished frames in this run's folder: training from the first frame.")
+            return
+        try:
+            info = json.loads(progress.read_text())
+            ckpt = self.checkpoint_dir / info["checkpoint"]
+            state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        except (OSError, ValueError, KeyError) as exc:
+            raise SystemExit(f"{progress}: cannot resume ({exc}); remove the run folder to start over") from None
+        self.pipeline.load_pipeline(state["pipeline"], state["step"])
+        self._start_step = int(state["step"]) + 1
+        self.frames_done = int(info["frames_done"])
+        model = self.pipeline.model
+        if getattr(model, "store", None) is not None:
+            model.store.discard_after(self.frames_done - 1)
+        if hasattr(model, "on_resume"):
+            model.on_resume(self.frames_done)
+        CONSOLE.print(f"Resuming at frame {self.frames_done} (frames 0..{self.frames_done - 1} finished).")
+
+    def save_frame_checkpoint(self, step: int, frames_done: int, stats: List[Dict[str, Any]]) -> None:
+        """Write the model checkpoint, then `progress.json`; both atomically."""
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        name = f"step-{step:09d}.ckpt"
+        tmp = self.checkpoint_dir / (name + ".tmp")
+        torch.save({"step": step, "pipeline": self.pipeline.state_dict(), "frames_done": frames_done}, tmp)
+        os.replace(tmp, self.checkpoint_dir / name)
+        info = {"frames_done": frames_done, "checkpoint": name, "step": step, "frames": stats}
+        tmp_p = self._progress_path().with_suffix(".tmp")
+        tmp_p.write_text(json.dumps(info, indent=1))
+        os.replace(tmp_p, self._progress_path())
+        for old in self.checkpoint_dir.glob("step-*.ckpt"):
+            if old.name != name:
+                old.unlink()
+
+    def save_checkpoint(self, step: int) -> None:
+        """Checkpoints happen at frame ends only (a mid-frame state cannot be resumed)."""
+
+    # ------------------------------------------------------------------ training
+    def frame_iterations(self, frame: int) -> int:
+        gop = self.config.gop_size
+        return self.config.iframe_iterations if is_iframe(frame, gop) else self.config.pframe_iterations
+
+    def train(self) -> None:
+        dm = self.pipeline.datamanager
+        model = self.pipeline.model
+        dm.train_dataparser_outputs.save_dataparser_transform(self.base_dir / "dataparser_transforms.json")
+        self._init_viewer_state()
+        stats: List[Dict[str, Any]] = []
+        if self._progress_path().exists():
+            stats = json.loads(self._progress_path().read_text()).get("frames", [])
+        step = self._start_step
+        self.stop_training = False
+        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+        with Progress(*columns, console=CONSOLE, transient=False) as bar:
+            seq_task = bar.add_task("frames", total=self.num_frames, completed=self.frames_done)
+            for frame in range(self.frames_done, self.num_frames):
+                iframe = is_iframe(frame, self.config.gop_size)
+                dm.set_frame(frame)
+                model.begin_frame(frame, iframe)
+                self.optimizers = self.setup_optimizers()  # fresh optimizer for this frame's parameters
+                n_iter = self.frame_iterations(frame)
+                kind = "I" if iframe else "P"
+                it_task = bar.add_task(f"frame {frame} ({kind})", total=n_iter)
+                t0 = time.perf_counter()
+                loss_dict: Dict[str, Any] = {}
+                for _ in range(n_iter):
+                    if self.stop_training:
+                        return
+                    self.step = step
+                    with self.train_lock:
+                        self.pipeline.train()
+                        loss, loss_dict, metrics = self.train_iteration(step)
+                    self._update_viewer_state(step)
+                    if step % self.config.logging.steps_per_log == 0:
+                        writer.put_scalar(name="Train Loss", scalar=loss, step=step)
+                        writer.put_dict(name="Train Loss Dict", scalar_dict=loss_dict, step=step)
+                        writer.put_dict(name="Train Metrics Dict", scalar_dict=metrics, step=step)
+                        writer.write_out_storage()
+                    bar.update(it_task, advance=1)
+                    step += 1
+                train_s = time.perf_counter() - t0
+                self.pipeline.eval()
+                t1 = time.perf_counter()
+                with torch.no_grad():
+                    frame_stats = model.end_frame(frame, iframe)
+                frame_stats.update(train_s=train_s, finalize_s=time.perf_counter() - t1, iterations=n_iter)
+                frame_stats.update({k: float(v) for k, v in loss_dict.items()})
+                frame_stats["train_psnr"] = float(metrics.get("psnr", float("nan")))
+                stats.append(frame_stats)
+                self.save_frame_checkpoint(step - 1, frame + 1, stats)
+                bar.remove_task(it_task)
+                bar.update(seq_task, advance=1)
+                CONSOLE.print(_frame_line(frame_stats))
+        self.training_state = "completed"
+        if hasattr(model, "on_train_end"):
+            model.on_train_end()
+
+
+def _frame_line(s: Dict[str, Any]) -> str:
+    kind = "I" if s.get("is_iframe") else "P"
+    parts = [f"frame {s['frame']} ({kind})", f"train PSNR {s.get('train_psnr', float('nan')):.2f} dB"]
+    if "bytes" in s:
+        parts.append(f"{s['bytes'] / 1024:.1f} KB")
+    parts.append(f"{s['train_s']:.1f} s train, {s['finalize_s']:.2f} s finalize")
+    return " | ".join(parts)
