@@ -50,7 +50,6 @@ from nerfstudio_vvc.codec.fixedpoint import (
     mean_index,
     quantize_fixed,
     scale_index,
-    shift_floor,
     to_coder_params,
 )
 from nerfstudio_vvc.codec.rate import laplace_bits
@@ -74,21 +73,50 @@ def phase_slice(k: int) -> tuple[slice, ...]:
     return (slice(None), slice(a, None, 2), slice(b, None, 2), slice(c, None, 2))
 
 
-def phase_context(grid: torch.Tensor, prev: Optional[torch.Tensor], k: int, pmap: torch.Tensor) -> torch.Tensor:
+def phase_context(
+    grid: torch.Tensor, prev: Optional[torch.Tensor], k: int, pmap: torch.Tensor, buf: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """Conv input whose stride-2 3x3x3 windows are the contexts of phase-k voxels.
 
     ``grid``/``prev``: [C, D, H, W] float (integer-valued).  Returns [C, 2, D', H', W'].
     Shared by training (float) and coding (exact integers), so estimated and coded rates agree.
+    ``buf`` (coding): a padded [C, 2, D+2, H+2, W+2] buffer maintained by the coder that holds
+    exactly this context already (channel 0: clamped symbols of phases < k, written after each
+    phase by ``fill_context_buffer``; channel 1: clamped ``prev``).  It equals the masked tensor
+    built below (tested) and avoids a full-grid pass per phase.
     """
     a, b, c = phase_offsets(k)
-    cur = grid.clamp(INPUT_MIN, INPUT_MAX) * (pmap < k).to(grid.dtype)
-    ref = torch.zeros_like(cur) if prev is None else prev.to(grid.dtype).clamp(INPUT_MIN, INPUT_MAX)
-    x = F.pad(torch.stack([cur, ref], dim=1), (1, 1, 1, 1, 1, 1))
-    return x[:, :, a:, b:, c:]
+    if buf is None:
+        avail = (pmap < k).to(grid.dtype)
+        cur = grid.clamp(INPUT_MIN, INPUT_MAX) * avail
+        ref = torch.zeros_like(cur) if prev is None else prev.to(grid.dtype).clamp(INPUT_MIN, INPUT_MAX)
+        buf = F.pad(torch.stack([cur, ref], dim=1), (1, 1, 1, 1, 1, 1))
+    return buf[:, :, a:, b:, c:]
+
+
+def make_context_buffer(shape: Sequence[int], prev: Optional[torch.Tensor], device: torch.device | str = "cpu") -> torch.Tensor:
+    """Zero padded context buffer with the clamped reference in channel 1 (see phase_context)."""
+    c, d, h, w = shape
+    buf = torch.zeros(c, 2, d + 2, h + 2, w + 2, dtype=torch.float32, device=device)
+    if prev is not None:
+        buf[:, 1, 1:-1, 1:-1, 1:-1] = prev.to(device, torch.float32).clamp(INPUT_MIN, INPUT_MAX)
+    return buf
+
+
+def fill_context_buffer(buf: torch.Tensor, k: int, values: torch.Tensor) -> None:
+    """Make the (coded) phase-k symbols available as context for later phases."""
+    a, b, c = phase_offsets(k)
+    inner = buf[:, 0, 1:-1, 1:-1, 1:-1]
+    inner[:, a::2, b::2, c::2] = values.clamp(INPUT_MIN, INPUT_MAX).to(buf.dtype)
 
 
 def _phase_nonempty(shape: Sequence[int], k: int) -> bool:
     return all(n > o for n, o in zip(shape, phase_offsets(k)))
+
+
+def _floor_shift(x: torch.Tensor, k: int) -> torch.Tensor:
+    """floor(x / 2**k) for exact-integer float64 tensors (multiplies for k <= 0)."""
+    return x * float(1 << -k) if k <= 0 else torch.floor_(x * (1.0 / (1 << k)))
 
 
 class GridContextModel(torch.nn.Module):
@@ -206,20 +234,25 @@ class IntegerGridContextModel:
             pre = F.conv3d(x.double(), self.w1.to(x.device, torch.float64), stride=2)
         else:  # float32 is exact here: every partial sum < 2**24 (constants.py)
             pre = F.conv3d(x.float(), self._w1_f32, stride=2)
-        pre = torch.round(pre).to(torch.int64)
+        # From here on: exact integer arithmetic carried in float64 (all values < 2**53; floor of
+        # a division by a power of two is exact), which avoids int64 kernels and copies.
+        pre = torch.round(pre).double()
         dev = pre.device
         bias = self.b_phase[k].to(dev)[None, :]
         if not has_ref:
             bias = bias + self.b_noref.to(dev)[None, :]
         if self.b_chan is not None:
             bias = bias + self.b_chan[: x.shape[0]].to(dev)
-        pre += bias.expand(x.shape[0], -1)[:, :, None, None, None]
-        h = shift_floor(pre, self.s1 - HIDDEN_FRAC_BITS).clamp_(0, HIDDEN_CLAMP)
+        c = x.shape[0]
+        spatial = pre.shape[2:]
+        pre = pre.reshape(c, self.hidden, -1)
+        pre += bias.expand(c, -1).double()[:, :, None]
+        h = _floor_shift(pre, self.s1 - HIDDEN_FRAC_BITS).clamp_(0, HIDDEN_CLAMP)
         # |h| <= 2**24, |w2| < 2**15, hidden <= 64 -> sums < 2**45: exact in float64 matmul
-        out = torch.einsum("cjxyz,oj->coxyz", h.to(torch.float64), self._w2_f64.to(dev))
-        out = out.to(torch.int64) + self.b2.to(dev)[None, :, None, None, None]
+        out = torch.matmul(self._w2_f64.to(dev), h) + self.b2.double().to(dev)[None, :, None]
         fb = self.s2 + HIDDEN_FRAC_BITS
-        return mean_index(out[:, 0], fb), scale_index(out[:, 1], fb)
+        out = out.to(torch.int64)
+        return mean_index(out[:, 0], fb).reshape(c, *spatial), scale_index(out[:, 1], fb).reshape(c, *spatial)
 
     # -- shared encode/decode path
     def _code(self, session: CoderSession, work: torch.Tensor, prev: Optional[torch.Tensor], lo: int, hi: int, esc: bool) -> torch.Tensor:
@@ -228,18 +261,21 @@ class IntegerGridContextModel:
             raise ValueError(f"grid has {work.shape[0]} channels, model has {self.b_chan.shape[0]}")
         shape = work.shape[1:]
         pmap = phase_map(shape, work.device)
-        prev_f = None if prev is None else prev.to(work.device, torch.float32)
+        buf = make_context_buffer(work.shape, prev, work.device)
         for k in range(NUM_PHASES):
             if not _phase_nonempty(shape, k):
                 continue
-            x = phase_context(work.to(torch.float32), prev_f, k, pmap)
+            x = phase_context(work, prev, k, pmap, buf=buf)
             mi, si = self.phase_indices(x, k, prev is not None)
             means, scales = to_coder_params(mi, si)
-            target = work[phase_slice(k)]
+            sl = phase_slice(k)
+            target = work[sl]
             sym = target.reshape(-1).cpu().numpy() if encode else None
             out = session.code_laplace(sym, means, scales, lo, hi, esc)
             if not encode:
-                work[phase_slice(k)] = torch.from_numpy(out).reshape(target.shape).to(work.device)
+                target = torch.from_numpy(out).reshape(target.shape).to(work.device)
+                work[sl] = target
+            fill_context_buffer(buf, k, target)
         return work
 
     def compress(self, grid_sym: torch.Tensor, prev_sym: Optional[torch.Tensor] = None) -> bytes:

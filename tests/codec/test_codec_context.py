@@ -143,3 +143,19 @@ def test_estimated_rate_matches_actual_bytes():
         assert abs(gap) < 0.02
     # the context model must beat a memoryless code of the same symbols (sanity)
     assert act["inter"] < act["intra"] * 1.5
+
+
+def test_coding_context_buffer_equals_masked_context():
+    """The coder's incremental buffer gives exactly the masked context used in training."""
+    from nerfstudio_vvc.codec.context import (
+        NUM_PHASES, fill_context_buffer, make_context_buffer, phase_context, phase_map, phase_slice,
+    )
+
+    g = torch.randint(-3000, 3000, (2, 5, 6, 7)).float()
+    prev = torch.randint(-3000, 3000, (2, 5, 6, 7)).float()
+    pmap = phase_map(g.shape[1:])
+    for ref in (None, prev):
+        buf = make_context_buffer(g.shape, ref)
+        for k in range(NUM_PHASES):
+            assert torch.equal(phase_context(g, ref, k, pmap, buf=buf), phase_context(g, ref, k, pmap))
+            fill_context_buffer(buf, k, g[phase_slice(k)])
