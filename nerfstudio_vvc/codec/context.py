@@ -31,9 +31,8 @@ import torch.nn.functional as F
 
 from nerfstudio_vvc.codec.coder import CoderSession, choose_range, pack_range, unpack_range
 from nerfstudio_vvc.codec.constants import (
-    BIAS_MAX,
-    HIDDEN_CLAMP,
-    HIDDEN_FRAC_BITS,
+    B2_MAX,
+    BIAS1_SUM_MAX,
     INPUT_MAX,
     INPUT_MIN,
     S1_MAX,
@@ -191,67 +190,89 @@ class GridContextModel(torch.nn.Module):
     def weights_to_bytes(self) -> bytes:
         return self._int().weights_to_bytes()
 
+    @staticmethod
+    def from_bytes(data: bytes) -> "IntegerGridContextModel":
+        """Rebuild the integer (coding) model from ``weights_to_bytes()`` output."""
+        return IntegerGridContextModel.from_bytes(data)
+
 
 _MODEL_HDR = struct.Struct("<4sBBHbb")  # magic, version, hidden, num_channels, s1, s2
 _MODEL_MAGIC = b"GCM1"
 
 
 class IntegerGridContextModel:
-    """Frozen integer model: coding parameters are bit-exact on any device / thread count."""
+    """Frozen integer model: coding parameters are bit-exact on any device / thread count.
+
+    Fixed point: W1, B_* carry ``s1`` fractional bits, so the hidden layer is an integer at scale
+    2**s1 without any shift; W2 carries ``s2``; outputs and B2 carry ``s1 + s2``.
+    """
 
     def __init__(self, w1, s1, b_phase, b_noref, b_chan, w2, s2, b2) -> None:
-        self.w1 = w1.to(torch.int64)  # [hid, 2, 3, 3, 3], |.| <= 127, fixed point s1
+        w1, b_phase, b_noref, w2, b2 = (t.cpu() for t in (w1, b_phase, b_noref, w2, b2))
+        b_chan = None if b_chan is None else b_chan.cpu()
+        self.w1 = w1.to(torch.int64)  # [hid, 2, 3, 3, 3], |.| <= 127
         self.s1, self.s2 = int(s1), int(s2)
-        self.b_phase = b_phase.to(torch.int64)  # [8, hid], fixed point s1
-        self.b_noref = b_noref.to(torch.int64)  # [hid], fixed point s1
-        self.b_chan = None if b_chan is None else b_chan.to(torch.int64)  # [C, hid], s1
-        self.w2 = w2.to(torch.int64)  # [2, hid], |.| <= 32767, fixed point s2
-        self.b2 = b2.to(torch.int64)  # [2], fixed point s2 + HIDDEN_FRAC_BITS
+        self.b_phase = b_phase.to(torch.int64)  # [8, hid]
+        self.b_noref = b_noref.to(torch.int64)  # [hid]
+        self.b_chan = None if b_chan is None else b_chan.to(torch.int64)  # [C, hid]
+        self.w2 = w2.to(torch.int64)  # [2, hid], |.| <= 32767
+        self.b2 = b2.to(torch.int64)  # [2]
         self.hidden = self.w1.shape[0]
-        self._w1_f32 = self.w1.to(torch.float32)
         self._w2_f64 = self.w2.to(torch.float64)
+        self._w1_cache: dict = {}
+
+    @staticmethod
+    def _bias_bound(b_phase: torch.Tensor, b_noref: torch.Tensor, b_chan: Optional[torch.Tensor]) -> float:
+        def m(t):
+            return float(t.detach().double().abs().max()) if t is not None and t.numel() else 0.0
+
+        return m(b_phase) + m(b_noref) + m(b_chan)
 
     @classmethod
     def from_float(cls, m: GridContextModel) -> "IntegerGridContextModel":
-        s1 = choose_shift(m.w1, W1_MAX, SHIFT_MIN, S1_MAX)
+        bb = torch.tensor([cls._bias_bound(m.b_phase, m.b_noref, m.b_chan)], dtype=torch.float64)
+        s1 = min(choose_shift(m.w1, W1_MAX, SHIFT_MIN, S1_MAX), choose_shift(bb, BIAS1_SUM_MAX - 4, SHIFT_MIN, S1_MAX))
         s2 = choose_shift(m.w2, W2_MAX, SHIFT_MIN, S2_MAX)
-        fb = s2 + HIDDEN_FRAC_BITS
+        lim = BIAS1_SUM_MAX
         return cls(
             quantize_fixed(m.w1, s1, W1_MAX),
             s1,
-            quantize_fixed(m.b_phase, s1, BIAS_MAX),
-            quantize_fixed(m.b_noref, s1, BIAS_MAX),
-            None if m.b_chan is None else quantize_fixed(m.b_chan, s1, BIAS_MAX),
+            quantize_fixed(m.b_phase, s1, lim),
+            quantize_fixed(m.b_noref, s1, lim),
+            None if m.b_chan is None else quantize_fixed(m.b_chan, s1, lim),
             quantize_fixed(m.w2, s2, W2_MAX),
             s2,
-            quantize_fixed(m.b2, fb, BIAS_MAX),
+            quantize_fixed(m.b2, s1 + s2, B2_MAX),
         )
+
+    def _grouped_w1(self, c: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        key = (c, str(device), dtype)
+        if key not in self._w1_cache:
+            self._w1_cache[key] = self.w1.to(device, dtype).repeat(c, 1, 1, 1, 1)
+        return self._w1_cache[key]
 
     # -- parameters of one phase (integer arithmetic)
     def phase_indices(self, x: torch.Tensor, k: int, has_ref: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """Integer (mean index in 1/16, scale-table index) for the phase-k voxels of context ``x``."""
-        if x.is_cuda:  # float64 + round is exact for any conv algorithm (errors << 0.5)
-            pre = F.conv3d(x.double(), self.w1.to(x.device, torch.float64), stride=2)
-        else:  # float32 is exact here: every partial sum < 2**24 (constants.py)
-            pre = F.conv3d(x.float(), self._w1_f32, stride=2)
-        # From here on: exact integer arithmetic carried in float64 (all values < 2**53; floor of
-        # a division by a power of two is exact), which avoids int64 kernels and copies.
-        pre = torch.round(pre).double()
-        dev = pre.device
-        bias = self.b_phase[k].to(dev)[None, :]
-        if not has_ref:
-            bias = bias + self.b_noref.to(dev)[None, :]
-        if self.b_chan is not None:
-            bias = bias + self.b_chan[: x.shape[0]].to(dev)
         c = x.shape[0]
+        bias = self.b_phase[k][None, :]
+        if not has_ref:
+            bias = bias + self.b_noref[None, :]
+        if self.b_chan is not None:
+            bias = bias + self.b_chan[:c]
+        bias = bias.expand(c, -1).reshape(-1)  # [c * hidden]
+        # one grouped conv over all channels: per-(channel, hidden) bias is added inside the conv
+        xg = x.reshape(1, c * CTX_IN, *x.shape[2:])
+        if x.is_cuda:  # float64 + round is exact for any conv algorithm (errors << 0.5)
+            pre = F.conv3d(xg.double(), self._grouped_w1(c, x.device, torch.float64), bias.to(x.device, torch.float64), stride=2, groups=c)
+            pre = torch.round_(pre)
+        else:  # float32 is exact here: every partial sum < 2**24 (constants.py)
+            pre = F.conv3d(xg.float(), self._grouped_w1(c, x.device, torch.float32), bias.float(), stride=2, groups=c)
         spatial = pre.shape[2:]
-        pre = pre.reshape(c, self.hidden, -1)
-        pre += bias.expand(c, -1).double()[:, :, None]
-        h = _floor_shift(pre, self.s1 - HIDDEN_FRAC_BITS).clamp_(0, HIDDEN_CLAMP)
-        # |h| <= 2**24, |w2| < 2**15, hidden <= 64 -> sums < 2**45: exact in float64 matmul
-        out = torch.matmul(self._w2_f64.to(dev), h) + self.b2.double().to(dev)[None, :, None]
-        fb = self.s2 + HIDDEN_FRAC_BITS
-        out = out.to(torch.int64)
+        h = torch.relu_(pre).reshape(c, self.hidden, -1).double()
+        # |h| < 2**24, |w2| < 2**15, hidden <= 64 -> sums < 2**45: exact in float64 matmul
+        out = torch.matmul(self._w2_f64.to(h.device), h).to(torch.int64) + self.b2.to(h.device)[None, :, None]
+        fb = self.s1 + self.s2
         return mean_index(out[:, 0], fb).reshape(c, *spatial), scale_index(out[:, 1], fb).reshape(c, *spatial)
 
     # -- shared encode/decode path
@@ -311,8 +332,9 @@ class IntegerGridContextModel:
         buf.write(_MODEL_HDR.pack(_MODEL_MAGIC, 1, self.hidden, nc, self.s1, self.s2))
         buf.write(self.w1.numpy().astype("<i1").tobytes())
         buf.write(self.w2.numpy().astype("<i2").tobytes())
-        for b in (self.b_phase, self.b_noref, self.b2) + (() if self.b_chan is None else (self.b_chan,)):
+        for b in (self.b_phase, self.b_noref) + (() if self.b_chan is None else (self.b_chan,)):
             buf.write(b.numpy().astype("<i4").tobytes())
+        buf.write(self.b2.numpy().astype("<i8").tobytes())
         return buf.getvalue()
 
     @classmethod
@@ -322,7 +344,7 @@ class IntegerGridContextModel:
         magic, ver, hid, nc, s1, s2 = _MODEL_HDR.unpack_from(data, 0)
         if magic != _MODEL_MAGIC or ver != 1 or not 1 <= hid <= 64 or not SHIFT_MIN <= s1 <= S1_MAX or not SHIFT_MIN <= s2 <= S2_MAX:
             raise CorruptChunkError("bad context model header", where="entropy model", offset=0)
-        sizes = [(hid * CTX_IN * 27, "<i1"), (2 * hid, "<i2"), (NUM_PHASES * hid, "<i4"), (hid, "<i4"), (2, "<i4"), (nc * hid, "<i4")]
+        sizes = [(hid * CTX_IN * 27, "<i1"), (2 * hid, "<i2"), (NUM_PHASES * hid, "<i4"), (hid, "<i4"), (nc * hid, "<i4"), (2, "<i8")]
         need = _MODEL_HDR.size + sum(n * np.dtype(t).itemsize for n, t in sizes)
         if need != len(data):
             raise (TruncatedError if need > len(data) else CorruptChunkError)(
@@ -332,7 +354,7 @@ class IntegerGridContextModel:
         for n, t in sizes:
             arrs.append(torch.from_numpy(np.frombuffer(data, dtype=t, count=n, offset=pos).astype(np.int64)))
             pos += n * np.dtype(t).itemsize
-        w1, w2, bp, bn, b2, bc = arrs
-        if w1.abs().max() > W1_MAX:
-            raise CorruptChunkError("layer-1 weight out of range", where="entropy model", offset=_MODEL_HDR.size)
+        w1, w2, bp, bn, bc, b2 = arrs
+        if w1.abs().max() > W1_MAX or cls._bias_bound(bp, bn, bc) > BIAS1_SUM_MAX or b2.abs().max() > B2_MAX:
+            raise CorruptChunkError("model weights out of the exactness bounds", where="entropy model", offset=_MODEL_HDR.size)
         return cls(w1.reshape(hid, CTX_IN, 3, 3, 3), s1, bp.reshape(NUM_PHASES, hid), bn, bc.reshape(nc, hid) if nc else None, w2.reshape(2, hid), s2, b2)

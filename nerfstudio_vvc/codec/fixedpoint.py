@@ -40,7 +40,7 @@ def choose_shift(w: torch.Tensor, max_int: int, lo: int, hi: int) -> int:
 
 def quantize_fixed(w: torch.Tensor, shift: int, max_int: int) -> torch.Tensor:
     """round(w * 2**shift) clamped to +-max_int, as int64 (round-half-even, exact)."""
-    v = torch.round(w.detach().double() * math.ldexp(1.0, shift))
+    v = torch.round(w.detach().cpu().double() * math.ldexp(1.0, shift))
     return v.clamp_(-max_int, max_int).to(torch.int64)
 
 
