@@ -1,0 +1,56 @@
+"""Shared fixtures and markers for the whole test suite.
+
+* ``tiny_sample``: a tiny rendered sample scene (3 frames, 4 train + 1 test camera, 32x32), made
+  once per session in a temporary folder. Treat it as read-only (copy it to modify it).
+* ``panoptic_dir``: the real Panoptic "basketball" capture in ``<repo>/../shared/data``, or a skip.
+* ``@pytest.mark.cuda`` tests are skipped when ``torch.cuda.is_available()`` is False.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PANOPTIC_BASKETBALL = REPO.parent / "shared" / "data" / "panoptic-basketball"
+
+TINY_SAMPLE_KWARGS = dict(num_frames=3, num_cameras=4, num_test_cameras=1, resolution=(32, 32))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip GPU-only tests on machines without CUDA (torch is imported only if one is collected)."""
+    cuda_items = [item for item in items if item.get_closest_marker("cuda") is not None]
+    if not cuda_items:
+        return
+    try:
+        import torch
+
+        available = torch.cuda.is_available()
+    except Exception:  # pragma: no cover - torch missing or broken
+        available = False
+    if available:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+    for item in cuda_items:
+        item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_sample(tmp_path_factory) -> Path:
+    """Folder of a tiny sample scene (Panoptic layout): 3 frames, 4 train + 1 test camera, 32x32."""
+    from nerfstudio_vvc.data.sample_scene import make_sample
+
+    out = tmp_path_factory.mktemp("tiny_sample") / "sample"
+    return make_sample(out, **TINY_SAMPLE_KWARGS)
+
+
+@pytest.fixture(scope="session")
+def panoptic_dir() -> Path:
+    """The real Panoptic basketball capture, or skip when it is not there."""
+    if not (PANOPTIC_BASKETBALL / "train_meta.json").exists():
+        pytest.skip(
+            f"real Panoptic data not found at {PANOPTIC_BASKETBALL} "
+            "(expected <repo>/../shared/data/panoptic-basketball with train_meta.json)"
+        )
+    return PANOPTIC_BASKETBALL
