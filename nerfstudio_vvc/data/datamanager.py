@@ -104,10 +104,10 @@ class FrameDataManager(DataManager):
 
     def set_frame(self, frame: int) -> None:
         """Load the training images of `frame`, dropping the previous frame's."""
-        if frame == self.frame:
-            return
         if not 0 <= frame < self.num_frames:
             raise ValueError(f"frame {frame} outside the sequence (0..{self.num_frames - 1})")
+        if frame == self.frame:
+            return
         indices = self.frame_image_indices(frame, "train")
         if len(indices) == 0:
             raise ValueError(f"frame {frame} has no training images")

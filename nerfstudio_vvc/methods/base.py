@@ -65,6 +65,10 @@ class FrameModel(Model):
         """Build a field module exposing `forward(x01) -> (density, rgb)`."""
         raise NotImplementedError
 
+    def make_playback_field(self) -> nn.Module:
+        """Field that renders a decoded frame state (defaults to the training field's class)."""
+        return self.make_field()
+
     def begin_frame(self, frame: int, is_iframe: bool) -> None:
         """Prepare trainable parameters for `frame`."""
         raise NotImplementedError
@@ -126,7 +130,7 @@ class FrameModel(Model):
         if frame != self._play_frame:
             state = self.store.load(frame)  # type: ignore[union-attr]
             if self._play_field is None:
-                self._play_field = self.make_field().to(self.aabb.device)
+                self._play_field = self.make_playback_field().to(self.aabb.device)
                 self._play_occupancy = OccupancyGrid(self.config.occupancy_resolution).to(self.aabb.device)
             assert self._play_occupancy is not None
             self.load_state_into(self._play_field, self._play_occupancy, state)

@@ -6,7 +6,7 @@ separate iteration budget for I- and P-frames, and a hook at the end of each fra
 and pushes its decoded state where the next frame reads it. This subclass adds exactly that and a
 per-frame checkpoint, so a run killed at any point resumes at the first unfinished frame.
 
-Resume: run the same command again with the same `--timestamp` (or `ns-vvc resume <run dir>`);
+Resume: run the same command again with the same `--timestamp`;
 `progress.json` in the run folder says how many frames are finished.
 """
 
@@ -69,6 +69,7 @@ class FrameSequentialTrainer(Trainer):
         dm = self.pipeline.datamanager
         self.num_frames = dm.num_frames if self.config.max_frames is None else min(dm.num_frames, self.config.max_frames)
         self.pipeline.model.num_frames = dm.num_frames
+        self.pipeline.model.gop_size = self.config.gop_size
 
     # ------------------------------------------------------------------ checkpoints
     def _progress_path(self) -> Path:
@@ -100,7 +101,7 @@ class FrameSequentialTrainer(Trainer):
         """Write the model checkpoint, then `progress.json`; both atomically."""
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         name = f"step-{step:09d}.ckpt"
-        tmp = self.checkpoint_dir / (name + ".tmp")
+        tmp = self.base_dir / (name + ".tmp")  # never a temp name inside checkpoint_dir
         torch.save({"step": step, "pipeline": self.pipeline.state_dict(), "frames_done": frames_done}, tmp)
         os.replace(tmp, self.checkpoint_dir / name)
         info = {"frames_done": frames_done, "checkpoint": name, "step": step, "frames": stats}
@@ -142,6 +143,7 @@ class FrameSequentialTrainer(Trainer):
                 it_task = bar.add_task(f"frame {frame} ({kind})", total=n_iter)
                 t0 = time.perf_counter()
                 loss_dict: Dict[str, Any] = {}
+                metrics: Dict[str, Any] = {}
                 for _ in range(n_iter):
                     if self.stop_training:
                         return

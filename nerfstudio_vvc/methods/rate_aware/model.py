@@ -1,0 +1,279 @@
+"""vvc-rate-aware: rate-aware compression of DiF grids (Zhang et al., ACM MM 2024).
+
+Per frame the trainable state is the grids (I-frame) or residuals on the *decoded* previous grids
+(P-frame), one learnable quantization step per grid, and the spatial-temporal context entropy model;
+the rendering MLP is trained on the I-frame and shared by its GOP. Loss (per batch):
+
+    L = MSE(C, Ĉ) + λ (L_rate + α L_reg),  L_rate = mean bits per grid voxel,  L_reg = mean |R_t|
+
+At the end of each frame `end_frame` freezes the entropy model to integers, codes the frame into the
+run's container and installs the *decoded* result as the next frame's reference and the playback state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple, Type
+
+import torch
+from torch import nn
+
+from nerfstudio_vvc.codec.bitstream.container import ChunkType, ContainerReader, ContainerWriter, SequenceHeader
+from nerfstudio_vvc.codec.context import GridContextModel
+from nerfstudio_vvc.codec.quant import quantize_ste, symbols_ste
+from nerfstudio_vvc.codec.weights import compress_state_dict
+from nerfstudio_vvc.components.occupancy import OccupancyGrid
+from nerfstudio_vvc.methods.base import FrameModel, FrameModelConfig
+from nerfstudio_vvc.methods.rate_aware.codec import DecodedFrame, encode_frame, float32_steps
+from nerfstudio_vvc.methods.rate_aware.field import DiFFrameField, DiFSpec, dif_features, init_grids, spec_json
+from nerfstudio_vvc.methods.vvc_grid.field import TinyMLP
+
+BITSTREAM_NAME = "sequence.vvc"
+
+
+@dataclass
+class RateAwareModelConfig(FrameModelConfig):
+    """Rate-aware DiF volumetric video codec."""
+
+    _target: Type = field(default_factory=lambda: RateAwareModel)
+    basis_dims: Tuple[int, ...] = (4, 4, 4, 2, 2, 2)
+    """Channels of the 6 basis grids (factor-fields NeRF setting)."""
+    basis_resolutions: Tuple[int, ...] = (32, 51, 70, 89, 108, 128)
+    """Side of each basis grid."""
+    basis_freqs: Tuple[float, ...] = (2.0, 3.2, 4.4, 5.6, 6.8, 8.0)
+    """Periodic coordinate frequency of each basis grid."""
+    coeff_resolution: int = 32
+    """Side of the coefficient grid."""
+    hidden_dim: int = 64
+    """Width of the rendering MLP."""
+    lambda_rate: float = 1e-3
+    """λ: rate-distortion trade-off (paper RD points 7e-4, 1e-3, 2e-3, 5e-3)."""
+    alpha_reg: float = 10.0
+    """α: weight of the L1 regulariser on P-frame residuals."""
+    rate_aware: bool = True
+    """False gives the paper's Baseline: train without rate loss, quantize + entropy code afterwards."""
+    adaptive_quant: bool = True
+    """Learn one quantization step per grid (False: fixed `init_step`, the 'w/o adaptive' ablation)."""
+    init_step: float = 2.0**-6
+    """Initial (or fixed) quantization step."""
+    entropy_hidden: int = 16
+    """Hidden width of the context entropy model."""
+    posthoc_entropy_steps: int = 200
+    """Adam steps fitting the entropy model on the final symbols before coding."""
+    mlp_bits: int = 10
+    """Bits per rendering-MLP weight (per-tensor step)."""
+    seed: int = 0
+    """Seed of the I-frame grid initialisation."""
+
+
+class TrainableDiF(nn.Module):
+    """Grids of the frame being trained: Ĝ = base + q·round(δ/q) (STE); base = 0 for I-frames."""
+
+    def __init__(self, spec: DiFSpec, init_step: float) -> None:
+        super().__init__()
+        self.spec = spec
+        self.delta = nn.ParameterList([nn.Parameter(torch.zeros(s)) for s in spec.grid_shapes()])
+        self.log2_steps = nn.Parameter(torch.full((len(self.delta),), math.log2(init_step)))
+        self.mlp = TinyMLP(spec.feature_dim, spec.hidden_dim)
+        self.base: Optional[List[torch.Tensor]] = None
+        self.quantize = True
+
+    def steps(self) -> torch.Tensor:
+        return torch.exp2(self.log2_steps)
+
+    def symbols(self) -> List[torch.Tensor]:
+        """Integer symbols round(δ/q) as floats with straight-through gradients."""
+        q = self.steps()
+        return [symbols_ste(d, q[i]) for i, d in enumerate(self.delta)]
+
+    def grids(self) -> List[torch.Tensor]:
+        if not self.quantize:
+            deltas = list(self.delta)
+        else:
+            q = self.steps()
+            deltas = [quantize_ste(d, q[i]) for i, d in enumerate(self.delta)]
+        if self.base is None:
+            return deltas
+        return [b + d for b, d in zip(self.base, deltas)]
+
+    def forward(self, x01: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        return self.mlp(dif_features(self.spec, self.grids(), x01))
+
+
+class RateAwareModel(FrameModel):
+    config: RateAwareModelConfig
+
+    def populate_modules(self) -> None:
+        c = self.config
+        self.spec = DiFSpec(tuple(c.basis_dims), tuple(c.basis_resolutions), tuple(c.basis_freqs),
+                            c.coeff_resolution, c.hidden_dim)
+        super().populate_modules()
+        self.entropy = GridContextModel(hidden=c.entropy_hidden, num_channels=self.spec.feature_dim)
+        self.reference: Optional[DecodedFrame] = None  # decode buffer: last decoded frame
+        self.writer: Optional[ContainerWriter] = None
+        self.frame_rate_bits: float = float("nan")
+
+    def make_field(self) -> nn.Module:
+        return TrainableDiF(self.spec, self.config.init_step)
+
+    def make_playback_field(self) -> nn.Module:
+        return DiFFrameField(self.spec)
+
+    # ------------------------------------------------------------------ bitstream
+    @property
+    def bitstream_path(self) -> Optional[Path]:
+        if self.store is None:
+            return None
+        return self.store.root.parent / BITSTREAM_NAME
+
+    def method_config_bytes(self) -> bytes:
+        c = self.config
+        return spec_json(self.spec, aabb=self.aabb.cpu().tolist(), near_plane=self.near_plane,
+                         background=list(c.background_color), num_samples=c.num_samples,
+                         occupancy_resolution=c.occupancy_resolution, lambda_rate=c.lambda_rate,
+                         rate_aware=c.rate_aware, adaptive_quant=c.adaptive_quant)
+
+    def _open_writer(self, frames_done: int) -> None:
+        path = self.bitstream_path
+        if path is None:
+            return
+        if frames_done > 0 and path.exists():
+            self.writer = ContainerWriter.open_append(path)
+            # drop frames past the last finished checkpoint (killed between bitstream and checkpoint)
+            if self.writer.num_frames_written > frames_done:
+                self.writer.close()
+                self.writer = None
+                raise SystemExit(f"{path}: holds more frames than the checkpoint; remove the run to start over")
+            return
+        box = self.aabb.cpu().tolist()
+        header = SequenceHeader(method_id="vvc-rate-aware", num_frames=self.num_frames, fps=30.0,
+                                gop_size=int(getattr(self, "gop_size", 0)), num_cameras=0,
+                                scene_box=(tuple(box[0]), tuple(box[1])), extra={})
+        self.writer = ContainerWriter(path, header, global_chunks={ChunkType.METHOD_CONFIG: self.method_config_bytes()})
+
+    def on_resume(self, frames_done: int) -> None:
+        if frames_done > 0 and self.store is not None:
+            state = self.store.load(frames_done - 1)
+            self.reference = DecodedFrame.from_state(state) if state is not None else None
+        self._open_writer(frames_done)
+
+    def on_train_end(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    # ------------------------------------------------------------------ frames
+    def begin_frame(self, frame: int, is_iframe: bool) -> None:
+        c = self.config
+        if self.writer is None:
+            self._open_writer(frame)
+        self.current_frame = frame
+        self.frame_step = 0
+        f: TrainableDiF = self.field  # type: ignore[assignment]
+        f.quantize = c.rate_aware
+        device = self.aabb.device
+        with torch.no_grad():
+            f.log2_steps.fill_(math.log2(c.init_step))
+            if is_iframe or self.reference is None:
+                gen = torch.Generator().manual_seed(c.seed + frame)
+                for p, g in zip(f.delta, init_grids(self.spec, gen)):
+                    p.copy_(g.to(device))
+                f.base = None
+                f.mlp.load_state_dict(TinyMLP(self.spec.feature_dim, self.spec.hidden_dim).state_dict())
+                self.occupancy.reset()
+            else:
+                for p in f.delta:
+                    p.zero_()
+                f.base = [g.to(device) for g in self.reference.grids]
+                f.mlp.load_state_dict(self.reference.mlp_state)
+                self.occupancy.set_binary(self.reference.occupancy)
+                self.frame_step = c.occupancy_warmup
+        f.mlp.requires_grad_(is_iframe or self.reference is None)
+        self.is_iframe = is_iframe or self.reference is None
+
+    def rate_terms(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(mean bits per voxel, L1 of residuals) of the current frame's grids."""
+        f: TrainableDiF = self.field  # type: ignore[assignment]
+        syms = f.symbols()
+        prev = self.reference.symbols if (self.reference is not None and not self.is_iframe) else [None] * len(syms)
+        bits = sum(self.entropy(s, None if p is None else p.to(s.device).float()) for s, p in zip(syms, prev))
+        n = sum(s.numel() for s in syms)
+        reg = sum(d.abs().mean() for d in f.delta) / len(syms) if not self.is_iframe else torch.zeros((), device=self.aabb.device)
+        return bits / n, reg  # type: ignore[return-value]
+
+    def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, torch.Tensor]:
+        loss = super().get_loss_dict(outputs, batch, metrics_dict)
+        c = self.config
+        if c.rate_aware and self.training:
+            rate, reg = self.rate_terms()
+            loss["rate_loss"] = c.lambda_rate * rate
+            if not self.is_iframe:
+                loss["reg_loss"] = c.lambda_rate * c.alpha_reg * reg
+            self.frame_rate_bits = float(rate.detach())
+        return loss
+
+    def get_param_groups(self) -> Dict[str, List[nn.Parameter]]:
+        f: TrainableDiF = self.field  # type: ignore[assignment]
+        groups = {"grids": list(f.delta), "mlp": list(f.mlp.parameters()), "entropy": list(self.entropy.parameters())}
+        groups["quant"] = [f.log2_steps] if (self.config.adaptive_quant and self.config.rate_aware) else []
+        return groups
+
+    def _fit_entropy(self, syms: List[torch.Tensor], prev: List[Optional[torch.Tensor]]) -> None:
+        """Fit the context model to the final symbols (all of Baseline's entropy modelling happens here)."""
+        opt = torch.optim.Adam(self.entropy.parameters(), lr=1e-2)
+        n = sum(s.numel() for s in syms)
+        for _ in range(self.config.posthoc_entropy_steps):
+            opt.zero_grad()
+            with torch.enable_grad():
+                bits = sum(self.entropy(s, p) for s, p in zip(syms, prev)) / n
+                bits.backward()
+            opt.step()
+
+    def end_frame(self, frame: int, is_iframe: bool) -> Dict[str, Any]:
+        c = self.config
+        f: TrainableDiF = self.field  # type: ignore[assignment]
+        steps = float32_steps(f.steps().detach().cpu().tolist()) if c.rate_aware else [c.init_step] * len(f.delta)
+        syms = [torch.round(d.detach().cpu().float() / torch.tensor(q, dtype=torch.float32)).long()
+                for d, q in zip(f.delta, steps)]
+        ref = self.reference if not self.is_iframe else None
+        prev = [p for p in ref.symbols] if ref is not None else [None] * len(syms)
+        if not c.rate_aware or c.posthoc_entropy_steps > 0:
+            self._fit_entropy([s.float() for s in syms], [None if p is None else p.float() for p in prev])
+        int_model = self.entropy.freeze()
+        est_bits = float(sum(self.entropy(s.float(), None if p is None else p.float()) for s, p in zip(syms, prev)))
+        # MLP: coded on I-frames; the decoder (and the encoder from here on) uses the dequantized copy.
+        mlp_payload = None
+        if self.is_iframe:
+            mlp_payload, mlp_state = compress_state_dict(f.mlp.state_dict(), bits=c.mlp_bits)
+            mlp_state = dict(mlp_state)
+        else:
+            assert ref is not None
+            mlp_state = ref.mlp_state
+        # Occupancy from the quantized field the decoder will have.
+        play = DiFFrameField(self.spec).to(self.aabb.device)
+        play.mlp.load_state_dict(mlp_state)
+        from nerfstudio_vvc.methods.rate_aware.codec import reconstruct
+
+        play.set_grids(reconstruct(ref.grids if ref is not None else None, syms, steps))
+        self.occupancy.update(lambda x: play(x)[0], self.step_size())
+        chunks, decoded = encode_frame(syms, ref, steps, int_model, self.occupancy.binary, mlp_payload, mlp_state, frame)
+        nbytes = None
+        if self.writer is not None:
+            nbytes = self.writer.write_frame(frame, self.is_iframe, chunks)
+        self.reference = decoded
+        if self.store is not None:
+            self.store.save(frame, decoded.to_state())
+        payload = sum(len(p) for _, p in chunks)
+        return {"frame": frame, "is_iframe": self.is_iframe, "bytes": nbytes if nbytes is not None else payload,
+                "payload_bytes": payload, "estimated_grid_bytes": est_bits / 8.0, "chunk_bytes": decoded.chunk_bytes,
+                "steps": steps}
+
+    def load_state_into(self, field_module: nn.Module, occupancy: OccupancyGrid, state: Dict[str, Any]) -> None:
+        decoded = DecodedFrame.from_state(state)
+        assert isinstance(field_module, DiFFrameField)
+        field_module.mlp.load_state_dict(decoded.mlp_state)
+        field_module.set_grids(decoded.grids)
+        occupancy.set_binary(decoded.occupancy)
