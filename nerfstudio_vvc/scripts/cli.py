@@ -14,11 +14,15 @@ import tyro
 from typing_extensions import Annotated
 
 from nerfstudio_vvc.data.sample_scene import MakeSampleConfig
-from nerfstudio_vvc.playback.evaluate import EvalRun
+from nerfstudio_vvc.export.bitstream import ExportBitstream
+from nerfstudio_vvc.playback.evaluate import DecodeBitstream, EvalBitstream, EvalRun
 from nerfstudio_vvc.scripts.demo import Demo
 
 Commands = Union[
     Annotated[MakeSampleConfig, tyro.conf.subcommand(name="make-sample")],
+    Annotated[EvalBitstream, tyro.conf.subcommand(name="eval")],
+    Annotated[DecodeBitstream, tyro.conf.subcommand(name="decode")],
+    Annotated[ExportBitstream, tyro.conf.subcommand(name="export")],
     Annotated[EvalRun, tyro.conf.subcommand(name="eval-run")],
     Annotated[Demo, tyro.conf.subcommand(name="demo")],
 ]
