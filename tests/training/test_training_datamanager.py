@@ -94,8 +94,6 @@ def test_set_frame_errors_and_noop(tiny_sample, tmp_path):
     assert dm.frame_images() is images
 
 
-@pytest.mark.xfail(reason="FrameDataManager.set_frame(-1) before any frame is loaded is a silent no-op "
-                   "(the `frame == self.frame` early return runs before the range check)", strict=False)
 def test_set_frame_minus_one_raises(tiny_sample, tmp_path):
     dm = make_dm(tiny_sample, tmp_path / "cache", rays=8)
     with pytest.raises(ValueError):
