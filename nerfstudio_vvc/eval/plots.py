@@ -62,9 +62,14 @@ def plot_rd_curves(
     ax.set_xlabel("KB per frame (all cameras, log scale)" if rate_key == "kb_per_frame" else rate_key)
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
     ax.grid(True, which="both", alpha=0.3)
+    return _finish(fig, ax, title, bool(plotted), out_png)
+
+
+def _finish(fig, ax, title: Optional[str], legend: bool, out_png: Union[str, Path]) -> Path:
+    """Title, legend, save as PNG (creating the folder) and close the figure."""
     if title:
         ax.set_title(title)
-    if plotted:
+    if legend:
         ax.legend()
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -96,13 +101,4 @@ def plot_frame_bytes(
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel("KB")
     ax.grid(True, axis="y", alpha=0.3)
-    if title:
-        ax.set_title(title)
-    if idx:
-        ax.legend()
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return _finish(fig, ax, title, bool(idx), out_png)

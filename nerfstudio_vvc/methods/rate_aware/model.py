@@ -27,7 +27,7 @@ from nerfstudio_vvc.codec.quant import quantize_ste, symbols_ste
 from nerfstudio_vvc.codec.weights import compress_state_dict
 from nerfstudio_vvc.components.occupancy import OccupancyGrid
 from nerfstudio_vvc.methods.base import FrameModel, FrameModelConfig
-from nerfstudio_vvc.methods.rate_aware.codec import DecodedFrame, encode_frame, float32_steps
+from nerfstudio_vvc.methods.rate_aware.codec import DecodedFrame, encode_frame, float32_steps, reconstruct
 from nerfstudio_vvc.methods.rate_aware.field import DiFFrameField, DiFSpec, dif_features, init_grids, spec_json
 from nerfstudio_vvc.methods.vvc_grid.field import TinyMLP
 
@@ -255,8 +255,6 @@ class RateAwareModel(FrameModel):
         # Occupancy from the quantized field the decoder will have.
         play = DiFFrameField(self.spec).to(self.aabb.device)
         play.mlp.load_state_dict(mlp_state)
-        from nerfstudio_vvc.methods.rate_aware.codec import reconstruct
-
         play.set_grids(reconstruct(ref.grids if ref is not None else None, syms, steps))
         self.occupancy.update(lambda x: play(x)[0], self.step_size())
         chunks, decoded = encode_frame(syms, ref, steps, int_model, self.occupancy.binary, mlp_payload, mlp_state, frame)
