@@ -170,8 +170,14 @@ class FrameDataManager(DataManager):
 
     def eval_camera(self, idx: int) -> Tuple[Cameras, Dict]:
         """Test camera `idx` and its ground-truth image."""
-        image = load_rgb(self.eval_dataparser_outputs.image_filenames[idx])
-        camera = self.eval_dataset.cameras[idx : idx + 1].to(self.device)
+        return self.camera(idx, "test")
+
+    def camera(self, idx: int, split: Literal["train", "test"]) -> Tuple[Cameras, Dict]:
+        """Image `idx` of a split: its camera and ground-truth image (loaded from disk)."""
+        outputs = self.eval_dataparser_outputs if split == "test" else self.train_dataparser_outputs
+        dataset = self.eval_dataset if split == "test" else self.train_dataset
+        image = load_rgb(outputs.image_filenames[idx])
+        camera = dataset.cameras[idx : idx + 1].to(self.device)
         return camera, {"image": image.to(self.device), "image_idx": idx}
 
     def get_train_rays_per_batch(self) -> int:

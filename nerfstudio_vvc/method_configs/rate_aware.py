@@ -31,12 +31,13 @@ ABLATIONS: Dict[str, List[str]] = {
 """ns-train arguments of the paper's ablations and Baseline."""
 
 
-def _optimizers(grid_lr: float) -> dict:
+def _optimizers(grid_lr: float, mlp_lr: float) -> dict:
     adam = lambda lr: {"optimizer": AdamOptimizerConfig(lr=lr, eps=1e-15), "scheduler": None}  # noqa: E731
-    return {"grids": adam(grid_lr), "mlp": adam(3e-3), "entropy": adam(1e-2), "quant": adam(1e-2)}
+    return {"grids": adam(grid_lr), "mlp": adam(mlp_lr), "entropy": adam(1e-2), "quant": adam(1e-2)}
 
 
-def _config(name: str, model: RateAwareModelConfig, rays: int, i_iters: int, p_iters: int, grid_lr: float):
+def _config(name: str, model: RateAwareModelConfig, rays: int, i_iters: int, p_iters: int, grid_lr: float,
+            mlp_lr: float):
     return FrameSequentialTrainerConfig(
         method_name=name,
         gop_size=20,
@@ -47,7 +48,7 @@ def _config(name: str, model: RateAwareModelConfig, rays: int, i_iters: int, p_i
             datamanager=FrameDataManagerConfig(train_num_rays_per_batch=rays),
             model=model,
         ),
-        optimizers=_optimizers(grid_lr),
+        optimizers=_optimizers(grid_lr, mlp_lr),
         viewer=ViewerConfig(num_rays_per_chunk=4096),
         vis="viewer",
         logging=LoggingConfig(local_writer=LocalWriterConfig(enable=False)),
@@ -58,7 +59,7 @@ vvc_rate_aware = MethodSpecification(
     config=_config(
         "vvc-rate-aware",
         RateAwareModelConfig(num_samples=128, occupancy_resolution=128),
-        rays=4096, i_iters=20000, p_iters=5000, grid_lr=2e-2,
+        rays=4096, i_iters=20000, p_iters=5000, grid_lr=2e-2, mlp_lr=3e-3,
     ),
     description="Rate-aware DiF volumetric video codec, paper scale (GPU: grids 32–128³, 4096 rays).",
 )
@@ -70,7 +71,7 @@ vvc_rate_aware_cpu = MethodSpecification(
             basis_resolutions=(12, 16, 20, 24, 28, 32), coeff_resolution=16, hidden_dim=32,
             num_samples=48, occupancy_resolution=32, occupancy_update_every=32, posthoc_entropy_steps=100,
         ),
-        rays=1024, i_iters=300, p_iters=100, grid_lr=3e-2,
+        rays=1024, i_iters=300, p_iters=100, grid_lr=6e-2, mlp_lr=1e-2,
     ),
     description="Rate-aware DiF codec, CPU preset (basis grids 12–32³, coefficient grid 16³, 1024 rays, 300/100 iters).",
 )

@@ -10,7 +10,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Literal, Optional
 
 import numpy as np
 import torch
@@ -32,29 +32,41 @@ def side_by_side(gt: torch.Tensor, pred: torch.Tensor) -> Image.Image:
 
 
 def render_test_views(
-    pipeline, frames: Optional[List[int]] = None, out_dir: Optional[Path] = None, use_lpips: bool = True
+    pipeline,
+    frames: Optional[List[int]] = None,
+    out_dir: Optional[Path] = None,
+    use_lpips: bool = True,
+    split: Literal["train", "test"] = "test",
+    max_cameras: int = 0,
 ) -> List[Dict]:
-    """Render every test camera at every frame; return per-frame mean metrics."""
+    """Render every camera of `split` (test by default) at every frame; return per-frame mean metrics.
+
+    `max_cameras` > 0 keeps that many cameras, evenly spaced (to bound the cost of training-view evaluation).
+    """
     dm = pipeline.datamanager
     model = pipeline.model
     model.eval()
-    num_frames = dm.num_frames if frames is None else None
-    frame_list = frames if frames is not None else list(range(num_frames))
+    frame_list = frames if frames is not None else list(range(dm.num_frames))
+    outputs_meta = (dm.eval_dataparser_outputs if split == "test" else dm.train_dataparser_outputs).metadata
     rows: List[Dict] = []
-    for frame in track(frame_list, description="rendering test views", console=CONSOLE):
+    for frame in track(frame_list, description=f"rendering {split} views", console=CONSOLE):
         per_cam = []
-        for idx in dm.frame_image_indices(frame, "test").tolist():
-            camera, batch = dm.eval_camera(idx)
+        indices = dm.frame_image_indices(frame, split).tolist()
+        if 0 < max_cameras < len(indices):
+            indices = [indices[round(i * len(indices) / max_cameras)] for i in range(max_cameras)]
+        for idx in indices:
+            camera, batch = dm.camera(idx, split)
             with torch.no_grad():
                 outputs = model.get_outputs_for_camera(camera)
             pred = outputs["rgb"].cpu()
             gt = batch["image"].cpu()[..., :3]
             m = image_metrics(pred.clamp(0, 1), gt, use_lpips=use_lpips)
-            m["camera"] = int(dm.eval_dataparser_outputs.metadata["cam_id"][idx])
+            m["camera"] = int(outputs_meta["cam_id"][idx])
             per_cam.append(m)
             if out_dir is not None:
                 out_dir.mkdir(parents=True, exist_ok=True)
-                side_by_side(gt, pred).save(out_dir / f"frame{frame:04d}_cam{m['camera']}.png")
+                prefix = "" if split == "test" else "train_"
+                side_by_side(gt, pred).save(out_dir / f"{prefix}frame{frame:04d}_cam{m['camera']}.png")
         rows.append({"frame": frame, **_mean(per_cam), "cameras": per_cam})
     return rows
 

@@ -17,6 +17,7 @@ from nerfstudio_vvc.data.sample_scene import MakeSampleConfig
 from nerfstudio_vvc.export.bitstream import ExportBitstream
 from nerfstudio_vvc.playback.evaluate import DecodeBitstream, EvalBitstream, EvalRun
 from nerfstudio_vvc.scripts.demo import Demo
+from nerfstudio_vvc.scripts.rd_sweep import RdSweep
 
 Commands = Union[
     Annotated[MakeSampleConfig, tyro.conf.subcommand(name="make-sample")],
@@ -25,6 +26,7 @@ Commands = Union[
     Annotated[ExportBitstream, tyro.conf.subcommand(name="export")],
     Annotated[EvalRun, tyro.conf.subcommand(name="eval-run")],
     Annotated[Demo, tyro.conf.subcommand(name="demo")],
+    Annotated[RdSweep, tyro.conf.subcommand(name="rd-sweep")],
 ]
 
 

@@ -12,6 +12,7 @@ run's container and installs the *decoded* result as the next frame's reference 
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from dataclasses import dataclass, field
@@ -32,6 +33,11 @@ from nerfstudio_vvc.methods.rate_aware.field import DiFFrameField, DiFSpec, dif_
 from nerfstudio_vvc.methods.vvc_grid.field import TinyMLP
 
 BITSTREAM_NAME = "sequence.vvc"
+
+
+def extra_bitstream_name(exponent: int) -> str:
+    """File name of a Baseline stream coded at the fixed step 2^-exponent."""
+    return f"sequence.q{exponent}.vvc"
 
 
 @dataclass
@@ -67,6 +73,9 @@ class RateAwareModelConfig(FrameModelConfig):
     """Bits per rendering-MLP weight (per-tensor step)."""
     seed: int = 0
     """Seed of the I-frame grid initialisation."""
+    extra_step_exponents: Tuple[int, ...] = ()
+    """Baseline only (`--gop-size 1 --pipeline.model.rate-aware False`): also code every frame at the
+    fixed steps 2^-k into `sequence.q<k>.vvc`, giving a Baseline RD curve from one training run."""
 
 
 class TrainableDiF(nn.Module):
@@ -114,6 +123,7 @@ class RateAwareModel(FrameModel):
         self.entropy = GridContextModel(hidden=c.entropy_hidden, num_channels=self.spec.feature_dim)
         self.reference: Optional[DecodedFrame] = None  # decode buffer: last decoded frame
         self.writer: Optional[ContainerWriter] = None
+        self.extra_writers: Dict[int, ContainerWriter] = {}
         self.frame_rate_bits: float = float("nan")
 
     def make_field(self) -> nn.Module:
@@ -136,23 +146,35 @@ class RateAwareModel(FrameModel):
                          occupancy_resolution=c.occupancy_resolution, lambda_rate=c.lambda_rate,
                          rate_aware=c.rate_aware, adaptive_quant=c.adaptive_quant)
 
-    def _open_writer(self, frames_done: int) -> None:
-        path = self.bitstream_path
-        if path is None:
-            return
+    def extra_bitstream_path(self, exponent: int) -> Optional[Path]:
+        """Where the Baseline stream coded at step 2^-exponent goes."""
+        if self.store is None:
+            return None
+        return self.store.root.parent / extra_bitstream_name(exponent)
+
+    def _open_one(self, path: Path, frames_done: int) -> ContainerWriter:
         if frames_done > 0 and path.exists():
-            self.writer = ContainerWriter.open_append(path)
+            writer = ContainerWriter.open_append(path)
             # drop frames past the last finished checkpoint (killed between bitstream and checkpoint)
-            if self.writer.num_frames_written > frames_done:
-                self.writer.close()
-                self.writer = None
+            if writer.num_frames_written > frames_done:
+                writer.close()
                 raise SystemExit(f"{path}: holds more frames than the checkpoint; remove the run to start over")
-            return
+            return writer
         box = self.aabb.cpu().tolist()
         header = SequenceHeader(method_id="vvc-rate-aware", num_frames=self.num_frames, fps=30.0,
                                 gop_size=int(getattr(self, "gop_size", 0)), num_cameras=0,
                                 scene_box=(tuple(box[0]), tuple(box[1])), extra={})
-        self.writer = ContainerWriter(path, header, global_chunks={ChunkType.METHOD_CONFIG: self.method_config_bytes()})
+        return ContainerWriter(path, header, global_chunks={ChunkType.METHOD_CONFIG: self.method_config_bytes()})
+
+    def _open_writer(self, frames_done: int) -> None:
+        path = self.bitstream_path
+        if path is None:
+            return
+        self.writer = self._open_one(path, frames_done)
+        for k in self.config.extra_step_exponents:
+            extra = self.extra_bitstream_path(k)
+            assert extra is not None
+            self.extra_writers[k] = self._open_one(extra, frames_done)
 
     def on_resume(self, frames_done: int) -> None:
         if frames_done > 0 and self.store is not None:
@@ -164,6 +186,9 @@ class RateAwareModel(FrameModel):
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+        for w in self.extra_writers.values():
+            w.close()
+        self.extra_writers = {}
 
     # ------------------------------------------------------------------ frames
     def begin_frame(self, frame: int, is_iframe: bool) -> None:
@@ -218,17 +243,20 @@ class RateAwareModel(FrameModel):
     def get_param_groups(self) -> Dict[str, List[nn.Parameter]]:
         f: TrainableDiF = self.field  # type: ignore[assignment]
         groups = {"grids": list(f.delta), "mlp": list(f.mlp.parameters()), "entropy": list(self.entropy.parameters())}
-        groups["quant"] = [f.log2_steps] if (self.config.adaptive_quant and self.config.rate_aware) else []
+        if self.config.adaptive_quant and self.config.rate_aware:
+            groups["quant"] = [f.log2_steps]  # no empty groups: torch optimizers refuse them
         return groups
 
-    def _fit_entropy(self, syms: List[torch.Tensor], prev: List[Optional[torch.Tensor]]) -> None:
+    def _fit_entropy(self, syms: List[torch.Tensor], prev: List[Optional[torch.Tensor]],
+                     entropy: Optional[GridContextModel] = None) -> None:
         """Fit the context model to the final symbols (all of Baseline's entropy modelling happens here)."""
-        opt = torch.optim.Adam(self.entropy.parameters(), lr=1e-2)
+        entropy = entropy if entropy is not None else self.entropy
+        opt = torch.optim.Adam(entropy.parameters(), lr=1e-2)
         n = sum(s.numel() for s in syms)
         for _ in range(self.config.posthoc_entropy_steps):
             opt.zero_grad()
             with torch.enable_grad():
-                bits = sum(self.entropy(s, p) for s, p in zip(syms, prev)) / n
+                bits = sum(entropy(s, p) for s, p in zip(syms, prev)) / n
                 bits.backward()
             opt.step()
 
@@ -252,6 +280,11 @@ class RateAwareModel(FrameModel):
         else:
             assert ref is not None
             mlp_state = ref.mlp_state
+        if c.extra_step_exponents:
+            if not self.is_iframe:
+                raise ValueError("extra_step_exponents needs every frame to be an I-frame: pass --gop-size 1")
+            for k in c.extra_step_exponents:
+                self._code_extra(frame, k, mlp_payload, mlp_state)
         # Occupancy from the quantized field the decoder will have.
         play = DiFFrameField(self.spec).to(self.aabb.device)
         play.mlp.load_state_dict(mlp_state)
@@ -268,6 +301,25 @@ class RateAwareModel(FrameModel):
         return {"frame": frame, "is_iframe": self.is_iframe, "bytes": nbytes if nbytes is not None else payload,
                 "payload_bytes": payload, "estimated_grid_bytes": est_bits / 8.0, "chunk_bytes": decoded.chunk_bytes,
                 "steps": steps}
+
+    def _code_extra(self, frame: int, exponent: int, mlp_payload: Optional[bytes], mlp_state: Dict) -> None:
+        """Baseline curve: code this I-frame's float grids at the fixed step 2^-exponent into its own stream."""
+        f: TrainableDiF = self.field  # type: ignore[assignment]
+        q = float32_steps([2.0**-exponent])[0]
+        steps = [q] * len(f.delta)
+        syms = [torch.round(d.detach().cpu().float() / torch.tensor(q, dtype=torch.float32)).long() for d in f.delta]
+        entropy = copy.deepcopy(self.entropy)
+        self._fit_entropy([s.float() for s in syms], [None] * len(syms), entropy)
+        int_model = entropy.freeze()
+        play = DiFFrameField(self.spec).to(self.aabb.device)
+        play.mlp.load_state_dict(mlp_state)
+        play.set_grids(reconstruct(None, syms, steps))
+        occupancy = copy.deepcopy(self.occupancy)
+        occupancy.update(lambda x: play(x)[0], self.step_size())
+        chunks, _ = encode_frame(syms, None, steps, int_model, occupancy.binary, mlp_payload, mlp_state, frame)
+        writer = self.extra_writers.get(exponent)
+        if writer is not None:
+            writer.write_frame(frame, True, chunks)
 
     def load_state_into(self, field_module: nn.Module, occupancy: OccupancyGrid, state: Dict[str, Any]) -> None:
         decoded = DecodedFrame.from_state(state)

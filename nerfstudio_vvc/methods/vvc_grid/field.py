@@ -16,6 +16,11 @@ def sample_grid(grid: torch.Tensor, x01: torch.Tensor) -> torch.Tensor:
     return out.view(grid.shape[0], -1).t()
 
 
+DENSITY_SHIFT = 5.0
+"""Density = 10·softplus(h − DENSITY_SHIFT): a fresh field starts nearly transparent (~0.07 per
+scene unit). Starting opaque lets each training view paint its own fog and novel views fail."""
+
+
 class TinyMLP(nn.Module):
     """features → hidden → (density, rgb)."""
 
@@ -25,7 +30,7 @@ class TinyMLP(nn.Module):
 
     def forward(self, feats: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         h = self.net(feats)
-        density = F.softplus(h[:, 0] - 1.0) * 10.0
+        density = F.softplus(h[:, 0] - DENSITY_SHIFT) * 10.0
         return density, torch.sigmoid(h[:, 1:])
 
 

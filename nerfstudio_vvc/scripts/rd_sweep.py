@@ -1,0 +1,368 @@
+"""`ns-vvc rd-sweep`: train a method at each of its RD points on one scene, then measure every point
+from its decoded file, add the x265 simulcast anchor, and write per-point JSON, a markdown table,
+RD plots and BD-rates.
+
+Layout of `--out`::
+
+    runs/sweep/<preset>/<run>/     ns-train run folders (config.yml, sequence*.vvc, progress.json)
+    points/<point>.json            one measured RD point (a finished point is never recomputed)
+    points/<point>/                decoded frame states + side-by-side PNGs of that point
+    x265/                          anchor bitstreams and x265.json
+    summary.md, summary.json       the RD table and BD-rates
+    rd_test_psnr.png, rd_test_ssim.png, rd_train_psnr.png, frame_bytes_<run>.png
+
+Resuming: rerun the same command. Finished points are read back from their JSON; an unfinished
+training run resumes at its first unfinished frame (the frame-sequential trainer's resume).
+KB means 1000 bytes everywhere in this report; a point's rate is its file size / frames.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from nerfstudio_vvc.eval.bdrate import BDRateError, bd_psnr, bd_rate
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """One ns-train run; it yields one RD point per bitstream it writes."""
+
+    name: str
+    curve: str
+    args: Tuple[str, ...]
+    extra_exponents: Tuple[int, ...] = ()
+
+    def bitstreams(self) -> Dict[str, str]:
+        """Point name → bitstream file name inside the run folder."""
+        from nerfstudio_vvc.methods.rate_aware.model import BITSTREAM_NAME, extra_bitstream_name
+
+        out = {self.name: BITSTREAM_NAME}
+        out.update({f"{self.name}-q{k}": extra_bitstream_name(k) for k in self.extra_exponents})
+        return out
+
+
+ABLATION_LAMBDA = 1e-3
+"""λ of the two ablation runs (the paper's ablations fix one RD point)."""
+BASELINE_EXPONENTS = (6, 1, 2, 3, 4)
+"""Baseline curve: fixed quantization steps 2^-k; the first is the run's own, the rest extra streams."""
+
+
+def rate_aware_runs() -> Dict[str, SweepRun]:
+    """vvc-rate-aware's RD points (paper λs), its two ablations and the Baseline curve."""
+    from nerfstudio_vvc.method_configs.rate_aware import RD_LAMBDAS
+
+    runs = {f"full-{lam:g}": SweepRun(f"full-{lam:g}", "Full", ("--pipeline.model.lambda-rate", f"{lam:g}"))
+            for lam in RD_LAMBDAS}
+    lam = ("--pipeline.model.lambda-rate", f"{ABLATION_LAMBDA:g}")
+    runs["wo-dynamic"] = SweepRun("wo-dynamic", "w/o dynamic", ("--gop-size", "1", *lam))
+    runs["wo-adaptive"] = SweepRun("wo-adaptive", "w/o adaptive", ("--pipeline.model.adaptive-quant", "False", *lam))
+    first, *rest = BASELINE_EXPONENTS
+    runs["baseline"] = SweepRun(
+        "baseline", "Baseline",
+        ("--gop-size", "1", "--pipeline.model.rate-aware", "False", "--pipeline.model.init-step", f"{2.0**-first:g}",
+         "--pipeline.model.extra-step-exponents", *[str(k) for k in rest]),
+        extra_exponents=tuple(rest),
+    )
+    return runs
+
+
+DEFAULT_RUNS = ("full-0.0007", "full-0.001", "full-0.002", "full-0.005", "baseline")
+
+
+class SweepError(RuntimeError):
+    """A step of the sweep failed; the message names the run and the command."""
+
+
+@dataclass
+class RdSweep:
+    """Train vvc-rate-aware at its RD points on a scene, measure every point from its decoded file, add the x265 anchor."""
+
+    data: Path
+    """Scene folder (any format `vvc-data` reads)."""
+    out: Path = Path("rd_sweep")
+    """Output folder (see the module doc); rerunning with the same folder resumes."""
+    preset: str = "vvc-rate-aware-cpu"
+    """Method preset to train (`vvc-rate-aware-cpu` or `vvc-rate-aware`)."""
+    runs: Tuple[str, ...] = DEFAULT_RUNS
+    """Runs to sweep: full-<λ> for λ in 0.0007 0.001 0.002 0.005, wo-dynamic, wo-adaptive, baseline."""
+    num_frames: int = 10
+    """Frames of the sequence (from `frame_start`)."""
+    frame_start: int = 0
+    """First source frame."""
+    downscale: int = 2
+    """Image downscale factor (panoptic 640x360 → 320x180 at 2)."""
+    gop_size: int = 20
+    """GOP size of the dynamic runs (ablations that need 1 set it themselves)."""
+    train_view_cameras: int = 6
+    """Training cameras (evenly spaced) rendered for the train-view metrics; 0 = all, -1 = none."""
+    x265_crfs: Tuple[int, ...] = (22, 28, 33, 38)
+    """CRFs of the x265 simulcast anchor (empty: no anchor)."""
+    x265_preset: str = "veryfast"
+    """x265 preset of the anchor."""
+    lpips: bool = True
+    """Compute LPIPS (offline weights; n/a when missing)."""
+    device: str = "cpu"
+    """--machine.device-type for ns-train."""
+    train_args: Tuple[str, ...] = ()
+    """More ns-train arguments for every run (method options, before the dataparser)."""
+    data_args: Tuple[str, ...] = ()
+    """More `vvc-data` arguments (e.g. --train-cameras ...)."""
+
+    # ------------------------------------------------------------------ paths
+    def run_dir(self, run: SweepRun) -> Path:
+        return self.out / "runs" / "sweep" / self.preset / run.name
+
+    def point_json(self, point: str) -> Path:
+        return self.out / "points" / f"{point}.json"
+
+    def scale(self) -> Dict[str, object]:
+        return {"scene": str(self.data), "preset": self.preset, "frames": self.num_frames, "frame_start": self.frame_start,
+                "downscale": self.downscale, "gop_size": self.gop_size, "train_view_cameras": self.train_view_cameras}
+
+    # ------------------------------------------------------------------ steps
+    def _ns_train(self, run: SweepRun) -> None:
+        rd = self.run_dir(run)
+        progress = rd / "progress.json"
+        if progress.exists() and json.loads(progress.read_text()).get("frames_done", 0) >= self.num_frames:
+            return
+        exe = Path(sys.executable).parent / "ns-train"
+        cmd = [str(exe), self.preset, "--output-dir", str(self.out / "runs"), "--experiment-name", "sweep",
+               "--timestamp", run.name, "--vis", "tensorboard", "--machine.device-type", self.device,
+               "--gop-size", str(self.gop_size), "--max-frames", str(self.num_frames), *self.train_args, *run.args,
+               "vvc-data", "--data", str(self.data), "--frame-start", str(self.frame_start),
+               "--num-frames", str(self.num_frames), "--downscale-factor", str(self.downscale), *self.data_args]
+        print("$ " + " ".join(cmd), flush=True)
+        proc = subprocess.run(cmd, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+        if proc.returncode != 0:
+            raise SweepError(f"run {run.name}: ns-train failed (exit {proc.returncode}); rerun to resume: {' '.join(cmd)}")
+
+    def _measure(self, run: SweepRun, point: str, bitstream: Path) -> Dict[str, object]:
+        """Decode `bitstream` and render test (and some training) views from the decoded frames only."""
+        from nerfstudio.utils.eval_utils import eval_setup
+
+        from nerfstudio_vvc.playback.decoder import Decoder
+        from nerfstudio_vvc.playback.evaluate import _mean, render_test_views
+
+        if not bitstream.exists():
+            raise SweepError(f"run {run.name}: {bitstream} is missing (was the run finished?)")
+        pdir = self.out / "points" / point
+        decoder = Decoder(bitstream)
+        store = decoder.decode_to_store(pdir / "decoded")
+        frames = decoder.frames()
+        _, pipeline, _, _ = eval_setup(self.run_dir(run) / "config.yml", test_mode="test")
+        model = pipeline.model
+        model.set_frame_store(store.root)  # render from the decoder's frames only
+        model.current_frame, model._play_frame = -1, -1
+        test_rows = render_test_views(pipeline, frames=frames, out_dir=pdir, use_lpips=self.lpips, split="test")
+        train_rows: List[Dict] = []
+        if self.train_view_cameras >= 0:
+            train_rows = render_test_views(pipeline, frames=frames, out_dir=None, use_lpips=self.lpips, split="train",
+                                           max_cameras=self.train_view_cameras)
+        progress = json.loads((self.run_dir(run) / "progress.json").read_text())["frames"]
+        per_frame = []
+        for i, f in enumerate(frames):
+            info = decoder.reader.read_frame(f)
+            st = progress[f] if f < len(progress) else {}
+            per_frame.append({
+                "frame_idx": f, "is_iframe": bool(info.is_iframe), "bytes": decoder.frame_bytes(f),
+                "kb": decoder.frame_bytes(f) / 1000.0,
+                "test": {k: test_rows[i][k] for k in ("psnr_db", "ssim", "lpips")},
+                "train": {k: train_rows[i][k] for k in ("psnr_db", "ssim", "lpips")} if train_rows else None,
+                "train_s": st.get("train_s"), "code_s": st.get("finalize_s"), "decode_s": decoder.decode_seconds.get(f),
+            })
+        file_bytes = bitstream.stat().st_size
+        kinds = {"I": [p["kb"] for p in per_frame if p["is_iframe"]], "P": [p["kb"] for p in per_frame if not p["is_iframe"]]}
+        mean = lambda xs: float(np.mean(xs)) if xs else None  # noqa: E731
+        enc = [p["train_s"] + p["code_s"] for p in per_frame if p["train_s"] is not None and p["code_s"] is not None]
+        return {
+            "point": point, "run": run.name, "curve": run.curve, "bitstream": str(bitstream), "file_bytes": file_bytes,
+            "num_frames": len(frames), "kb_per_frame": file_bytes / 1000.0 / max(len(frames), 1),
+            "i_kb": mean(kinds["I"]), "p_kb": mean(kinds["P"]),
+            "test": _mean(test_rows), "train": _mean(train_rows) if train_rows else None,
+            "encode_s_per_frame": mean(enc), "decode_s_per_frame": mean([p["decode_s"] for p in per_frame if p["decode_s"] is not None]),
+            "per_frame": per_frame, "scale": self.scale(),
+            "note": "encode = training + coding of the frame (a learned codec trains to encode); multi-stream Baseline "
+                    "runs share one training, so their encode seconds include it once per stream",
+        }
+
+    def _x265(self) -> Optional[List[Dict[str, object]]]:
+        if not self.x265_crfs:
+            return None
+        path = self.out / "x265" / "x265.json"
+        if path.exists():
+            saved = json.loads(path.read_text())
+            if saved.get("scale") == self.scale() and saved.get("crfs") == list(self.x265_crfs):
+                return saved["points"]
+        from nerfstudio_vvc.eval.x265_anchor import run_x265_anchor
+
+        frames = self._train_frames()
+        points = run_x265_anchor(frames, self.out / "x265", crfs=self.x265_crfs, preset=self.x265_preset, use_lpips=self.lpips)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"scale": self.scale(), "crfs": list(self.x265_crfs), "points": points}, indent=1))
+        return points
+
+    def _train_frames(self) -> Dict[object, List[np.ndarray]]:
+        """The training cameras' images exactly as the methods see them (same frames, same downscale)."""
+        from nerfstudio_vvc.data.dataparser import VvcDataParserConfig
+        from nerfstudio_vvc.data.datamanager import load_rgb
+
+        cfg = VvcDataParserConfig(data=self.data, frame_start=self.frame_start, num_frames=self.num_frames,
+                                  downscale_factor=self.downscale)
+        outputs = cfg.setup().get_dataparser_outputs("train")
+        meta = outputs.metadata
+        frames: Dict[object, List[Tuple[int, np.ndarray]]] = {}
+        for path, cam, f in zip(outputs.image_filenames, meta["cam_id"].tolist(), meta["frame_idx"].tolist()):
+            img = (load_rgb(path).numpy() * 255.0 + 0.5).astype(np.uint8)
+            frames.setdefault(cam, []).append((f, img))
+        return {c: [im for _, im in sorted(v, key=lambda t: t[0])] for c, v in frames.items()}
+
+    # ------------------------------------------------------------------ main
+    def main(self) -> Dict[str, object]:
+        from rich.progress import track
+
+        from nerfstudio.utils.rich_utils import CONSOLE
+
+        if not self.data.exists():
+            raise SystemExit(f"{self.data}: no such scene folder")
+        known = rate_aware_runs()
+        unknown = [r for r in self.runs if r not in known]
+        if unknown:
+            raise SystemExit(f"unknown run(s) {unknown}; choose from {sorted(known)}")
+        self.out.mkdir(parents=True, exist_ok=True)
+        points: List[Dict[str, object]] = []
+        for name in track(self.runs, description="RD runs", console=CONSOLE):
+            run = known[name]
+            streams = run.bitstreams()
+            todo = [p for p in streams if not self.point_json(p).exists()]
+            if todo:
+                t0 = time.perf_counter()
+                self._ns_train(run)
+                CONSOLE.print(f"run {name}: trained/coded in {time.perf_counter() - t0:.0f} s")
+            for point, fname in streams.items():
+                pj = self.point_json(point)
+                if not pj.exists():
+                    res = self._measure(run, point, self.run_dir(run) / fname)
+                    pj.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = pj.with_suffix(".tmp")
+                    tmp.write_text(json.dumps(res, indent=1))
+                    os.replace(tmp, pj)
+                points.append(json.loads(pj.read_text()))
+        x265 = self._x265()
+        summary = summarize(points, x265, self.scale())
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
+        (self.out / "summary.md").write_text(summary["markdown"])
+        write_plots(points, x265, self.out)
+        CONSOLE.print(summary["markdown"])
+        CONSOLE.print(f"summary in {self.out / 'summary.md'}; per-point JSON in {self.out / 'points'}")
+        return summary
+
+
+# ---------------------------------------------------------------------- report
+def _curves(points: Sequence[Dict], split: str, metric: str) -> Dict[str, Tuple[List[float], List[float]]]:
+    out: Dict[str, Tuple[List[float], List[float]]] = {}
+    for p in points:
+        q = (p.get(split) or {}).get(metric)
+        if q is None or not math.isfinite(q):
+            continue
+        r, qs = out.setdefault(p["curve"], ([], []))
+        r.append(p["kb_per_frame"])
+        qs.append(q)
+    return out
+
+
+def rate_at_quality(rates: Sequence[float], quals: Sequence[float], q: float) -> Optional[float]:
+    """Rate of a curve at quality q, linear in (quality, log rate); None outside the curve's quality range."""
+    order = np.argsort(quals)
+    qs, rs = np.asarray(quals, float)[order], np.log10(np.asarray(rates, float)[order])
+    if len(qs) < 2 or not (qs[0] <= q <= qs[-1]) or np.any(np.diff(qs) <= 0):
+        return None
+    return float(10 ** np.interp(q, qs, rs))
+
+
+def _bd(anchor, test) -> Dict[str, object]:
+    try:
+        return {"bd_rate_pct": bd_rate(anchor[0], anchor[1], test[0], test[1]),
+                "bd_quality": bd_psnr(anchor[0], anchor[1], test[0], test[1])}
+    except BDRateError as exc:
+        return {"error": str(exc)}
+
+
+def summarize(points: Sequence[Dict], x265: Optional[Sequence[Dict]], scale: Dict[str, object],
+              reference: str = "Baseline") -> Dict[str, object]:
+    """RD table (markdown) + BD-rate of every curve against `reference`, and Full/Baseline byte ratios."""
+    fmt = lambda v, f="{:.2f}": "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f.format(v)  # noqa: E731
+    lines = [f"RD sweep: {scale['scene']}, preset {scale['preset']}, {scale['frames']} frames from {scale['frame_start']}, "
+             f"downscale {scale['downscale']}, GOP {scale['gop_size']}. KB = 1000 bytes of the file the decoder reads, "
+             "per frame; metrics from renders of the decoded file.", "",
+             "| curve | point | KB/frame | I KB | P KB | test PSNR | test SSIM | test LPIPS | train PSNR | train SSIM | enc s/frame | dec s/frame |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for p in points:
+        t, tr = p.get("test") or {}, p.get("train") or {}
+        lines.append(f"| {p['curve']} | {p['point']} | {fmt(p['kb_per_frame'])} | {fmt(p.get('i_kb'))} | {fmt(p.get('p_kb'))} | "
+                     f"{fmt(t.get('psnr_db'))} | {fmt(t.get('ssim'), '{:.4f}')} | {fmt(t.get('lpips'), '{:.4f}')} | "
+                     f"{fmt(tr.get('psnr_db'))} | {fmt(tr.get('ssim'), '{:.4f}')} | {fmt(p.get('encode_s_per_frame'), '{:.1f}')} | "
+                     f"{fmt(p.get('decode_s_per_frame'), '{:.2f}')} |")
+    for a in x265 or []:
+        lines.append(f"| x265 (train views) | crf{a['crf']} | {fmt(a['kb_per_frame'])} | | | n/a | n/a | n/a | "
+                     f"{fmt(a['psnr_db'])} | {fmt(a.get('ssim'), '{:.4f}')} | | |")
+    bd: Dict[str, Dict[str, object]] = {}
+    for split, metric in (("test", "psnr_db"), ("test", "ssim"), ("train", "psnr_db")):
+        curves = _curves(points, split, metric)
+        if split == "train" and x265:
+            key = metric
+            curves["x265"] = ([a["kb_per_frame"] for a in x265], [a[key] for a in x265])
+        if reference not in curves:
+            continue
+        for name, c in curves.items():
+            if name != reference:
+                bd[f"{name} vs {reference} ({split} {metric})"] = _bd(curves[reference], c)
+    ratios = []
+    curves = _curves(points, "test", "psnr_db")
+    if reference in curves:
+        for p in points:
+            if p["curve"] == reference or not p.get("test"):
+                continue
+            base_kb = rate_at_quality(*curves[reference], p["test"]["psnr_db"])
+            ratios.append({"point": p["point"], "test_psnr_db": p["test"]["psnr_db"], "kb": p["kb_per_frame"],
+                           "baseline_kb_at_equal_psnr": base_kb,
+                           "ratio": p["kb_per_frame"] / base_kb if base_kb else None})
+    lines += ["", f"BD-rate against {reference} (PCHIP Bjøntegaard, see docs/evaluation.md); negative = fewer bytes:", ""]
+    for k, v in bd.items():
+        lines.append(f"- {k}: " + (f"BD-rate {v['bd_rate_pct']:+.1f} %, BD-quality {v['bd_quality']:+.3f}" if "error" not in v
+                                   else f"not computable ({v['error']})"))
+    if ratios:
+        lines += ["", f"Bytes relative to {reference} at equal test PSNR (interpolated on the {reference} curve):", ""]
+        for r in ratios:
+            lines.append(f"- {r['point']}: {fmt(r['kb'])} KB vs {fmt(r['baseline_kb_at_equal_psnr'])} KB → ratio "
+                         + (f"{r['ratio']:.3f}" if r["ratio"] is not None else "n/a (PSNR outside the Baseline curve)"))
+    return {"scale": scale, "points": list(points), "x265": list(x265 or []), "bd": bd, "ratios": ratios,
+            "markdown": "\n".join(lines) + "\n"}
+
+
+def write_plots(points: Sequence[Dict], x265: Optional[Sequence[Dict]], out: Path) -> List[Path]:
+    from nerfstudio_vvc.eval.plots import plot_frame_bytes, plot_rd_curves
+
+    written = []
+    for split, metric in (("test", "psnr_db"), ("test", "ssim"), ("train", "psnr_db")):
+        runs: Dict[str, List[Dict]] = {}
+        for p in points:
+            if p.get(split):
+                runs.setdefault(p["curve"], []).append({"kb_per_frame": p["kb_per_frame"], metric: p[split][metric]})
+        if split == "train" and x265:
+            runs["x265 simulcast"] = [{"kb_per_frame": a["kb_per_frame"], metric: a['psnr_db']} for a in x265]
+        name = f"rd_{split}_{'psnr' if metric == 'psnr_db' else metric}.png"
+        written.append(plot_rd_curves(runs, metric=metric, out_png=out / name, title=f"{split} views"))
+    for p in points:
+        if p["curve"] == "Full":
+            written.append(plot_frame_bytes(p["per_frame"], out / f"frame_bytes_{p['point']}.png", title=p["point"]))
+    return written

@@ -1,0 +1,91 @@
+"""`ns-vvc rd-sweep` on the tiny sample: points measured from decoded files, resume, report, BD-rate."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from nerfstudio_vvc.scripts import rd_sweep
+from nerfstudio_vvc.scripts.rd_sweep import RdSweep, rate_at_quality, summarize
+
+TINY = (
+    "--iframe-iterations", "20", "--pframe-iterations", "10",
+    "--pipeline.model.basis-resolutions", "6", "8", "8", "10", "10", "12",
+    "--pipeline.model.coeff-resolution", "8", "--pipeline.model.hidden-dim", "16",
+    "--pipeline.model.num-samples", "16", "--pipeline.model.occupancy-resolution", "16",
+    "--pipeline.model.posthoc-entropy-steps", "10", "--pipeline.datamanager.train-num-rays-per-batch", "256",
+)
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory, tiny_sample) -> RdSweep:
+    s = RdSweep(data=tiny_sample, out=tmp_path_factory.mktemp("sweep"), runs=("full-0.001", "wo-adaptive", "baseline"),
+                num_frames=2, downscale=1, gop_size=2, train_view_cameras=2, x265_crfs=(20, 40), lpips=False,
+                train_args=TINY)
+    s.main()
+    return s
+
+
+def test_points_come_from_decoded_files(sweep: RdSweep):
+    names = sorted(p.stem for p in (sweep.out / "points").glob("*.json"))
+    assert names == ["baseline", "baseline-q1", "baseline-q2", "baseline-q3", "baseline-q4", "full-0.001", "wo-adaptive"]
+    for name in names:
+        p = json.loads(sweep.point_json(name).read_text())
+        bitstream = Path(p["bitstream"])
+        assert p["file_bytes"] == bitstream.stat().st_size > 0
+        assert p["kb_per_frame"] == pytest.approx(p["file_bytes"] / 1000 / 2)
+        assert sum(f["bytes"] for f in p["per_frame"]) < p["file_bytes"]  # header + index on top of frame records
+        assert 5.0 < p["test"]["psnr_db"] < 60.0 and 5.0 < p["train"]["psnr_db"] < 60.0
+        assert p["decode_s_per_frame"] > 0 and p["encode_s_per_frame"] > 0
+    full = json.loads(sweep.point_json("full-0.001").read_text())
+    assert [f["is_iframe"] for f in full["per_frame"]] == [True, False]
+    # finer fixed steps cost more bytes on the Baseline curve
+    kb = {k: json.loads(sweep.point_json(f"baseline-q{k}").read_text())["kb_per_frame"] for k in (1, 2, 3, 4)}
+    assert kb[1] < kb[2] < kb[3] < kb[4]
+
+
+def test_summary_has_table_bd_rate_and_plots(sweep: RdSweep):
+    md = (sweep.out / "summary.md").read_text()
+    assert "| Full | full-0.001 |" in md and "| x265 (train views) | crf20 |" in md
+    summary = json.loads((sweep.out / "summary.json").read_text())
+    key = "x265 vs Baseline (train psnr_db)"
+    assert key in summary["bd"]
+    assert [a["crf"] for a in summary["x265"]] == [20, 40]
+    assert summary["x265"][0]["kb_per_frame"] > summary["x265"][1]["kb_per_frame"]
+    for png in ("rd_test_psnr.png", "rd_test_ssim.png", "rd_train_psnr.png", "frame_bytes_full-0.001.png"):
+        assert (sweep.out / png).stat().st_size > 1000
+
+
+def test_rerun_recomputes_nothing(sweep: RdSweep, monkeypatch):
+    before = {p: p.stat().st_mtime_ns for p in (sweep.out / "points").glob("*.json")}
+
+    def no_training(*a, **k):
+        raise AssertionError("a finished point was recomputed")
+
+    monkeypatch.setattr(subprocess, "run", no_training)
+    monkeypatch.setattr(RdSweep, "_measure", no_training)
+    monkeypatch.setattr(rd_sweep, "summarize", summarize)
+    sweep.main()
+    assert {p: p.stat().st_mtime_ns for p in (sweep.out / "points").glob("*.json")} == before
+
+
+def test_unknown_run_is_a_clear_error(tiny_sample, tmp_path):
+    with pytest.raises(SystemExit, match="unknown run"):
+        RdSweep(data=tiny_sample, out=tmp_path, runs=("full-0.3",)).main()
+
+
+def test_rate_at_quality_interpolates_in_log_rate():
+    assert rate_at_quality([10, 100], [30, 40], 35) == pytest.approx(10**1.5)
+    assert rate_at_quality([10, 100], [30, 40], 41) is None  # outside the curve: no extrapolation
+    assert rate_at_quality([10], [30], 30) is None
+
+
+def test_summary_reports_too_few_points_as_error_not_number():
+    pts = [{"point": "a", "curve": "Baseline", "kb_per_frame": 10, "test": {"psnr_db": 30, "ssim": 0.9}},
+           {"point": "b", "curve": "Full", "kb_per_frame": 5, "test": {"psnr_db": 30, "ssim": 0.9}}]
+    s = summarize(pts, None, {"scene": "s", "preset": "p", "frames": 1, "frame_start": 0, "downscale": 1, "gop_size": 1})
+    assert all("error" in v for v in s["bd"].values()) and s["bd"]
+    assert "not computable" in s["markdown"]
