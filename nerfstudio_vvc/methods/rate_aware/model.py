@@ -286,10 +286,7 @@ class RateAwareModel(FrameModel):
             for k in c.extra_step_exponents:
                 self._code_extra(frame, k, mlp_payload, mlp_state)
         # Occupancy from the quantized field the decoder will have.
-        play = DiFFrameField(self.spec).to(self.aabb.device)
-        play.mlp.load_state_dict(mlp_state)
-        play.set_grids(reconstruct(ref.grids if ref is not None else None, syms, steps))
-        self.occupancy.update(lambda x: play(x)[0], self.step_size())
+        self._update_occupancy(self.occupancy, ref, syms, steps, mlp_state)
         chunks, decoded = encode_frame(syms, ref, steps, int_model, self.occupancy.binary, mlp_payload, mlp_state, frame)
         nbytes = None
         if self.writer is not None:
@@ -302,6 +299,14 @@ class RateAwareModel(FrameModel):
                 "payload_bytes": payload, "estimated_grid_bytes": est_bits / 8.0, "chunk_bytes": decoded.chunk_bytes,
                 "steps": steps}
 
+    def _update_occupancy(self, occupancy: OccupancyGrid, ref: Optional[DecodedFrame], syms: List[torch.Tensor],
+                          steps: List[float], mlp_state: Dict) -> None:
+        """Occupancy from the quantized field the decoder will rebuild (not the float training field)."""
+        play = DiFFrameField(self.spec).to(self.aabb.device)
+        play.mlp.load_state_dict(mlp_state)
+        play.set_grids(reconstruct(ref.grids if ref is not None else None, syms, steps))
+        occupancy.update(lambda x: play(x)[0], self.step_size())
+
     def _code_extra(self, frame: int, exponent: int, mlp_payload: Optional[bytes], mlp_state: Dict) -> None:
         """Baseline curve: code this I-frame's float grids at the fixed step 2^-exponent into its own stream."""
         f: TrainableDiF = self.field  # type: ignore[assignment]
@@ -311,11 +316,8 @@ class RateAwareModel(FrameModel):
         entropy = copy.deepcopy(self.entropy)
         self._fit_entropy([s.float() for s in syms], [None] * len(syms), entropy)
         int_model = entropy.freeze()
-        play = DiFFrameField(self.spec).to(self.aabb.device)
-        play.mlp.load_state_dict(mlp_state)
-        play.set_grids(reconstruct(None, syms, steps))
         occupancy = copy.deepcopy(self.occupancy)
-        occupancy.update(lambda x: play(x)[0], self.step_size())
+        self._update_occupancy(occupancy, None, syms, steps, mlp_state)
         chunks, _ = encode_frame(syms, None, steps, int_model, occupancy.binary, mlp_payload, mlp_state, frame)
         writer = self.extra_writers.get(exponent)
         if writer is not None:
