@@ -9,7 +9,7 @@ Layout of `--out`::
     points/<point>/                decoded frame states + side-by-side PNGs of that point
     x265/                          anchor bitstreams and x265.json
     summary.md, summary.json       the RD table and BD-rates
-    rd_test_psnr.png, rd_test_ssim.png, rd_train_psnr.png, frame_bytes_<run>.png
+    rd_test_psnr.png, rd_test_ssim.png, rd_test_lpips.png, rd_train_psnr.png, frame_bytes_<run>.png
 
 Resuming: rerun the same command. Finished points are read back from their JSON; an unfinished
 training run resumes at its first unfinished frame (the frame-sequential trainer's resume).
@@ -53,16 +53,16 @@ class SweepRun:
 
 ABLATION_LAMBDA = 1e-3
 """λ of the two ablation runs (the paper's ablations fix one RD point)."""
-BASELINE_EXPONENTS = (6, 1, 2, 3, 4)
+BASELINE_EXPONENTS = (4, 2, 1, 0, -1, -2)
 """Baseline curve: fixed quantization steps 2^-k; the first is the run's own, the rest extra streams."""
 
 
-def rate_aware_runs() -> Dict[str, SweepRun]:
-    """vvc-rate-aware's RD points (paper λs), its two ablations and the Baseline curve."""
+def rate_aware_runs(lambdas: Optional[Sequence[float]] = None) -> Dict[str, SweepRun]:
+    """vvc-rate-aware's RD points (`lambdas`, default the paper's), its two ablations and the Baseline curve."""
     from nerfstudio_vvc.method_configs.rate_aware import RD_LAMBDAS
 
     runs = {f"full-{lam:g}": SweepRun(f"full-{lam:g}", "Full", ("--pipeline.model.lambda-rate", f"{lam:g}"))
-            for lam in RD_LAMBDAS}
+            for lam in (RD_LAMBDAS if lambdas is None else lambdas)}
     lam = ("--pipeline.model.lambda-rate", f"{ABLATION_LAMBDA:g}")
     runs["wo-dynamic"] = SweepRun("wo-dynamic", "w/o dynamic", ("--gop-size", "1", *lam))
     runs["wo-adaptive"] = SweepRun("wo-adaptive", "w/o adaptive", ("--pipeline.model.adaptive-quant", "False", *lam))
@@ -94,7 +94,9 @@ class RdSweep:
     preset: str = "vvc-rate-aware-cpu"
     """Method preset to train (`vvc-rate-aware-cpu` or `vvc-rate-aware`)."""
     runs: Tuple[str, ...] = DEFAULT_RUNS
-    """Runs to sweep: full-<λ> for λ in 0.0007 0.001 0.002 0.005, wo-dynamic, wo-adaptive, baseline."""
+    """Runs to sweep: full-<λ> for λ in `lambdas`, wo-dynamic, wo-adaptive, baseline."""
+    lambdas: Tuple[float, ...] = ()
+    """λs that `full-<λ>` runs may use; empty = the paper's four (`RD_LAMBDAS`). Add one to extend the Full curve."""
     num_frames: int = 10
     """Frames of the sequence (from `frame_start`)."""
     frame_start: int = 0
@@ -234,7 +236,7 @@ class RdSweep:
 
         if not self.data.exists():
             raise SystemExit(f"{self.data}: no such scene folder")
-        known = rate_aware_runs()
+        known = rate_aware_runs(self.lambdas or None)
         unknown = [r for r in self.runs if r not in known]
         if unknown:
             raise SystemExit(f"unknown run(s) {unknown}; choose from {sorted(known)}")
@@ -268,31 +270,54 @@ class RdSweep:
 
 
 # ---------------------------------------------------------------------- report
-def _curves(points: Sequence[Dict], split: str, metric: str) -> Dict[str, Tuple[List[float], List[float]]]:
-    out: Dict[str, Tuple[List[float], List[float]]] = {}
+def _curves(points: Sequence[Dict], split: str, metric: str) -> Dict[str, Tuple[List[float], List[float], List[str]]]:
+    """Curve name → (KB/frame, quality, point names) of the points that have a finite `metric` on `split`."""
+    out: Dict[str, Tuple[List[float], List[float], List[str]]] = {}
     for p in points:
         q = (p.get(split) or {}).get(metric)
         if q is None or not math.isfinite(q):
             continue
-        r, qs = out.setdefault(p["curve"], ([], []))
+        r, qs, names = out.setdefault(p["curve"], ([], [], []))
         r.append(p["kb_per_frame"])
         qs.append(q)
+        names.append(p["point"])
     return out
 
 
+def pareto(rates: Sequence[float], quals: Sequence[float]) -> Tuple[List[int], List[int]]:
+    """Split a curve's points into (kept, dropped) indices: a point is dropped when another point of the
+    same curve has no more bytes and at least its quality (one of them strictly). Dropped points are not on
+    the codec's operational RD curve (nobody would pick them), and keeping them would make the curve
+    non-monotonic, which BD-rate rejects."""
+    kept, dropped = [], []
+    for i, (r, q) in enumerate(zip(rates, quals)):
+        dominated = any((rj <= r and qj >= q) and (rj < r or qj > q) for j, (rj, qj) in enumerate(zip(rates, quals)) if j != i)
+        (dropped if dominated else kept).append(i)
+    return kept, dropped
+
+
 def rate_at_quality(rates: Sequence[float], quals: Sequence[float], q: float) -> Optional[float]:
-    """Rate of a curve at quality q, linear in (quality, log rate); None outside the curve's quality range."""
+    """Rate of a curve at quality q, linear in (quality, log rate); None outside the curve's quality range
+    or when the curve is not monotonic (quality must rise strictly with rate, as for BD-rate)."""
     order = np.argsort(quals)
     qs, rs = np.asarray(quals, float)[order], np.log10(np.asarray(rates, float)[order])
-    if len(qs) < 2 or not (qs[0] <= q <= qs[-1]) or np.any(np.diff(qs) <= 0):
+    if len(qs) < 2 or not (qs[0] <= q <= qs[-1]) or np.any(np.diff(qs) <= 0) or np.any(np.diff(rs) <= 0):
         return None
     return float(10 ** np.interp(q, qs, rs))
 
 
-def _bd(anchor, test) -> Dict[str, object]:
+BD_METRICS: Tuple[Tuple[str, str, int], ...] = (
+    ("test", "psnr_db", 1), ("test", "ssim", 1), ("test", "lpips", -1), ("train", "psnr_db", 1))
+"""(split, metric, sign) pairs that get BD figures; sign −1 marks lower-is-better metrics (LPIPS)."""
+
+
+def _bd(anchor, test, sign: int = 1) -> Dict[str, object]:
+    """BD-rate and BD-quality; a lower-is-better metric is negated for the fit and its BD-quality
+    flipped back, so BD-quality is always (test − anchor) in the metric's own unit."""
     try:
-        return {"bd_rate_pct": bd_rate(anchor[0], anchor[1], test[0], test[1]),
-                "bd_quality": bd_psnr(anchor[0], anchor[1], test[0], test[1])}
+        qa, qt = [sign * q for q in anchor[1]], [sign * q for q in test[1]]
+        return {"bd_rate_pct": bd_rate(anchor[0], qa, test[0], qt),
+                "bd_quality": sign * bd_psnr(anchor[0], qa, test[0], qt)}
     except BDRateError as exc:
         return {"error": str(exc)}
 
@@ -316,36 +341,56 @@ def summarize(points: Sequence[Dict], x265: Optional[Sequence[Dict]], scale: Dic
         lines.append(f"| x265 (train views) | crf{a['crf']} | {fmt(a['kb_per_frame'])} | | | n/a | n/a | n/a | "
                      f"{fmt(a['psnr_db'])} | {fmt(a.get('ssim'), '{:.4f}')} | | |")
     bd: Dict[str, Dict[str, object]] = {}
-    for split, metric in (("test", "psnr_db"), ("test", "ssim"), ("train", "psnr_db")):
-        curves = _curves(points, split, metric)
+    dropped: Dict[str, List[str]] = {}
+    front: Dict[Tuple[str, str], Dict[str, Tuple[List[float], List[float]]]] = {}
+    for split, metric, sign in BD_METRICS:
+        raw = _curves(points, split, metric)
         if split == "train" and x265:
-            key = metric
-            curves["x265"] = ([a["kb_per_frame"] for a in x265], [a[key] for a in x265])
+            raw["x265"] = ([a["kb_per_frame"] for a in x265], [a[metric] for a in x265], [f"crf{a['crf']}" for a in x265])
+        curves: Dict[str, Tuple[List[float], List[float]]] = {}
+        for c, (r, q, names) in raw.items():
+            keep, drop = pareto(r, [sign * v for v in q])
+            curves[c] = ([r[i] for i in keep], [q[i] for i in keep])
+            if drop:
+                dropped[f"{c} ({split} {metric})"] = [names[i] for i in drop]
+        front[(split, metric)] = curves
         if reference not in curves:
             continue
         for name, c in curves.items():
             if name != reference:
-                bd[f"{name} vs {reference} ({split} {metric})"] = _bd(curves[reference], c)
+                bd[f"{name} vs {reference} ({split} {metric})"] = _bd(curves[reference], c, sign)
     ratios = []
-    curves = _curves(points, "test", "psnr_db")
-    if reference in curves:
+    for metric, sign in (("psnr_db", 1), ("lpips", -1)):
+        curves = front.get(("test", metric), {})
+        if reference not in curves:
+            continue
+        base_r, base_q = curves[reference]
         for p in points:
-            if p["curve"] == reference or not p.get("test"):
+            q = (p.get("test") or {}).get(metric)
+            if p["curve"] == reference or q is None:
                 continue
-            base_kb = rate_at_quality(*curves[reference], p["test"]["psnr_db"])
-            ratios.append({"point": p["point"], "test_psnr_db": p["test"]["psnr_db"], "kb": p["kb_per_frame"],
-                           "baseline_kb_at_equal_psnr": base_kb,
+            base_kb = rate_at_quality(base_r, [sign * v for v in base_q], sign * q)
+            ratios.append({"point": p["point"], "metric": f"test {metric}", "quality": q, "kb": p["kb_per_frame"],
+                           "baseline_kb_at_equal_quality": base_kb,
                            "ratio": p["kb_per_frame"] / base_kb if base_kb else None})
-    lines += ["", f"BD-rate against {reference} (PCHIP Bjøntegaard, see docs/evaluation.md); negative = fewer bytes:", ""]
+    lines += ["", f"BD-rate against {reference} (PCHIP Bjøntegaard, see docs/evaluation.md); negative = fewer bytes. "
+              "BD-quality is test − anchor at equal rate (for LPIPS, negative = better). Curves are fitted "
+              "through their non-dominated points only:", ""]
+    for k, v in dropped.items():
+        lines.append(f"- dropped as dominated, {k}: {', '.join(v)}")
+    if dropped:
+        lines.append("")
     for k, v in bd.items():
         lines.append(f"- {k}: " + (f"BD-rate {v['bd_rate_pct']:+.1f} %, BD-quality {v['bd_quality']:+.3f}" if "error" not in v
                                    else f"not computable ({v['error']})"))
     if ratios:
-        lines += ["", f"Bytes relative to {reference} at equal test PSNR (interpolated on the {reference} curve):", ""]
+        lines += ["", f"Bytes relative to {reference} at equal test-view quality (interpolated on the {reference} curve, "
+                  "linear in log-rate, no extrapolation):", ""]
         for r in ratios:
-            lines.append(f"- {r['point']}: {fmt(r['kb'])} KB vs {fmt(r['baseline_kb_at_equal_psnr'])} KB → ratio "
-                         + (f"{r['ratio']:.3f}" if r["ratio"] is not None else "n/a (PSNR outside the Baseline curve)"))
-    return {"scale": scale, "points": list(points), "x265": list(x265 or []), "bd": bd, "ratios": ratios,
+            lines.append(f"- {r['point']} ({r['metric']} {r['quality']:.4g}): {fmt(r['kb'])} KB vs "
+                         f"{fmt(r['baseline_kb_at_equal_quality'])} KB → ratio "
+                         + (f"{r['ratio']:.3f}" if r["ratio"] is not None else f"n/a (outside the {reference} curve)"))
+    return {"scale": scale, "points": list(points), "x265": list(x265 or []), "bd": bd, "dropped": dropped, "ratios": ratios,
             "markdown": "\n".join(lines) + "\n"}
 
 
@@ -353,11 +398,11 @@ def write_plots(points: Sequence[Dict], x265: Optional[Sequence[Dict]], out: Pat
     from nerfstudio_vvc.eval.plots import plot_frame_bytes, plot_rd_curves
 
     written = []
-    for split, metric in (("test", "psnr_db"), ("test", "ssim"), ("train", "psnr_db")):
+    for split, metric, _ in BD_METRICS:
         runs: Dict[str, List[Dict]] = {}
         for p in points:
             if p.get(split):
-                runs.setdefault(p["curve"], []).append({"kb_per_frame": p["kb_per_frame"], metric: p[split][metric]})
+                runs.setdefault(p["curve"], []).append({"kb_per_frame": p["kb_per_frame"], metric: p[split].get(metric)})
         if split == "train" and x265:
             runs["x265 simulcast"] = [{"kb_per_frame": a["kb_per_frame"], metric: a['psnr_db']} for a in x265]
         name = f"rd_{split}_{'psnr' if metric == 'psnr_db' else metric}.png"

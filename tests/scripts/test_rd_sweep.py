@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from nerfstudio_vvc.scripts import rd_sweep
-from nerfstudio_vvc.scripts.rd_sweep import RdSweep, rate_at_quality, summarize
+from nerfstudio_vvc.scripts.rd_sweep import RdSweep, pareto, rate_at_quality, summarize
 
 TINY = (
     "--iframe-iterations", "20", "--pframe-iterations", "10",
@@ -31,7 +31,8 @@ def sweep(tmp_path_factory, tiny_sample) -> RdSweep:
 
 def test_points_come_from_decoded_files(sweep: RdSweep):
     names = sorted(p.stem for p in (sweep.out / "points").glob("*.json"))
-    assert names == ["baseline", "baseline-q1", "baseline-q2", "baseline-q3", "baseline-q4", "full-0.001", "wo-adaptive"]
+    assert names == sorted(["baseline", *[f"baseline-q{k}" for k in rd_sweep.BASELINE_EXPONENTS[1:]], "full-0.001", "wo-adaptive"])
+    assert len(names) == 8
     for name in names:
         p = json.loads(sweep.point_json(name).read_text())
         bitstream = Path(p["bitstream"])
@@ -43,8 +44,8 @@ def test_points_come_from_decoded_files(sweep: RdSweep):
     full = json.loads(sweep.point_json("full-0.001").read_text())
     assert [f["is_iframe"] for f in full["per_frame"]] == [True, False]
     # finer fixed steps cost more bytes on the Baseline curve
-    kb = {k: json.loads(sweep.point_json(f"baseline-q{k}").read_text())["kb_per_frame"] for k in (1, 2, 3, 4)}
-    assert kb[1] < kb[2] < kb[3] < kb[4]
+    kb = [json.loads(sweep.point_json(f"baseline-q{k}").read_text())["kb_per_frame"] for k in (-2, -1, 0, 1, 2)]
+    assert kb == sorted(kb) and len(set(kb)) == 5
 
 
 def test_summary_has_table_bd_rate_and_plots(sweep: RdSweep):
@@ -55,7 +56,7 @@ def test_summary_has_table_bd_rate_and_plots(sweep: RdSweep):
     assert key in summary["bd"]
     assert [a["crf"] for a in summary["x265"]] == [20, 40]
     assert summary["x265"][0]["kb_per_frame"] > summary["x265"][1]["kb_per_frame"]
-    for png in ("rd_test_psnr.png", "rd_test_ssim.png", "rd_train_psnr.png", "frame_bytes_full-0.001.png"):
+    for png in ("rd_test_psnr.png", "rd_test_ssim.png", "rd_test_lpips.png", "rd_train_psnr.png", "frame_bytes_full-0.001.png"):
         assert (sweep.out / png).stat().st_size > 1000
 
 
@@ -81,6 +82,7 @@ def test_rate_at_quality_interpolates_in_log_rate():
     assert rate_at_quality([10, 100], [30, 40], 35) == pytest.approx(10**1.5)
     assert rate_at_quality([10, 100], [30, 40], 41) is None  # outside the curve: no extrapolation
     assert rate_at_quality([10], [30], 30) is None
+    assert rate_at_quality([10, 20, 40], [30, 40, 35], 32) is None  # non-monotonic curve: no number
 
 
 def test_summary_reports_too_few_points_as_error_not_number():
@@ -89,3 +91,40 @@ def test_summary_reports_too_few_points_as_error_not_number():
     s = summarize(pts, None, {"scene": "s", "preset": "p", "frames": 1, "frame_start": 0, "downscale": 1, "gop_size": 1})
     assert all("error" in v for v in s["bd"].values()) and s["bd"]
     assert "not computable" in s["markdown"]
+
+
+def test_lpips_bd_treats_lower_as_better():
+    """Half the bytes for the same LPIPS is BD-rate −50 %; lower LPIPS at equal rate is a negative BD-quality."""
+    rates, lp = [10.0, 20.0, 40.0, 80.0], [0.40, 0.30, 0.22, 0.18]
+    pts = [{"point": f"b{i}", "curve": "Baseline", "kb_per_frame": r, "test": {"lpips": q}} for i, (r, q) in enumerate(zip(rates, lp))]
+    pts += [{"point": f"f{i}", "curve": "Full", "kb_per_frame": r / 2, "test": {"lpips": q}} for i, (r, q) in enumerate(zip(rates, lp))]
+    scale = {"scene": "s", "preset": "p", "frames": 1, "frame_start": 0, "downscale": 1, "gop_size": 1}
+    s = summarize(pts, None, scale)
+    bd = s["bd"]["Full vs Baseline (test lpips)"]
+    assert bd["bd_rate_pct"] == pytest.approx(-50.0, abs=1e-6)
+    assert bd["bd_quality"] < 0
+    f1 = next(r for r in s["ratios"] if r["point"] == "f1" and r["metric"] == "test lpips")
+    assert f1["baseline_kb_at_equal_quality"] == pytest.approx(20.0) and f1["ratio"] == pytest.approx(0.5)
+
+
+def test_pareto_drops_only_dominated_points():
+    assert pareto([10, 20, 30, 40], [1, 3, 2, 4]) == ([0, 1, 3], [2])  # 30 KB gives less than 20 KB
+    assert pareto([10, 20], [1, 1]) == ([0], [1])  # more bytes, same quality
+    assert pareto([10, 20, 30], [1, 2, 3]) == ([0, 1, 2], [])
+
+
+def test_summary_fits_bd_through_non_dominated_points_and_names_the_dropped():
+    base = [(10, 30.0), (20, 32.0), (40, 34.0), (80, 36.0)]
+    full = [(5, 30.0), (10, 32.0), (12, 31.9), (20, 34.0), (40, 36.0)]  # 12 KB is dominated by 10 KB
+    pts = [{"point": f"b{r}", "curve": "Baseline", "kb_per_frame": r, "test": {"psnr_db": q}} for r, q in base]
+    pts += [{"point": f"f{r}", "curve": "Full", "kb_per_frame": r, "test": {"psnr_db": q}} for r, q in full]
+    scale = {"scene": "s", "preset": "p", "frames": 1, "frame_start": 0, "downscale": 1, "gop_size": 1}
+    s = summarize(pts, None, scale)
+    assert s["dropped"] == {"Full (test psnr_db)": ["f12"]}
+    assert s["bd"]["Full vs Baseline (test psnr_db)"]["bd_rate_pct"] == pytest.approx(-50.0, abs=1e-6)
+    assert "dropped as dominated, Full (test psnr_db): f12" in s["markdown"]
+
+
+def test_extra_lambda_makes_its_run_known():
+    assert "full-0.0004" in rd_sweep.rate_aware_runs((4e-4, 7e-4))
+    assert "full-0.0004" not in rd_sweep.rate_aware_runs()
