@@ -122,3 +122,12 @@ def test_eval_and_export_commands(run_dir: Path, tmp_path: Path):
     assert [r["frame"] for r in metrics["frames"]] == [0, 1, 2]
     assert all(r["psnr_db"] > 5.0 and r["bytes"] > 0 for r in metrics["frames"])
     assert (tmp_path / "ev" / "decoded_frames" / "frame-00002.pt").exists()
+
+
+def test_extra_baseline_streams_leave_the_main_stream_unchanged(tmp_path: Path, tiny_sample):
+    """Coding extra Baseline streams must not shift the random numbers the main run trains with."""
+    baseline = ("--gop-size", "1", "--max-frames", "2", "--pipeline.model.rate-aware", "False")
+    plain = train(tmp_path / "plain", tiny_sample, *baseline)
+    extra = train(tmp_path / "extra", tiny_sample, *baseline, "--pipeline.model.extra-step-exponents", "0", "-1")
+    assert (extra / "sequence.q-1.vvc").stat().st_size > 0
+    assert (plain / "sequence.vvc").read_bytes() == (extra / "sequence.vvc").read_bytes()

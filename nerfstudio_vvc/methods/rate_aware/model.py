@@ -283,8 +283,12 @@ class RateAwareModel(FrameModel):
         if c.extra_step_exponents:
             if not self.is_iframe:
                 raise ValueError("extra_step_exponents needs every frame to be an I-frame: pass --gop-size 1")
-            for k in c.extra_step_exponents:
-                self._code_extra(frame, k, mlp_payload, mlp_state)
+            # The extra streams draw random numbers (entropy-model fit, occupancy jitter); fork the generator
+            # so the main stream and the training of later frames do not depend on how many extras there are.
+            cuda = [self.aabb.device.index or 0] if self.aabb.is_cuda else []
+            with torch.random.fork_rng(devices=cuda):
+                for k in c.extra_step_exponents:
+                    self._code_extra(frame, k, mlp_payload, mlp_state)
         # Occupancy from the quantized field the decoder will have.
         self._update_occupancy(self.occupancy, ref, syms, steps, mlp_state)
         chunks, decoded = encode_frame(syms, ref, steps, int_model, self.occupancy.binary, mlp_payload, mlp_state, frame)
