@@ -100,7 +100,11 @@ class FrameModel(Model):
         self.store = FrameStore(self.config.frame_store_dir) if self.config.frame_store_dir else None
 
     def set_frame_store(self, root: Path) -> None:
+        """Render from the frames in `root` (e.g. a decoder's output): forget any cached playback frame and
+        the training frame, so every frame comes from the new store."""
         self.store = FrameStore(root)
+        self._play_frame = -1
+        self.current_frame = -1
 
     def frame_of_time(self, t: float) -> int:
         """Frame index for a nerfstudio time in [0, 1] (the viewer's slider)."""

@@ -67,11 +67,11 @@ def render_test_views(
                 out_dir.mkdir(parents=True, exist_ok=True)
                 prefix = "" if split == "test" else "train_"
                 side_by_side(gt, pred).save(out_dir / f"{prefix}frame{frame:04d}_cam{m['camera']}.png")
-        rows.append({"frame": frame, **_mean(per_cam), "cameras": per_cam})
+        rows.append({"frame": frame, **mean_metrics(per_cam), "cameras": per_cam})
     return rows
 
 
-def _mean(items: List[Dict]) -> Dict[str, Optional[float]]:
+def mean_metrics(items: List[Dict]) -> Dict[str, Optional[float]]:
     out: Dict[str, Optional[float]] = {}
     for key in ("psnr_db", "ssim", "lpips"):
         vals = [it[key] for it in items if it.get(key) is not None]
@@ -96,7 +96,7 @@ def metrics_table(rows: List[Dict], title: str, extra: Optional[Dict[int, Dict]]
             fmt(r["ssim"], "{:.4f}"),
             fmt(r["lpips"], "{:.4f}"),
         )
-    mean = _mean(rows)
+    mean = mean_metrics(rows)
     kbs = [e["bytes"] / 1024 for e in (extra or {}).values() if "bytes" in e]
     table.add_row(
         "mean", "", fmt(float(np.mean(kbs)) if kbs else None, "{:.2f}"),
@@ -128,6 +128,18 @@ class EvalRun:
         return rows
 
 
+def decoded_pipeline(bitstream: Path, load_config: Path, store_dir: Path):
+    """Decode `bitstream` into `store_dir` and load the run's pipeline so that it renders from those
+    decoded frames only. Returns (decoder, pipeline)."""
+    from nerfstudio_vvc.playback.decoder import Decoder
+
+    decoder = Decoder(bitstream)
+    store = decoder.decode_to_store(store_dir)
+    _, pipeline, _, _ = eval_setup(load_config, test_mode="test")
+    pipeline.model.set_frame_store(store.root)
+    return decoder, pipeline
+
+
 @dataclass
 class EvalBitstream:
     """Decode a .vvc file, render the run's test cameras from the decoded frames, report KB / PSNR / SSIM / LPIPS."""
@@ -142,19 +154,12 @@ class EvalBitstream:
     """Compute LPIPS (offline weights; reported as n/a when missing)."""
 
     def main(self) -> List[Dict]:
-        from nerfstudio_vvc.playback.decoder import Decoder
-
         for p in (self.bitstream, self.load_config):
             if not p.exists():
                 raise SystemExit(f"{p}: no such file")
         out = self.output_dir or self.bitstream.parent / "eval"
-        decoder = Decoder(self.bitstream)
-        store = decoder.decode_to_store(out / "decoded_frames")
-        frames = decoder.frames()
-        _, pipeline, _, _ = eval_setup(self.load_config, test_mode="test")
-        pipeline.model.set_frame_store(store.root)  # render from the decoder's frames only
-        pipeline.model.current_frame = -1
-        rows = render_test_views(pipeline, frames=frames, out_dir=out, use_lpips=self.lpips)
+        decoder, pipeline = decoded_pipeline(self.bitstream, self.load_config, out / "decoded_frames")
+        rows = render_test_views(pipeline, frames=decoder.frames(), out_dir=out, use_lpips=self.lpips)
         extra = {}
         for r in rows:
             f = r["frame"]

@@ -30,7 +30,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from nerfstudio_vvc.eval.bdrate import BDRateError, bd_psnr, bd_rate
+from nerfstudio_vvc.eval.bdrate import BDRateError, bd_quality, bd_rate
 
 
 @dataclass(frozen=True)
@@ -150,21 +150,13 @@ class RdSweep:
 
     def _measure(self, run: SweepRun, point: str, bitstream: Path) -> Dict[str, object]:
         """Decode `bitstream` and render test (and some training) views from the decoded frames only."""
-        from nerfstudio.utils.eval_utils import eval_setup
-
-        from nerfstudio_vvc.playback.decoder import Decoder
-        from nerfstudio_vvc.playback.evaluate import _mean, render_test_views
+        from nerfstudio_vvc.playback.evaluate import decoded_pipeline, mean_metrics, render_test_views
 
         if not bitstream.exists():
             raise SweepError(f"run {run.name}: {bitstream} is missing (was the run finished?)")
         pdir = self.out / "points" / point
-        decoder = Decoder(bitstream)
-        store = decoder.decode_to_store(pdir / "decoded")
+        decoder, pipeline = decoded_pipeline(bitstream, self.run_dir(run) / "config.yml", pdir / "decoded")
         frames = decoder.frames()
-        _, pipeline, _, _ = eval_setup(self.run_dir(run) / "config.yml", test_mode="test")
-        model = pipeline.model
-        model.set_frame_store(store.root)  # render from the decoder's frames only
-        model.current_frame, model._play_frame = -1, -1
         test_rows = render_test_views(pipeline, frames=frames, out_dir=pdir, use_lpips=self.lpips, split="test")
         train_rows: List[Dict] = []
         if self.train_view_cameras >= 0:
@@ -190,7 +182,7 @@ class RdSweep:
             "point": point, "run": run.name, "curve": run.curve, "bitstream": str(bitstream), "file_bytes": file_bytes,
             "num_frames": len(frames), "kb_per_frame": file_bytes / 1000.0 / max(len(frames), 1),
             "i_kb": mean(kinds["I"]), "p_kb": mean(kinds["P"]),
-            "test": _mean(test_rows), "train": _mean(train_rows) if train_rows else None,
+            "test": mean_metrics(test_rows), "train": mean_metrics(train_rows) if train_rows else None,
             "encode_s_per_frame": mean(enc), "decode_s_per_frame": mean([p["decode_s"] for p in per_frame if p["decode_s"] is not None]),
             "per_frame": per_frame, "scale": self.scale(),
             "note": "encode = training + coding of the frame (a learned codec trains to encode); multi-stream Baseline "
@@ -317,7 +309,7 @@ def _bd(anchor, test, sign: int = 1) -> Dict[str, object]:
     try:
         qa, qt = [sign * q for q in anchor[1]], [sign * q for q in test[1]]
         return {"bd_rate_pct": bd_rate(anchor[0], qa, test[0], qt),
-                "bd_quality": sign * bd_psnr(anchor[0], qa, test[0], qt)}
+                "bd_quality": sign * bd_quality(anchor[0], qa, test[0], qt)}
     except BDRateError as exc:
         return {"error": str(exc)}
 

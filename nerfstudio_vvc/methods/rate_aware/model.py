@@ -264,8 +264,7 @@ class RateAwareModel(FrameModel):
         c = self.config
         f: TrainableDiF = self.field  # type: ignore[assignment]
         steps = float32_steps(f.steps().detach().cpu().tolist()) if c.rate_aware else [c.init_step] * len(f.delta)
-        syms = [torch.round(d.detach().cpu().float() / torch.tensor(q, dtype=torch.float32)).long()
-                for d, q in zip(f.delta, steps)]
+        syms = self._coding_symbols(steps)
         ref = self.reference if not self.is_iframe else None
         prev = [p for p in ref.symbols] if ref is not None else [None] * len(syms)
         if not c.rate_aware or c.posthoc_entropy_steps > 0:
@@ -313,19 +312,24 @@ class RateAwareModel(FrameModel):
 
     def _code_extra(self, frame: int, exponent: int, mlp_payload: Optional[bytes], mlp_state: Dict) -> None:
         """Baseline curve: code this I-frame's float grids at the fixed step 2^-exponent into its own stream."""
-        f: TrainableDiF = self.field  # type: ignore[assignment]
-        q = float32_steps([2.0**-exponent])[0]
-        steps = [q] * len(f.delta)
-        syms = [torch.round(d.detach().cpu().float() / torch.tensor(q, dtype=torch.float32)).long() for d in f.delta]
+        writer = self.extra_writers.get(exponent)
+        if writer is None:
+            return
+        steps = float32_steps([2.0**-exponent]) * len(self.field.delta)  # type: ignore[union-attr]
+        syms = self._coding_symbols(steps)
         entropy = copy.deepcopy(self.entropy)
         self._fit_entropy([s.float() for s in syms], [None] * len(syms), entropy)
         int_model = entropy.freeze()
         occupancy = copy.deepcopy(self.occupancy)
         self._update_occupancy(occupancy, None, syms, steps, mlp_state)
         chunks, _ = encode_frame(syms, None, steps, int_model, occupancy.binary, mlp_payload, mlp_state, frame)
-        writer = self.extra_writers.get(exponent)
-        if writer is not None:
-            writer.write_frame(frame, True, chunks)
+        writer.write_frame(frame, True, chunks)
+
+    def _coding_symbols(self, steps: List[float]) -> List[torch.Tensor]:
+        """Integer symbols round(G / q) of the trained grids, in float32 on the CPU as the decoder rebuilds them."""
+        f: TrainableDiF = self.field  # type: ignore[assignment]
+        return [torch.round(d.detach().cpu().float() / torch.tensor(q, dtype=torch.float32)).long()
+                for d, q in zip(f.delta, steps)]
 
     def load_state_into(self, field_module: nn.Module, occupancy: OccupancyGrid, state: Dict[str, Any]) -> None:
         decoded = DecodedFrame.from_state(state)
