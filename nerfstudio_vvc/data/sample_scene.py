@@ -1,8 +1,12 @@
 """Embedded default scene: a small dynamic multi-view video rendered on the CPU with pybullet.
 
 A textured humanoid replays a DeepMimic motion-capture clip shipped with ``pybullet_data`` on a
-textured floor patch, while a small red marker ball circles it. A dome of cameras (two rings at
-different heights) looks at the subject. Images and exact calibrations are written in the
+textured floor patch, while a small red marker ball circles it. A capture-like dome of cameras
+(three rings at different heights, test cameras interleaved) looks at the subject. Images are
+rendered supersampled and box-filtered down (anti-aliased, like a real lens), and the textures are
+smooth (no per-texel noise), so the ground truth carries no detail finer than a pixel that no
+multi-view method could recover. ``far_floor`` adds a checkered ground plane that reaches the
+horizon, far outside any scene box (a test of unbounded content). Images and exact calibrations are written in the
 Panoptic / Dynamic-3D-Gaussians layout, so the sample and real captures share one parser path::
 
     <out>/train_meta.json, test_meta.json   calibration (OpenCV K and world-to-camera per frame)
@@ -39,6 +43,16 @@ OPENCV_FROM_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])
 # with the marker ball (tests/data/test_data_sample_scene.py); the written intrinsics include it.
 TINY_RENDERER_PIXEL_OFFSET = (0.5, -0.5)
 
+
+def pixel_offset(supersample: int) -> Tuple[float, float]:
+    """Offset of the box-filtered pixel's sample mean from the ideal pixel centre.
+
+    An s x s block of TinyRenderer samples at high-res window coords s*i .. s*i + s - 1 averages to
+    i + (s - 1) / (2 s) in output pixels: the half-pixel offset shrinks to 1 / (2 s).
+    """
+    s = max(int(supersample), 1)
+    return TINY_RENDERER_PIXEL_OFFSET[0] / s, TINY_RENDERER_PIXEL_OFFSET[1] / s
+
 # DeepMimic frame layout -> humanoid.urdf joint indices (quaternions stored w, x, y, z)
 _SPHERICAL = {1: 8, 2: 12, 9: 16, 11: 21, 3: 25, 12: 30, 14: 35, 6: 39}  # joint: offset
 _REVOLUTE = {10: 20, 4: 29, 13: 34, 7: 43}
@@ -68,23 +82,29 @@ def _quiet():
 
 
 def _texture(kind: str, rng: np.random.Generator, size: int = 256) -> np.ndarray:
-    """Deterministic colourful textures (uint8 HxWx3)."""
+    """Deterministic colourful textures (uint8 HxWx3), smooth at the scale of a texel: no noise,
+    lines several texels wide (a one-texel line is finer than a pixel at the sample's resolution)."""
     yy, xx = np.mgrid[0:size, 0:size]
+    if kind == "far_floor":  # low-contrast grey-green checker, like a distant ground
+        cells = 40
+        check = ((yy * cells // size) + (xx * cells // size)) % 2
+        img = np.array([120.0, 135.0, 110.0]) * (0.8 + 0.35 * check[..., None])
+        return np.clip(img, 0, 255).astype(np.uint8)
     if kind == "floor":
-        cells = 32
-        palette = rng.integers(60, 230, size=(cells, cells, 3))
+        cells = 12
+        palette = rng.integers(70, 220, size=(cells, cells, 3))
         img = palette[yy * cells // size, xx * cells // size].astype(np.float64)
-        lines = ((xx % (size // cells)) < 1) | ((yy % (size // cells)) < 1)
-        img[lines] = 30
+        cell = size / cells
+        lines = ((xx % cell) < 2.5) | ((yy % cell) < 2.5)
+        img[lines] = 40
         return img.astype(np.uint8)
-    # body: diagonal colour stripes + fine grid, good for multi-view correspondence
+    # body: diagonal colour stripes + a coarse grid, good for multi-view correspondence
     phase = (xx + yy) / size * 4 * math.pi
     img = np.stack(
         [128 + 100 * np.sin(phase), 128 + 100 * np.sin(phase + 2.1), 128 + 100 * np.sin(phase + 4.2)], -1
     )
-    grid = ((xx % 32) < 4) | ((yy % 32) < 4)
+    grid = ((xx % 64) < 8) | ((yy % 64) < 8)
     img[grid] *= 0.35
-    img += rng.integers(-12, 13, size=img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
@@ -104,19 +124,29 @@ def camera_positions(
     return np.array(pos), test
 
 
-def view_projection_to_opencv(view: Sequence[float], proj: Sequence[float], width: int, height: int):
+def _box_down(img: np.ndarray, s: int) -> np.ndarray:
+    """Mean over s x s pixel blocks of an [H*s, W*s, C] array."""
+    if s == 1:
+        return img
+    h, w, ch = img.shape[0] // s, img.shape[1] // s, img.shape[2]
+    return img.reshape(h, s, w, s, ch).mean(axis=(1, 3))
+
+
+def view_projection_to_opencv(view: Sequence[float], proj: Sequence[float], width: int, height: int,
+                              supersample: int = 1):
     """Exact OpenCV K (3x3) and world-to-camera (4x4) from pybullet's column-major GL matrices.
 
     Ideal GL mapping: u = W/2 (ndc_x + 1), v = H/2 (1 - ndc_y) (v downward, pixel centres at +0.5);
-    TinyRenderer's rasteriser shifts this by ``TINY_RENDERER_PIXEL_OFFSET``, which K includes.
+    TinyRenderer's rasteriser shifts this by ``pixel_offset(supersample)``, which K includes.
     """
     V = np.asarray(view, dtype=np.float64).reshape(4, 4).T  # world -> eye (OpenGL)
     P = np.asarray(proj, dtype=np.float64).reshape(4, 4).T
     fx = P[0, 0] * width / 2.0
     fy = P[1, 1] * height / 2.0
     # ndc_x = (P00 x + P02 z) / -z, with x_cv = x, z_cv = -z  ->  u = fx x_cv/z_cv + W/2 (1 - P02)
-    cx = width / 2.0 * (1.0 - P[0, 2]) + TINY_RENDERER_PIXEL_OFFSET[0]
-    cy = height / 2.0 * (1.0 + P[1, 2]) + TINY_RENDERER_PIXEL_OFFSET[1]
+    off = pixel_offset(supersample)
+    cx = width / 2.0 * (1.0 - P[0, 2]) + off[0]
+    cy = height / 2.0 * (1.0 + P[1, 2]) + off[1]
     K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
     w2c = OPENCV_FROM_OPENGL @ V
     return K, w2c
@@ -147,19 +177,21 @@ def _q(wxyz: Sequence[float]) -> List[float]:
 def make_sample(
     out_dir: Path,
     num_frames: int = 16,
-    num_cameras: int = 12,
-    num_test_cameras: int = 2,
+    num_cameras: int = 24,
+    num_test_cameras: int = 4,
     resolution: Tuple[int, int] = (128, 128),
     seed: int = 0,
     motion: str = "walk",
     motion_stride: int = 2,
     fov_deg: float = 40.0,
     radius: float = 3.2,
-    ring_heights: Tuple[float, ...] = (1.0, 2.2),
+    ring_heights: Tuple[float, ...] = (0.5, 1.4, 2.3),
     target: Tuple[float, float, float] = (0.0, 0.85, 0.0),
     marker: bool = True,
     shadows: bool = True,
     write_masks: bool = True,
+    supersample: int = 3,
+    far_floor: bool = False,
     verbose: bool = False,
 ) -> Path:
     """Render the sample scene into ``out_dir`` (Panoptic/D3DGS layout) and return ``out_dir``.
@@ -177,17 +209,20 @@ def make_sample(
         marker: add a small red ball circling the subject (positions in scene.json); used by the tests.
         shadows: TinyRenderer shadow mapping.
         write_masks: write foreground masks under seg/.
+        supersample: render s x s samples per pixel and box-filter them (anti-aliasing; 1 = off).
+        far_floor: add a checkered ground plane reaching the horizon (200 x 200 m) under the floor patch.
     """
     import pybullet_data
     from PIL import Image
 
     with _quiet():
         import pybullet as p
-    if num_frames < 1 or num_cameras < 1 or num_test_cameras < 0:
-        raise ValueError("need num_frames >= 1, num_cameras >= 1, num_test_cameras >= 0")
+    if num_frames < 1 or num_cameras < 1 or num_test_cameras < 0 or supersample < 1:
+        raise ValueError("need num_frames >= 1, num_cameras >= 1, num_test_cameras >= 0, supersample >= 1")
     if motion not in MOTIONS:
         raise ValueError(f"unknown motion {motion!r}; choose one of {MOTIONS}")
     W, H = int(resolution[0]), int(resolution[1])
+    ss = int(supersample)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -204,7 +239,7 @@ def make_sample(
     aspect = W / H
     proj = [float(v) for v in _projection(p, fov_deg, aspect)]
     views = [p.computeViewMatrix(list(map(float, c)), list(target), [0.0, 1.0, 0.0]) for c in cam_pos]
-    calib = [view_projection_to_opencv(v, proj, W, H) for v in views]
+    calib = [view_projection_to_opencv(v, proj, W, H, supersample=ss) for v in views]
 
     cid = p.connect(p.DIRECT)
     tmp = tempfile.mkdtemp(prefix="vvc_sample_tex_")
@@ -215,7 +250,7 @@ def make_sample(
                 "humanoid/humanoid.urdf", [0, 0.89, 0], globalScaling=0.25, useFixedBase=True, physicsClientId=cid
             )
         tex_paths = {}
-        for kind in ("floor", "body"):
+        for kind in ("floor", "body", "far_floor"):
             tex_paths[kind] = os.path.join(tmp, f"{kind}.png")
             Image.fromarray(_texture(kind, rng)).save(tex_paths[kind])
         body_tex = p.loadTexture(tex_paths["body"], physicsClientId=cid)
@@ -228,6 +263,11 @@ def make_sample(
         floor_vs = p.createVisualShape(p.GEOM_BOX, halfExtents=[1.5, 0.01, 1.5], physicsClientId=cid)
         floor = p.createMultiBody(0, -1, floor_vs, basePosition=[0, -0.01, 0], physicsClientId=cid)
         p.changeVisualShape(floor, -1, textureUniqueId=floor_tex, rgbaColor=[1, 1, 1, 1], physicsClientId=cid)
+        if far_floor:
+            far_tex = p.loadTexture(tex_paths["far_floor"], physicsClientId=cid)
+            far_vs = p.createVisualShape(p.GEOM_BOX, halfExtents=[100.0, 0.01, 100.0], physicsClientId=cid)
+            far = p.createMultiBody(0, -1, far_vs, basePosition=[0, -0.03, 0], physicsClientId=cid)
+            p.changeVisualShape(far, -1, textureUniqueId=far_tex, rgbaColor=[1, 1, 1, 1], physicsClientId=cid)
         ball = None
         if marker:
             ball_vs = p.createVisualShape(p.GEOM_SPHERE, radius=0.06, rgbaColor=[1, 0, 0, 1], physicsClientId=cid)
@@ -255,17 +295,19 @@ def make_sample(
                     s[key].append([])
             for c in cam_ids:
                 img = p.getCameraImage(
-                    W, H, views[c], proj, renderer=p.ER_TINY_RENDERER, shadow=int(shadows),
+                    W * ss, H * ss, views[c], proj, renderer=p.ER_TINY_RENDERER, shadow=int(shadows),
                     lightDirection=[1.0, 3.0, 2.0], physicsClientId=cid,
                 )
-                rgb = np.reshape(np.asarray(img[2], dtype=np.uint8), (H, W, 4))[:, :, :3].copy()
-                seg = np.reshape(np.asarray(img[4]), (H, W))
+                rgb = np.reshape(np.asarray(img[2], dtype=np.uint8), (H * ss, W * ss, 4))[:, :, :3].astype(np.float64)
+                seg = np.reshape(np.asarray(img[4]), (H * ss, W * ss))
                 rgb[seg < 0] = BACKGROUND
+                rgb = np.round(_box_down(rgb, ss)).astype(np.uint8)
                 fn = f"{c}/{t:06d}.png"
                 (out_dir / "ims" / str(c)).mkdir(parents=True, exist_ok=True)
                 Image.fromarray(rgb).save(out_dir / "ims" / fn)
                 if write_masks:
-                    fg = np.isin(seg, [human] + ([ball] if ball is not None else []))
+                    fg = np.isin(seg, [human] + ([ball] if ball is not None else [])).astype(np.float64)
+                    fg = _box_down(fg[..., None], ss)[..., 0] >= 0.5
                     (out_dir / "seg" / str(c)).mkdir(parents=True, exist_ok=True)
                     Image.fromarray((fg * 255).astype(np.uint8)).save(out_dir / "seg" / fn)
                 K, w2c = calib[c]
@@ -291,6 +333,7 @@ def make_sample(
         "resolution": [W, H], "seed": seed, "motion": motion, "motion_stride": motion_stride, "fps": fps,
         "fov_deg": fov_deg, "radius": radius, "ring_heights": list(ring_heights), "target": list(target),
         "test_cam_ids": test_idx, "background": list(BACKGROUND), "world_up": [0, 1, 0],
+        "supersample": ss, "far_floor": bool(far_floor),
         "view_matrices": {str(c): list(map(float, v)) for c, v in enumerate(views)},
         "projection_matrix": proj, "marker_radius": 0.06 if marker else None, "marker_positions": marker_pos,
     }
@@ -337,9 +380,9 @@ class MakeSampleConfig:
     """Output folder."""
     num_frames: int = 16
     """Frames to render."""
-    num_cameras: int = 12
+    num_cameras: int = 24
     """Training cameras."""
-    num_test_cameras: int = 2
+    num_test_cameras: int = 4
     """Held-out cameras, interleaved in azimuth."""
     resolution: Tuple[int, int] = (128, 128)
     """Image width and height in pixels."""
@@ -351,12 +394,17 @@ class MakeSampleConfig:
     """Mocap frames (30 fps) per output frame."""
     marker: bool = True
     """Add the red marker ball."""
+    supersample: int = 3
+    """Samples per pixel side, box-filtered down (anti-aliasing; 1 = off)."""
+    far_floor: bool = False
+    """Add a ground plane reaching the horizon (content far outside the scene box)."""
 
     def main(self) -> Path:
         return make_sample(
             self.out, num_frames=self.num_frames, num_cameras=self.num_cameras,
             num_test_cameras=self.num_test_cameras, resolution=self.resolution, seed=self.seed,
-            motion=self.motion, motion_stride=self.motion_stride, marker=self.marker, verbose=True,
+            motion=self.motion, motion_stride=self.motion_stride, marker=self.marker,
+            supersample=self.supersample, far_floor=self.far_floor, verbose=True,
         )
 
 

@@ -12,7 +12,7 @@ from conftest import project_nerfstudio, to_output_space
 pytest.importorskip("pybullet")
 
 from nerfstudio_vvc.data.dataparser import VvcDataParserConfig  # noqa: E402
-from nerfstudio_vvc.data.sample_scene import TINY_RENDERER_PIXEL_OFFSET, make_sample, project_with_pybullet  # noqa: E402
+from nerfstudio_vvc.data.sample_scene import make_sample, pixel_offset, project_with_pybullet  # noqa: E402
 
 ARGS = dict(num_frames=2, num_cameras=4, num_test_cameras=1, resolution=(97, 71), seed=3)
 
@@ -55,7 +55,7 @@ def test_marker_reprojection(sample, tmp_path):
             X = np.array(scene["marker_positions"][t])
             uv_ns = project_nerfstudio(out.cameras, i, to_output_space(out, X))
             uv_pb = project_with_pybullet(X, scene["view_matrices"][str(cam)], P, 97, 71)
-            uv_pb = uv_pb + np.array(TINY_RENDERER_PIXEL_OFFSET)
+            uv_pb = uv_pb + np.array(pixel_offset(scene["supersample"]))
             assert np.allclose(uv_ns, uv_pb, atol=1e-3), (uv_ns, uv_pb)
             rgb = np.asarray(Image.open(path)).astype(int)
             # the marker is pure red (g = b = 0); look near the prediction only
@@ -83,3 +83,25 @@ def test_sample_parses_with_subject_in_box(sample, tmp_path):
         assert np.all(np.abs(to_output_space(out, np.array(X))) < half), X
     up = to_output_space(out, np.array([0.0, 1.0, 0.0])) - to_output_space(out, np.zeros(3))
     assert up[2] > 0.99 * np.linalg.norm(up)
+
+
+def test_anti_aliased_and_far_floor(tmp_path):
+    """Supersampled renders carry partial-coverage pixels at edges (anti-aliasing); far_floor fills the
+    view below the horizon far outside the scene box."""
+    from PIL import Image
+
+    args = dict(num_frames=1, num_cameras=2, num_test_cameras=0, resolution=(48, 48), seed=1, marker=False)
+    aa = make_sample(tmp_path / "aa", **args)
+    hard = make_sample(tmp_path / "hard", **args, supersample=1)
+    far = make_sample(tmp_path / "far", **args, far_floor=True)
+
+    def img(root):
+        return np.asarray(Image.open(root / "ims" / "0" / "000000.png")).astype(int)
+
+    def n_colours(a):
+        return len(np.unique(a.reshape(-1, 3), axis=0))
+
+    assert n_colours(img(aa)) > n_colours(img(hard))  # blended edge colours
+    white = lambda a: (a == 255).all(-1)  # noqa: E731
+    assert white(img(far)).sum() < white(img(aa)).sum()  # the far floor replaces background below the horizon
+    assert json.loads((far / "scene.json").read_text())["far_floor"] is True
