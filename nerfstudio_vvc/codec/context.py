@@ -134,13 +134,13 @@ class GridContextModel(torch.nn.Module):
         self._frozen: Optional[IntegerGridContextModel] = None
 
     def _phase_params(self, x: torch.Tensor, k: int, has_ref: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        pre = F.conv3d(x, self.w1.to(x.dtype), stride=2) + self.b_phase[k].to(x.dtype)[None, :, None, None, None]
+        pre = F.conv3d(x, self.w1.to(x), stride=2) + self.b_phase[k].to(x)[None, :, None, None, None]
         if not has_ref:
-            pre = pre + self.b_noref.to(x.dtype)[None, :, None, None, None]
+            pre = pre + self.b_noref.to(x)[None, :, None, None, None]
         if self.b_chan is not None:
-            pre = pre + self.b_chan.to(x.dtype)[: x.shape[0], :, None, None, None]
+            pre = pre + self.b_chan.to(x)[: x.shape[0], :, None, None, None]
         h = torch.relu(pre)
-        out = torch.einsum("cjxyz,oj->coxyz", h, self.w2.to(x.dtype)) + self.b2.to(x.dtype)[None, :, None, None, None]
+        out = torch.einsum("cjxyz,oj->coxyz", h, self.w2.to(x)) + self.b2.to(x)[None, :, None, None, None]
         log2s = out[:, 1].clamp(SCALE_LOG2_MIN, SCALE_LOG2_MAX)
         return out[:, 0], torch.exp2(log2s)
 

@@ -21,12 +21,14 @@ class OccupancyGrid(nn.Module):
         self.resolution = resolution
         self.threshold = threshold
         self.decay = decay
-        self.register_buffer("density_ema", torch.full((resolution,) * 3, 1e3))
+        self.register_buffer("density_ema", torch.zeros((resolution,) * 3))
         self.register_buffer("binary", torch.ones((resolution,) * 3, dtype=torch.bool))
 
     def reset(self) -> None:
-        """Mark every cell occupied (start of an I-frame)."""
-        self.density_ema.fill_(1e3)
+        """Mark every cell occupied with no density history (start of an I-frame): the first update
+        prunes by the field's density alone, as nerfacc's grid does (an EMA started high would keep
+        every cell for hundreds of updates)."""
+        self.density_ema.zero_()
         self.binary.fill_(True)
 
     def cell_index(self, x01: torch.Tensor) -> torch.Tensor:
@@ -51,6 +53,20 @@ class OccupancyGrid(nn.Module):
         alpha = 1.0 - torch.exp(-self.density_ema * step_size)
         thresh = min(self.threshold, float(alpha.mean()))
         self.binary.copy_(alpha > thresh)
+
+    @torch.no_grad()
+    def dilate(self, cells: int = 1) -> None:
+        """Mark every cell within `cells` (L∞) of an occupied one occupied too (the EMA is left as it is)."""
+        k = 2 * cells + 1
+        grown = torch.nn.functional.max_pool3d(self.binary[None, None].float(), k, stride=1, padding=cells)[0, 0] > 0
+        self.binary.copy_(grown)
+
+    @torch.no_grad()
+    def recompute(self, density_fn: Callable[[torch.Tensor], torch.Tensor], step_size: float, passes: int = 2) -> None:
+        """Occupancy of `density_fn` alone (no history): the max over `passes` jittered evaluations."""
+        self.density_ema.zero_()
+        for _ in range(passes):
+            self.update(density_fn, step_size)
 
     def set_binary(self, binary: torch.Tensor) -> None:
         """Install a decoded binary grid (playback or P-frame reference)."""

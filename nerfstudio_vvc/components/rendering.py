@@ -1,7 +1,19 @@
-"""Uniform ray marching through the scene box with occupancy skipping, in plain torch.
+"""Ray marching with occupancy skipping and optional scene contraction, in plain torch.
 
 Only samples in occupied cells are sent to the field (packed), which is what makes grid models
-trainable on a CPU. The same function renders during training, in the viewer and in the decoder.
+trainable on a CPU. The same function renders during training, in the viewer and in the decoders.
+
+Bounded scenes (``contraction = 0``): ``num_samples`` uniform samples between the ray's entry into
+and exit from the scene box; the field's unit cube is the box.
+
+Unbounded scenes (``contraction = k > 0``): the field's unit cube holds the whole space, squeezed
+with an L∞ contraction (mip-NeRF 360 style): box-normalised coordinates u (the box is |u|∞ ≤ 1) map
+to u for |u|∞ ≤ 1 and to (1 + k − k/|u|∞) u/|u|∞ outside, then everything is divided by 1 + k. The
+box keeps 1/(1 + k) of the grid resolution and infinity lands on the cube's faces. Rays get three
+segments: from the near plane to the box (``num_outer_samples // 4`` uniform samples), through the
+box (``num_samples`` uniform), and from the box to ``far`` (the rest, uniform in disparity, which is
+uniform in contracted space). Rays that miss the box get the first and the last segment, split at
+the point closest to the box centre.
 """
 
 from __future__ import annotations
@@ -12,8 +24,11 @@ import torch
 
 from nerfstudio_vvc.components.occupancy import OccupancyGrid
 
-FieldFn = Callable[[torch.Tensor], Tuple[torch.Tensor, torch.Tensor]]
-"""Maps points in [0,1]^3 [N, 3] to (density [N], rgb [N, 3])."""
+FieldFn = Callable[[torch.Tensor, torch.Tensor], Tuple[torch.Tensor, torch.Tensor]]
+"""Maps points in [0,1]^3 [N, 3] and unit view directions [N, 3] to (density [N], rgb [N, 3])."""
+
+FAR_FACTOR = 1000.0
+"""Unbounded scenes are marched to FAR_FACTOR box half-sizes from the box centre."""
 
 
 def ray_aabb(origins: torch.Tensor, dirs: torch.Tensor, aabb: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -26,6 +41,30 @@ def ray_aabb(origins: torch.Tensor, dirs: torch.Tensor, aabb: torch.Tensor) -> T
     return tmin, tmax
 
 
+def to_unit_cube(pts: torch.Tensor, aabb: torch.Tensor, contraction: float = 0.0) -> torch.Tensor:
+    """Scene points [..., 3] → field coordinates in [0, 1]^3 (contracted when ``contraction`` > 0)."""
+    center = (aabb[0] + aabb[1]) * 0.5
+    half = (aabb[1] - aabb[0]) * 0.5
+    u = (pts - center) / half
+    if contraction > 0:
+        n = u.abs().amax(-1, keepdim=True).clamp_min(1e-9)
+        scale = torch.where(n <= 1.0, torch.ones_like(n), (1.0 + contraction - contraction / n) / n)
+        u = u * (scale / (1.0 + contraction))
+    return (u + 1.0) * 0.5
+
+
+def _segment(lo: torch.Tensor, hi: torch.Tensor, n: int, offs: torch.Tensor, disparity: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Sample distances [R, n] and their interval lengths along [lo, hi] (uniform in t or in 1/t)."""
+    s = torch.linspace(0.0, 1.0, n + 1, device=lo.device)
+    if disparity:
+        ilo, ihi = 1.0 / lo[:, None], 1.0 / hi[:, None]
+        edges = 1.0 / (ilo + s[None, :] * (ihi - ilo))
+    else:
+        edges = lo[:, None] + s[None, :] * (hi - lo)[:, None]
+    width = edges[:, 1:] - edges[:, :-1]
+    return edges[:, :-1] + offs * width, width
+
+
 def render_rays(
     field_fn: FieldFn,
     origins: torch.Tensor,
@@ -36,28 +75,52 @@ def render_rays(
     near_plane: float,
     background: torch.Tensor,
     jitter: bool,
+    contraction: float = 0.0,
+    num_outer_samples: int = 0,
 ) -> Dict[str, torch.Tensor]:
     """Volume-render rays [R, 3]; returns rgb [R, 3], accumulation [R, 1], depth [R, 1], num_samples [R, 1] (samples sent to the field)."""
     num_rays = origins.shape[0]
+    dev = origins.device
+    dir_norm = dirs.norm(dim=-1, keepdim=True)
     tmin, tmax = ray_aabb(origins, dirs, aabb)
     tmin = tmin.clamp_min(near_plane)
     hit = tmax > tmin
-    tmax = torch.where(hit, tmax, tmin)
-    bins = torch.linspace(0.0, 1.0, num_samples + 1, device=origins.device)
-    offs = torch.rand(num_rays, num_samples, device=origins.device) if jitter else torch.full((num_rays, num_samples), 0.5, device=origins.device)
-    span = (tmax - tmin)[:, None]
-    t_lo = tmin[:, None] + bins[None, :-1] * span
-    t_mid = t_lo + offs * span / num_samples
-    delta = (span / num_samples).expand(-1, num_samples) * dirs.norm(dim=-1, keepdim=True)
+    unbounded = contraction > 0 and num_outer_samples > 0
+    if not unbounded:
+        tmax = torch.where(hit, tmax, tmin)
+        segments = [(tmin, tmax, num_samples, False)]
+    else:
+        center = (aabb[0] + aabb[1]) * 0.5
+        t_close = (((center - origins) * dirs).sum(-1) / dir_norm[:, 0] ** 2).clamp_min(near_plane)
+        a = torch.where(hit, tmin, t_close)
+        b = torch.where(hit, tmax, t_close)
+        near = torch.full_like(a, near_plane)
+        far = torch.maximum(b + 1e-3, (FAR_FACTOR * float((aabb[1] - aabb[0]).max()) * 0.5) / dir_norm[:, 0])
+        n_pre = max(num_outer_samples // 4, 1)
+        segments = [(near, torch.maximum(a, near), n_pre, False), (a, b, num_samples, False),
+                    (b.clamp_min(1e-3), far, num_outer_samples - n_pre, True)]
+    total = sum(n for *_, n, _ in segments)
+    offs = torch.rand(num_rays, total, device=dev) if jitter else torch.full((num_rays, total), 0.5, device=dev)
+    ts, widths, start = [], [], 0
+    for lo, hi, n, disp in segments:
+        t, w = _segment(lo, hi, n, offs[:, start:start + n], disp)
+        ts.append(t)
+        widths.append(w)
+        start += n
+    t_mid = torch.cat(ts, -1)
+    delta = torch.cat(widths, -1) * dir_norm
     pts = origins[:, None, :] + dirs[:, None, :] * t_mid[..., None]
-    x01 = (pts - aabb[0]) / (aabb[1] - aabb[0])
-    mask = hit[:, None] & ((x01 >= 0) & (x01 <= 1)).all(-1)
+    x01 = to_unit_cube(pts, aabb, contraction if unbounded else 0.0)
+    mask = (delta > 0) & ((x01 >= 0) & (x01 <= 1)).all(-1)
+    if not unbounded:
+        mask = mask & hit[:, None]
     if occupancy is not None:
         mask = mask & occupancy.query(x01.clamp(0, 1))
-    density = torch.zeros(num_rays, num_samples, device=origins.device)
-    rgb = torch.zeros(num_rays, num_samples, 3, device=origins.device)
+    density = torch.zeros(num_rays, total, device=dev)
+    rgb = torch.zeros(num_rays, total, 3, device=dev)
     if mask.any():
-        d, c = field_fn(x01[mask])
+        unit_dirs = (dirs / dir_norm)[:, None, :].expand(-1, total, -1)
+        d, c = field_fn(x01[mask], unit_dirs[mask])
         density = density.masked_scatter(mask, d.to(density.dtype))
         rgb = rgb.masked_scatter(mask[..., None].expand_as(rgb), c.to(rgb.dtype))
     alpha = 1.0 - torch.exp(-density * delta)

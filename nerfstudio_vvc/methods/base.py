@@ -37,6 +37,11 @@ class FrameModelConfig(ModelConfig):
     """Rays are clipped to the scene box by our own renderer."""
     num_samples: int = 64
     """Uniform samples per ray inside the scene box (empty cells are skipped)."""
+    contraction: float = 0.0
+    """Unbounded scenes: > 0 contracts all space into the field's cube, the scene box keeping 1/(1 + contraction)
+    of the resolution (see components/rendering.py); 0 renders the scene box only, background colour behind it."""
+    num_outer_samples: int = 32
+    """Samples per ray outside the scene box when `contraction` > 0."""
     near_plane: Optional[float] = None
     """Near plane in scene units; None takes the dataparser's."""
     occupancy_resolution: int = 64
@@ -81,6 +86,10 @@ class FrameModel(Model):
         """Install a decoded frame state into a field + occupancy grid (for playback)."""
         raise NotImplementedError
 
+    def frame_lr_scale(self, param_group: str) -> float:
+        """Multiplier of `param_group`'s learning rate for the frame being trained (called after begin_frame)."""
+        return 1.0
+
     # ---- shared wiring ---------------------------------------------------------------------
     def populate_modules(self) -> None:
         super().populate_modules()
@@ -97,6 +106,7 @@ class FrameModel(Model):
         self._play_frame: int = -1
         self.current_frame: int = -1
         self.frame_step: int = 0
+        self.freeze_occupancy = False  # a method sets it for frames whose occupancy must not be pruned
         self.store = FrameStore(self.config.frame_store_dir) if self.config.frame_store_dir else None
 
     def set_frame_store(self, root: Path) -> None:
@@ -121,8 +131,10 @@ class FrameModel(Model):
         """Called before every training batch: occupancy updates."""
         self.frame_step += 1
         c = self.config
+        if self.freeze_occupancy:
+            return
         if self.frame_step > c.occupancy_warmup and self.frame_step % c.occupancy_update_every == 0:
-            self.occupancy.update(lambda x: self.field(x)[0], self.step_size())
+            self.occupancy.update(self.field.density, self.step_size())
 
     def _playback_modules(self, frame: int) -> Tuple[nn.Module, Optional[OccupancyGrid]]:
         """Field and occupancy to render `frame` when not training it."""
@@ -151,7 +163,7 @@ class FrameModel(Model):
             t = float(ray_bundle.times.reshape(-1)[0]) if ray_bundle.times is not None else 0.0
             field_module, occ = self._playback_modules(self.frame_of_time(t))
         out = render_rays(
-            lambda x: field_module(x),
+            field_module,
             origins,
             dirs,
             self.aabb,
@@ -160,6 +172,8 @@ class FrameModel(Model):
             self.near_plane,
             self.background,
             jitter=self.training,
+            contraction=self.config.contraction,
+            num_outer_samples=self.config.num_outer_samples,
         )
         shape = ray_bundle.origins.shape[:-1]
         return {k: v.reshape(*shape, -1) for k, v in out.items()}

@@ -102,6 +102,8 @@ class Decoder:
         aabb = torch.tensor(self.render_cfg["aabb"], dtype=torch.float32)
         bg = torch.tensor(self.render_cfg["background"], dtype=torch.float32)
         out = [render_rays(field, origins[i : i + chunk], dirs[i : i + chunk], aabb, occ,
-                           int(self.render_cfg["num_samples"]), float(self.render_cfg["near_plane"]), bg, jitter=False)["rgb"]
+                           int(self.render_cfg["num_samples"]), float(self.render_cfg["near_plane"]), bg, jitter=False,
+                           contraction=float(self.render_cfg.get("contraction", 0.0)),
+                           num_outer_samples=int(self.render_cfg.get("num_outer_samples", 0)))["rgb"]
                for i in range(0, len(dirs), chunk)]
         return torch.cat(out).reshape(height, width, 3)

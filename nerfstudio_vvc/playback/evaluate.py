@@ -31,6 +31,27 @@ def side_by_side(gt: torch.Tensor, pred: torch.Tensor) -> Image.Image:
     return Image.fromarray((both.cpu().numpy() * 255.0 + 0.5).astype(np.uint8))
 
 
+def foreground_mask(data_root: Path, cam: int, source_frame: int, size: tuple) -> Optional[torch.Tensor]:
+    """Person/foreground mask [H, W] bool from ``<data>/seg/<cam>/<frame:06d>.png`` (Panoptic layout, the
+    sample scene), resized to ``size`` = (H, W); None when the capture has no mask for that image."""
+    path = Path(data_root) / "seg" / str(cam) / f"{source_frame:06d}.png"
+    if not path.exists():
+        return None
+    with Image.open(path) as im:
+        im = im.convert("L")
+        if im.size != (size[1], size[0]):
+            im = im.resize((size[1], size[0]), Image.NEAREST)
+        return torch.from_numpy(np.asarray(im) > 127)
+
+
+def masked_psnr(pred: torch.Tensor, gt: torch.Tensor, mask: Optional[torch.Tensor]) -> Optional[float]:
+    """PSNR (dB) over the pixels of ``mask`` only; None without a mask or with an empty one."""
+    if mask is None or not bool(mask.any()):
+        return None
+    mse = float(((pred.clamp(0, 1) - gt) ** 2)[mask.to(pred.device)].mean())
+    return float(-10.0 * math.log10(max(mse, 1e-10)))
+
+
 def render_test_views(
     pipeline,
     frames: Optional[List[int]] = None,
@@ -48,6 +69,7 @@ def render_test_views(
     model.eval()
     frame_list = frames if frames is not None else list(range(dm.num_frames))
     outputs_meta = (dm.eval_dataparser_outputs if split == "test" else dm.train_dataparser_outputs).metadata
+    data_root = dm.get_datapath()
     rows: List[Dict] = []
     for frame in track(frame_list, description=f"rendering {split} views", console=CONSOLE):
         per_cam = []
@@ -62,6 +84,8 @@ def render_test_views(
             gt = batch["image"].cpu()[..., :3]
             m = image_metrics(pred.clamp(0, 1), gt, use_lpips=use_lpips)
             m["camera"] = int(outputs_meta["cam_id"][idx])
+            mask = foreground_mask(data_root, m["camera"], int(outputs_meta["source_frame"][idx]), tuple(gt.shape[:2]))
+            m["psnr_fg_db"] = masked_psnr(pred, gt, mask)
             per_cam.append(m)
             if out_dir is not None:
                 out_dir.mkdir(parents=True, exist_ok=True)
@@ -73,7 +97,7 @@ def render_test_views(
 
 def mean_metrics(items: List[Dict]) -> Dict[str, Optional[float]]:
     out: Dict[str, Optional[float]] = {}
-    for key in ("psnr_db", "ssim", "lpips"):
+    for key in ("psnr_db", "psnr_fg_db", "ssim", "lpips"):
         vals = [it[key] for it in items if it.get(key) is not None]
         out[key] = float(np.mean(vals)) if vals else None
     return out
@@ -82,7 +106,7 @@ def mean_metrics(items: List[Dict]) -> Dict[str, Optional[float]]:
 def metrics_table(rows: List[Dict], title: str, extra: Optional[Dict[int, Dict]] = None) -> Table:
     """A rich table of per-frame metrics (and bytes, when known) plus the mean."""
     table = Table(title=title)
-    for col in ("frame", "type", "KB", "PSNR (dB)", "SSIM", "LPIPS"):
+    for col in ("frame", "type", "KB", "PSNR (dB)", "fg PSNR (dB)", "SSIM", "LPIPS"):
         table.add_column(col, justify="right")
     fmt = lambda v, f: "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f.format(v)  # noqa: E731
     for r in rows:
@@ -93,6 +117,7 @@ def metrics_table(rows: List[Dict], title: str, extra: Optional[Dict[int, Dict]]
             e.get("type", ""),
             fmt(kb / 1024 if kb is not None else None, "{:.2f}"),
             fmt(r["psnr_db"], "{:.2f}"),
+            fmt(r.get("psnr_fg_db"), "{:.2f}"),
             fmt(r["ssim"], "{:.4f}"),
             fmt(r["lpips"], "{:.4f}"),
         )
@@ -100,9 +125,22 @@ def metrics_table(rows: List[Dict], title: str, extra: Optional[Dict[int, Dict]]
     kbs = [e["bytes"] / 1024 for e in (extra or {}).values() if "bytes" in e]
     table.add_row(
         "mean", "", fmt(float(np.mean(kbs)) if kbs else None, "{:.2f}"),
-        fmt(mean["psnr_db"], "{:.2f}"), fmt(mean["ssim"], "{:.4f}"), fmt(mean["lpips"], "{:.4f}"),
+        fmt(mean["psnr_db"], "{:.2f}"), fmt(mean["psnr_fg_db"], "{:.2f}"), fmt(mean["ssim"], "{:.4f}"),
+        fmt(mean["lpips"], "{:.4f}"),
     )
     return table
+
+
+def fit_vs_generalisation(pipeline, test_rows: List[Dict], frames: Optional[List[int]], cameras: int) -> Dict:
+    """Mean PSNR of (up to) `cameras` training views next to the test views' (fit vs generalisation)."""
+    train_rows = render_test_views(pipeline, frames=frames, use_lpips=False, split="train", max_cameras=cameras)
+    test, train = mean_metrics(test_rows), mean_metrics(train_rows)
+    out = {"train_psnr_db": train["psnr_db"], "test_psnr_db": test["psnr_db"],
+           "train_psnr_fg_db": train["psnr_fg_db"], "test_psnr_fg_db": test["psnr_fg_db"], "train_cameras": cameras}
+    fmt = lambda v: "n/a" if v is None else f"{v:.2f} dB"  # noqa: E731
+    CONSOLE.print(f"PSNR train views {fmt(out['train_psnr_db'])} | test views {fmt(out['test_psnr_db'])}"
+                  f"   (foreground: train {fmt(out['train_psnr_fg_db'])} | test {fmt(out['test_psnr_fg_db'])})")
+    return out
 
 
 @dataclass
@@ -115,6 +153,8 @@ class EvalRun:
     """Where to write side-by-side PNGs (ground truth | render) and metrics.json."""
     lpips: bool = True
     """Compute LPIPS (offline weights; reported as n/a when missing)."""
+    train_views: int = 4
+    """Also render this many training cameras and print their PSNR next to the test views' (0: skip)."""
 
     def main(self) -> List[Dict]:
         if not self.load_config.exists():
@@ -123,7 +163,8 @@ class EvalRun:
         out = self.output_dir or self.load_config.parent / "eval"
         rows = render_test_views(pipeline, out_dir=out, use_lpips=self.lpips)
         CONSOLE.print(metrics_table(rows, f"test views of {self.load_config.parent}"))
-        (out / "metrics.json").write_text(json.dumps(rows, indent=1))
+        summary = fit_vs_generalisation(pipeline, rows, None, self.train_views) if self.train_views > 0 else {}
+        (out / "metrics.json").write_text(json.dumps({"frames": rows, "summary": summary}, indent=1))
         CONSOLE.print(f"side-by-side images and metrics.json in {out}")
         return rows
 
@@ -152,6 +193,8 @@ class EvalBitstream:
     """Side-by-side PNGs, metrics.json, decoded frame states."""
     lpips: bool = True
     """Compute LPIPS (offline weights; reported as n/a when missing)."""
+    train_views: int = 4
+    """Also render this many training cameras and print their PSNR next to the test views' (0: skip)."""
 
     def main(self) -> List[Dict]:
         for p in (self.bitstream, self.load_config):
@@ -167,8 +210,9 @@ class EvalBitstream:
             extra[f] = {"bytes": decoder.frame_bytes(f), "type": kind}
             r.update(bytes=extra[f]["bytes"], type=kind, decode_s=decoder.decode_seconds.get(f))
         CONSOLE.print(metrics_table(rows, f"decoded from {self.bitstream} ({self.bitstream.stat().st_size} bytes)", extra))
+        summary = fit_vs_generalisation(pipeline, rows, decoder.frames(), self.train_views) if self.train_views > 0 else {}
         (out / "metrics.json").write_text(json.dumps({"file": str(self.bitstream), "file_bytes": self.bitstream.stat().st_size,
-                                                      "frames": rows}, indent=1))
+                                                      "frames": rows, "summary": summary}, indent=1))
         CONSOLE.print(f"side-by-side images and metrics.json in {out}")
         return rows
 

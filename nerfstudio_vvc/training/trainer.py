@@ -40,6 +40,9 @@ class FrameSequentialTrainerConfig(TrainerConfig):
     """Training iterations for an I-frame."""
     pframe_iterations: int = 1000
     """Training iterations for a P-frame."""
+    lr_final_factor: float = 0.1
+    """Each frame's learning rates (of groups without a scheduler of their own) decay exponentially
+    from their initial value to this fraction over the frame's iterations, as DiF does; 1 = constant."""
     max_frames: Optional[int] = None
     """Train only the first N frames of the parsed range (None: all)."""
     steps_per_save: int = 10**9
@@ -120,6 +123,19 @@ class FrameSequentialTrainer(Trainer):
         gop = self.config.gop_size
         return self.config.iframe_iterations if is_iframe(frame, gop) else self.config.pframe_iterations
 
+    def _add_frame_decay(self, n_iter: int) -> None:
+        """Per-frame learning rates for the groups that have no scheduler: the model's scale for this frame
+        (`frame_lr_scale`, e.g. smaller steps on P-frame residuals) times an exponential decay to
+        `lr_final_factor` over the frame."""
+        factor = self.config.lr_final_factor
+        model = self.pipeline.model
+        for name, opt in self.optimizers.optimizers.items():
+            scale = float(model.frame_lr_scale(name)) if hasattr(model, "frame_lr_scale") else 1.0
+            if name in self.optimizers.schedulers or (factor == 1.0 and scale == 1.0):
+                continue
+            self.optimizers.schedulers[name] = torch.optim.lr_scheduler.LambdaLR(
+                opt, lambda i, n=max(n_iter, 1), s=scale: s * factor ** (min(i, n) / n))
+
     def train(self) -> None:
         dm = self.pipeline.datamanager
         model = self.pipeline.model
@@ -139,6 +155,7 @@ class FrameSequentialTrainer(Trainer):
                 model.begin_frame(frame, iframe)
                 self.optimizers = self.setup_optimizers()  # fresh optimizer for this frame's parameters
                 n_iter = self.frame_iterations(frame)
+                self._add_frame_decay(n_iter)
                 kind = "I" if iframe else "P"
                 it_task = bar.add_task(f"frame {frame} ({kind})", total=n_iter)
                 t0 = time.perf_counter()

@@ -15,7 +15,7 @@ def test_render_rays_cpu_matches_cuda():
     torch.manual_seed(0)
     field = GridField(channels=8, resolution=16, hidden=32)
     occ = OccupancyGrid(16)
-    occ.update(lambda x: field(x)[0], step_size=0.05)
+    occ.update(field.density, step_size=0.05)
     n = 2048
     origins = torch.randn(n, 3) * 0.1 + torch.tensor([0.0, 0.0, 3.0])
     dirs = torch.nn.functional.normalize(torch.randn(n, 3) * 0.2 + torch.tensor([0.0, 0.0, -1.0]), dim=-1)
@@ -26,7 +26,7 @@ def test_render_rays_cpu_matches_cuda():
         f = field.to(device)
         o = occ.to(device)
         with torch.no_grad():
-            return render_rays(lambda x: f(x), origins.to(device), dirs.to(device), aabb.to(device), o, 32, 0.0,
+            return render_rays(f, origins.to(device), dirs.to(device), aabb.to(device), o, 32, 0.0,
                                bg.to(device), jitter=False)
 
     cpu = go("cpu")

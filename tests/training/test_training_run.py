@@ -173,7 +173,11 @@ def test_train_then_eval_run_smoke(tiny_sample, tmp_path):
         tmp_path / "eval.log",
     )
     assert "PSNR (dB)" in text and "mean" in text, text[-4000:]
-    rows = json.loads((eval_dir / "metrics.json").read_text())
+    metrics = json.loads((eval_dir / "metrics.json").read_text())
+    rows = metrics["frames"]
+    assert "PSNR train views" in text and metrics["summary"]["train_psnr_db"] > MIN_TEST_PSNR
+    # foreground PSNR from the sample's seg/ masks, beside the full-frame one
+    assert all(r["psnr_fg_db"] is not None for r in rows[:max_frames])
     # the run trained 2 frames of a 3-frame sample; eval renders every frame of the sample
     assert [r["frame"] for r in rows][:max_frames] == list(range(max_frames))
     print("test-view PSNR per frame:", [round(r["psnr_db"], 2) for r in rows])

@@ -1,20 +1,20 @@
 """DiF (Dictionary Fields, Chen et al. 2023) field: coefficient grid ⊙ multi-scale periodic basis grids.
 
-f(x) = c(x) ⊙ [b_1(γ_1(x)), …, b_6(γ_6(x))], γ_i(x) = triangle wave of frequency ν_i, then a tiny MLP
-→ density and colour. No nerfstudio import: the standalone decoder renders with this same code.
+f(x) = c(x) ⊙ [b_1(γ_1(x)), …, b_6(γ_6(x))], γ_i(x) = triangle wave of frequency ν_i, then the shared
+render MLP (density, then view-dependent colour). No nerfstudio import: the standalone decoder renders
+with this same code.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from nerfstudio_vvc.methods.vvc_grid.field import TinyMLP, sample_grid
+from nerfstudio_vvc.components.heads import RenderMLP, sample_grid
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,8 @@ class DiFSpec:
     basis_freqs: Tuple[float, ...] = (2.0, 3.2, 4.4, 5.6, 6.8, 8.0)
     coeff_resolution: int = 32
     hidden_dim: int = 64
+    geo_dim: int = 15
+    """Geometry code passed from the density MLP to the view-dependent colour MLP (0: view-independent)."""
 
     @property
     def feature_dim(self) -> int:
@@ -73,14 +75,21 @@ class DiFFrameField(nn.Module):
         super().__init__()
         self.spec = spec
         self.grids = [torch.zeros(s) for s in spec.grid_shapes()]
-        self.mlp = TinyMLP(spec.feature_dim, spec.hidden_dim)
+        self.mlp = make_mlp(spec)
 
     def set_grids(self, grids: Sequence[torch.Tensor]) -> None:
         device = next(self.mlp.parameters()).device
         self.grids = [g.to(device) for g in grids]
 
-    def forward(self, x01: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        return self.mlp(dif_features(self.spec, self.grids, x01))
+    def density(self, x01: torch.Tensor) -> torch.Tensor:
+        return self.mlp.density(dif_features(self.spec, self.grids, x01))
+
+    def forward(self, x01: torch.Tensor, dirs: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        return self.mlp(dif_features(self.spec, self.grids, x01), dirs)
+
+
+def make_mlp(spec: DiFSpec) -> RenderMLP:
+    return RenderMLP(spec.feature_dim, spec.hidden_dim, spec.geo_dim)
 
 
 def spec_json(spec: DiFSpec, **render: object) -> bytes:

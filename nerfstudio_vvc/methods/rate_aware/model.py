@@ -29,8 +29,7 @@ from nerfstudio_vvc.codec.weights import compress_state_dict
 from nerfstudio_vvc.components.occupancy import OccupancyGrid
 from nerfstudio_vvc.methods.base import FrameModel, FrameModelConfig
 from nerfstudio_vvc.methods.rate_aware.codec import DecodedFrame, encode_frame, float32_steps, reconstruct
-from nerfstudio_vvc.methods.rate_aware.field import DiFFrameField, DiFSpec, dif_features, init_grids, spec_json
-from nerfstudio_vvc.methods.vvc_grid.field import TinyMLP
+from nerfstudio_vvc.methods.rate_aware.field import DiFFrameField, DiFSpec, dif_features, init_grids, make_mlp, spec_json
 
 BITSTREAM_NAME = "sequence.vvc"
 
@@ -55,6 +54,8 @@ class RateAwareModelConfig(FrameModelConfig):
     """Side of the coefficient grid."""
     hidden_dim: int = 64
     """Width of the rendering MLP."""
+    geo_dim: int = 15
+    """Geometry code from the density MLP to the view-dependent colour MLP (0: one view-independent MLP)."""
     lambda_rate: float = 1e-3
     """λ: rate-distortion trade-off (paper RD points 7e-4, 1e-3, 2e-3, 5e-3)."""
     alpha_reg: float = 10.0
@@ -65,6 +66,12 @@ class RateAwareModelConfig(FrameModelConfig):
     """Learn one quantization step per grid (False: fixed `init_step`, the 'w/o adaptive' ablation)."""
     init_step: float = 2.0**-6
     """Initial (or fixed) quantization step."""
+    pframe_grid_lr_scale: float = 0.1
+    """Grid learning rate of P-frames relative to I-frames: a residual refines a decoded reference, and Adam's
+    step of ~lr on every voxel would otherwise write optimizer noise into it that the coder pays for."""
+    rate_every: int = 4
+    """Evaluate the rate term on every k-th step only, weighted by k (an unbiased estimate of the same loss:
+    one context-model pass over all grids costs several render passes)."""
     entropy_hidden: int = 16
     """Hidden width of the context entropy model."""
     posthoc_entropy_steps: int = 200
@@ -86,7 +93,7 @@ class TrainableDiF(nn.Module):
         self.spec = spec
         self.delta = nn.ParameterList([nn.Parameter(torch.zeros(s)) for s in spec.grid_shapes()])
         self.log2_steps = nn.Parameter(torch.full((len(self.delta),), math.log2(init_step)))
-        self.mlp = TinyMLP(spec.feature_dim, spec.hidden_dim)
+        self.mlp = make_mlp(spec)
         self.base: Optional[List[torch.Tensor]] = None
         self.quantize = True
 
@@ -108,8 +115,11 @@ class TrainableDiF(nn.Module):
             return deltas
         return [b + d for b, d in zip(self.base, deltas)]
 
-    def forward(self, x01: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        return self.mlp(dif_features(self.spec, self.grids(), x01))
+    def density(self, x01: torch.Tensor) -> torch.Tensor:
+        return self.mlp.density(dif_features(self.spec, self.grids(), x01))
+
+    def forward(self, x01: torch.Tensor, dirs: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        return self.mlp(dif_features(self.spec, self.grids(), x01), dirs)
 
 
 class RateAwareModel(FrameModel):
@@ -118,13 +128,14 @@ class RateAwareModel(FrameModel):
     def populate_modules(self) -> None:
         c = self.config
         self.spec = DiFSpec(tuple(c.basis_dims), tuple(c.basis_resolutions), tuple(c.basis_freqs),
-                            c.coeff_resolution, c.hidden_dim)
+                            c.coeff_resolution, c.hidden_dim, c.geo_dim)
         super().populate_modules()
         self.entropy = GridContextModel(hidden=c.entropy_hidden, num_channels=self.spec.feature_dim)
         self.reference: Optional[DecodedFrame] = None  # decode buffer: last decoded frame
         self.writer: Optional[ContainerWriter] = None
         self.extra_writers: Dict[int, ContainerWriter] = {}
         self.frame_rate_bits: float = float("nan")
+        self.is_iframe = True
 
     def make_field(self) -> nn.Module:
         return TrainableDiF(self.spec, self.config.init_step)
@@ -143,6 +154,7 @@ class RateAwareModel(FrameModel):
         c = self.config
         return spec_json(self.spec, aabb=self.aabb.cpu().tolist(), near_plane=self.near_plane,
                          background=list(c.background_color), num_samples=c.num_samples,
+                         contraction=c.contraction, num_outer_samples=c.num_outer_samples,
                          occupancy_resolution=c.occupancy_resolution, lambda_rate=c.lambda_rate,
                          rate_aware=c.rate_aware, adaptive_quant=c.adaptive_quant)
 
@@ -207,38 +219,50 @@ class RateAwareModel(FrameModel):
                 for p, g in zip(f.delta, init_grids(self.spec, gen)):
                     p.copy_(g.to(device))
                 f.base = None
-                f.mlp.load_state_dict(TinyMLP(self.spec.feature_dim, self.spec.hidden_dim).state_dict())
+                f.mlp.load_state_dict(make_mlp(self.spec).state_dict())
                 self.occupancy.reset()
             else:
                 for p in f.delta:
                     p.zero_()
                 f.base = [g.to(device) for g in self.reference.grids]
                 f.mlp.load_state_dict(self.reference.mlp_state)
+                # Content may move into cells that were empty at the reference: the P-frame trains on the
+                # reference occupancy grown by one cell, unpruned; end_frame recomputes it from the decoded field.
                 self.occupancy.set_binary(self.reference.occupancy)
+                self.occupancy.dilate()
                 self.frame_step = c.occupancy_warmup
         f.mlp.requires_grad_(is_iframe or self.reference is None)
         self.is_iframe = is_iframe or self.reference is None
+        self.freeze_occupancy = not self.is_iframe
 
-    def rate_terms(self) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(mean bits per voxel, L1 of residuals) of the current frame's grids."""
+    def rate_bits_per_voxel(self) -> torch.Tensor:
+        """Mean estimated bits per voxel of the current frame's grid symbols."""
         f: TrainableDiF = self.field  # type: ignore[assignment]
         syms = f.symbols()
         prev = self.reference.symbols if (self.reference is not None and not self.is_iframe) else [None] * len(syms)
         bits = sum(self.entropy(s, None if p is None else p.to(s.device).float()) for s, p in zip(syms, prev))
-        n = sum(s.numel() for s in syms)
-        reg = sum(d.abs().mean() for d in f.delta) / len(syms) if not self.is_iframe else torch.zeros((), device=self.aabb.device)
-        return bits / n, reg  # type: ignore[return-value]
+        return bits / sum(s.numel() for s in syms)  # type: ignore[return-value]
+
+    def residual_l1(self) -> torch.Tensor:
+        """L_reg: mean |R_t| over all residual voxels (every voxel weighs the same, as in the paper)."""
+        f: TrainableDiF = self.field  # type: ignore[assignment]
+        return sum(d.abs().sum() for d in f.delta) / sum(d.numel() for d in f.delta)  # type: ignore[return-value]
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, torch.Tensor]:
         loss = super().get_loss_dict(outputs, batch, metrics_dict)
         c = self.config
         if c.rate_aware and self.training:
-            rate, reg = self.rate_terms()
-            loss["rate_loss"] = c.lambda_rate * rate
+            k = max(int(c.rate_every), 1)
+            if self.frame_step % k == 0:
+                rate = self.rate_bits_per_voxel()
+                loss["rate_loss"] = k * c.lambda_rate * rate
+                self.frame_rate_bits = float(rate.detach())
             if not self.is_iframe:
-                loss["reg_loss"] = c.lambda_rate * c.alpha_reg * reg
-            self.frame_rate_bits = float(rate.detach())
+                loss["reg_loss"] = c.lambda_rate * c.alpha_reg * self.residual_l1()
         return loss
+
+    def frame_lr_scale(self, param_group: str) -> float:
+        return self.config.pframe_grid_lr_scale if (param_group == "grids" and not self.is_iframe) else 1.0
 
     def get_param_groups(self) -> Dict[str, List[nn.Parameter]]:
         f: TrainableDiF = self.field  # type: ignore[assignment]
@@ -267,10 +291,12 @@ class RateAwareModel(FrameModel):
         syms = self._coding_symbols(steps)
         ref = self.reference if not self.is_iframe else None
         prev = [p for p in ref.symbols] if ref is not None else [None] * len(syms)
+        # The entropy model lives on the model's device; symbols are kept on the CPU as the decoder has them.
+        syms_dev, prev_dev = self._on_device(syms), self._on_device(prev)
         if not c.rate_aware or c.posthoc_entropy_steps > 0:
-            self._fit_entropy([s.float() for s in syms], [None if p is None else p.float() for p in prev])
+            self._fit_entropy(syms_dev, prev_dev)
         int_model = self.entropy.freeze()
-        est_bits = float(sum(self.entropy(s.float(), None if p is None else p.float()) for s, p in zip(syms, prev)))
+        est_bits = float(sum(self.entropy(s, p) for s, p in zip(syms_dev, prev_dev)))
         # MLP: coded on I-frames; the decoder (and the encoder from here on) uses the dequantized copy.
         mlp_payload = None
         if self.is_iframe:
@@ -308,7 +334,7 @@ class RateAwareModel(FrameModel):
         play = DiFFrameField(self.spec).to(self.aabb.device)
         play.mlp.load_state_dict(mlp_state)
         play.set_grids(reconstruct(ref.grids if ref is not None else None, syms, steps))
-        occupancy.update(lambda x: play(x)[0], self.step_size())
+        occupancy.recompute(play.density, self.step_size())
 
     def _code_extra(self, frame: int, exponent: int, mlp_payload: Optional[bytes], mlp_state: Dict) -> None:
         """Baseline curve: code this I-frame's float grids at the fixed step 2^-exponent into its own stream."""
@@ -318,12 +344,16 @@ class RateAwareModel(FrameModel):
         steps = float32_steps([2.0**-exponent]) * len(self.field.delta)  # type: ignore[union-attr]
         syms = self._coding_symbols(steps)
         entropy = copy.deepcopy(self.entropy)
-        self._fit_entropy([s.float() for s in syms], [None] * len(syms), entropy)
+        self._fit_entropy(self._on_device(syms), [None] * len(syms), entropy)
         int_model = entropy.freeze()
         occupancy = copy.deepcopy(self.occupancy)
         self._update_occupancy(occupancy, None, syms, steps, mlp_state)
         chunks, _ = encode_frame(syms, None, steps, int_model, occupancy.binary, mlp_payload, mlp_state, frame)
         writer.write_frame(frame, True, chunks)
+
+    def _on_device(self, tensors: List[Optional[torch.Tensor]]) -> List[Optional[torch.Tensor]]:
+        """Float copies on the model's device (None stays None)."""
+        return [None if t is None else t.to(self.aabb.device, torch.float32) for t in tensors]
 
     def _coding_symbols(self, steps: List[float]) -> List[torch.Tensor]:
         """Integer symbols round(G / q) of the trained grids, in float32 on the CPU as the decoder rebuilds them."""

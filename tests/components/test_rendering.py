@@ -1,0 +1,94 @@
+"""Shared renderer and occupancy grid: scene contraction, far content, occupancy growth."""
+
+from __future__ import annotations
+
+import torch
+
+from nerfstudio_vvc.components.heads import RenderMLP, sh_basis
+from nerfstudio_vvc.components.occupancy import OccupancyGrid
+from nerfstudio_vvc.components.rendering import render_rays, to_unit_cube
+
+AABB = torch.tensor([[-1.5] * 3, [1.5] * 3])
+
+
+def test_contraction_keeps_the_box_and_squeezes_infinity_onto_the_faces():
+    k = 0.5
+    inside = torch.rand(1000, 3) * 3.0 - 1.5
+    a = to_unit_cube(inside, AABB, k)
+    torch.testing.assert_close(a, (inside / 1.5 / (1 + k) + 1) / 2)  # linear inside the box
+    assert ((a - 0.5).abs().amax(-1) <= 0.5 / (1 + k) + 1e-6).all()
+    far = torch.nn.functional.normalize(torch.randn(1000, 3), dim=-1) * 1e7
+    b = to_unit_cube(far, AABB, k)
+    assert torch.allclose((b - 0.5).abs().amax(-1), torch.full((1000,), 0.5), atol=1e-5)
+    # monotone along a ray leaving the box
+    t = torch.linspace(1.6, 100.0, 500)[:, None]
+    d = to_unit_cube(t * torch.tensor([[1.0, 0.3, -0.2]]), AABB, k)[:, 0]
+    assert (d[1:] > d[:-1]).all()
+    torch.testing.assert_close(to_unit_cube(inside, AABB, 0.0), (inside + 1.5) / 3.0)
+
+
+class _FarShell(torch.nn.Module):
+    """Opaque green everywhere outside the scene box (contracted radius > box), empty inside."""
+
+    def __init__(self, k: float) -> None:
+        super().__init__()
+        self.k = k
+
+    def density(self, x01):
+        r = (x01 - 0.5).abs().amax(-1) * 2 * (1 + self.k)  # |u|∞ after undoing the 1/(1+k) scale
+        return torch.where(r > 1.02, torch.full_like(r, 50.0), torch.zeros_like(r))
+
+    def forward(self, x01, dirs):
+        rgb = torch.tensor([0.1, 0.8, 0.2]).expand(len(x01), 3)
+        return self.density(x01), rgb
+
+
+def _rays(n=256):
+    torch.manual_seed(0)
+    dirs = torch.nn.functional.normalize(torch.randn(n, 3), dim=-1)
+    return -3.0 * dirs, dirs  # cameras on a sphere of radius 3 looking through the centre
+
+
+def test_far_content_renders_behind_the_box_without_fog_inside():
+    k = 0.5
+    origins, dirs = _rays()
+    # cameras sit outside the box: the shell also lies between camera and box; start rays past it
+    out = render_rays(_FarShell(k), origins + dirs * 1.55, dirs, AABB, None, 32, 0.0, torch.ones(3), jitter=False,
+                      contraction=k, num_outer_samples=32)
+    torch.testing.assert_close(out["rgb"], torch.tensor([0.1, 0.8, 0.2]).expand(256, 3), atol=1e-3, rtol=0)
+    assert (out["depth"][:, 0] > 3.0 - 1e-3).all()  # the far content is seen behind the box, not in it
+
+
+def test_rays_missing_the_box_still_see_far_content():
+    k = 1.0
+    origins = torch.tensor([[0.0, 0.0, 5.0]] * 4)
+    dirs = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.2], [-1.0, 0.0, 0.1], [0.0, -1.0, 0.3]]), dim=-1)
+    out = render_rays(_FarShell(k), origins, dirs, AABB, None, 16, 0.0, torch.ones(3), jitter=False,
+                      contraction=k, num_outer_samples=32)
+    assert (out["accumulation"] > 0.99).all()
+
+
+def test_dilate_grows_occupancy_by_one_cell():
+    occ = OccupancyGrid(8)
+    occ.binary.zero_()
+    occ.binary[3, 4, 5] = True
+    occ.dilate()
+    assert int(occ.binary.sum()) == 27
+    assert bool(occ.binary[2:5, 3:6, 4:7].all())
+
+
+def test_recompute_forgets_history():
+    occ = OccupancyGrid(8)  # fresh grid: all occupied, EMA high
+    occ.recompute(lambda x: torch.where(x[:, 0] < 0.5, 100.0, 0.0), step_size=0.05)
+    assert bool(occ.binary[:4].all()) and not bool(occ.binary[4:].any())
+
+
+def test_render_mlp_colour_depends_on_view_direction_only_with_geo_code():
+    torch.manual_seed(0)
+    feats = torch.randn(64, 8)
+    d1 = torch.nn.functional.normalize(torch.randn(64, 3), dim=-1)
+    vd, vi = RenderMLP(8, 16, geo_dim=7), RenderMLP(8, 16, geo_dim=0)
+    assert not torch.allclose(vd(feats, d1)[1], vd(feats, -d1)[1])
+    torch.testing.assert_close(vd(feats, d1)[0], vd.density(feats))
+    torch.testing.assert_close(vi(feats, d1)[1], vi(feats, -d1)[1])
+    assert torch.allclose(sh_basis(d1)[:, 0], torch.full((64,), 0.28209479177387814))
