@@ -161,13 +161,13 @@ class FrameModel(Model):
         source = self.playback_source()
         last = self.num_frames - 1
         if source is None:
-            return f"frame {frame} / {last}: nothing to show", self._playback_message
+            return f"{frame}/{last} · nothing to show", self._playback_message
         if not source.has(frame):
-            return f"frame {frame} / {last}: not in {source.root.name} (yet)", self._playback_message
+            return f"{frame}/{last} · not in {source.root.name} (yet)", self._playback_message
         if isinstance(source, BitstreamSource):
             source.player.get(frame)
             return source.player.info(frame).line(last), self._playback_message
-        return f"frame {frame} / {last} | stored state", self._playback_message
+        return f"{frame}/{last} · stored state", self._playback_message
 
     def frame_of_time(self, t: float) -> int:
         """Frame index for a nerfstudio time in [0, 1] (the viewer's slider)."""

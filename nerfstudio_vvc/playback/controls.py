@@ -75,9 +75,9 @@ class PlaybackControls(nn.Module):
                                          hint=f"Frame to show (0..{last}); seeking decodes from the GOP's I-frame")
         self.play_button = ViewerButton("Play", cb_hook=lambda _: self.play())
         self.pause_button = ViewerButton("Pause", cb_hook=lambda _: self.pause(), visible=False)
-        self.loop_checkbox = ViewerCheckbox("Loop", True, hint="Restart at the first frame after the last")
-        self.frame_info = ViewerText("Frame info", "", disabled=True, hint="frame | I/P | bytes in the file | decode time")
-        self.status_text = ViewerText("Playback", "", disabled=True, hint="What is playing")
+        self.playback_loop = ViewerCheckbox("Loop", True, hint="Restart at the first frame after the last")
+        self.readout_frame = ViewerText("Frame info", "", disabled=True, hint="frame/last · I or P · the frame's bytes in the file · its decode time")
+        self.readout_status = ViewerText("Playback", "", disabled=True, hint="What is playing")
         self.viewer_hook = _ViewerHook(self._attach_viewer)
         self._viewer: Any = None
         self._frame = 0
@@ -135,8 +135,8 @@ class PlaybackControls(nn.Module):
     def _attach_viewer(self, viewer: Any) -> None:
         self._viewer = viewer
         # read-outs change often: updating them must not make the viewer re-render (it wraps every cb_hook)
-        self.frame_info.cb_hook = lambda _: None
-        self.status_text.cb_hook = lambda _: None
+        self.readout_frame.cb_hook = lambda _: None
+        self.readout_status.cb_hook = lambda _: None
         time_slider = viewer.control_panel._time
         if time_slider.gui_handle is not None:
             time_slider.gui_handle.on_update(self._on_time_slider)
@@ -220,19 +220,24 @@ class PlaybackControls(nn.Module):
     def _tick(self) -> None:
         """One step of playback: the wall clock says which frame is due; show it (skipping late ones)."""
         period = 1.0 / self.fps
+        last = self.num_frames - 1
         due = self._play_first + int((time.monotonic() - self._play_t0) * self.fps)
-        if due > self.num_frames - 1:
-            if not self.loop_checkbox.value:
-                self.pause()
-                return
-            self._play_first, self._play_t0 = 0, time.monotonic()
-            due = 0
+        at_end = False
+        if due > last:
+            if self.playback_loop.value:
+                self._play_first, self._play_t0 = 0, time.monotonic()
+                due = 0
+            else:
+                due, at_end = last, True
         if due != self._frame:
             if due > self._frame + 1 and self._frame >= self._play_first:
                 self.dropped_frames += due - self._frame - 1
             self._prepare(due)  # decode in this thread, then show: the render finds it in the cache
             self.shown_frames += 1
             self.show(due)
+        if at_end:
+            self.pause()
+            return
         next_due = self._play_t0 + (due - self._play_first + 1) * period
         delay = next_due - time.monotonic()
         if delay > 0:
@@ -248,9 +253,9 @@ class PlaybackControls(nn.Module):
             try:
                 readout, status = self._provider.playback_prepare(frame)
             except Exception as exc:  # shown on screen; the viewer keeps running
-                readout, status = f"frame {frame}: not decodable", f"ERROR: {exc}"
+                readout, status = f"{frame} · not decodable", f"ERROR: {exc}"
         if self._playing:
             status = f"{status} | playing at {self.fps:g} fps, {self.dropped_frames} frames dropped"
         self.readout, self.status = readout, status
-        self.frame_info.value = readout
-        self.status_text.value = status
+        self.readout_frame.value = readout
+        self.readout_status.value = status

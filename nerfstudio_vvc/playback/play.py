@@ -54,7 +54,7 @@ class FilePlaybackModel(Model):
         last = self.num_frames - 1
         status = f"playing {self.player.decoder.describe()} ({self.player.decoder.path})"
         if not self.player.has(frame):
-            return f"frame {frame} / {last}: not in the file", status
+            return f"{frame}/{last} · not in the file", status
         self.player.get(frame)
         return self.player.info(frame).line(last), status
 

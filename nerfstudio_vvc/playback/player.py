@@ -31,9 +31,9 @@ class FrameInfo:
     decode_ms: Optional[float]
 
     def line(self, last: int) -> str:
-        ms = "cached" if self.decode_ms is None else f"{self.decode_ms:.1f} ms"
-        return (f"frame {self.frame} / {last} | {'I' if self.is_iframe else 'P'} | "
-                f"{self.nbytes / 1024:.2f} KB | decode {ms}")
+        """Compact (the viewer's text fields are narrow): "12/299 · P · 2.31 KB · 14 ms"."""
+        ms = "n/a" if self.decode_ms is None else f"{self.decode_ms:.0f} ms"
+        return f"{self.frame}/{last} · {'I' if self.is_iframe else 'P'} · {self.nbytes / 1024:.2f} KB · {ms}"
 
 
 class FramePlayer:
