@@ -91,6 +91,8 @@ class PlaybackControls(nn.Module):
         self._worker: Optional[threading.Thread] = None
         self.readout = ""
         self.status = ""
+        self.idle_refresh_s = 2.0
+        """When idle, the current frame's read-outs are refreshed this often."""
 
     # ------------------------------------------------------------------ state
     @property
@@ -206,16 +208,21 @@ class PlaybackControls(nn.Module):
 
     def _run(self) -> None:
         assert self._cond is not None
+        last_prepare = time.monotonic()
         while True:
             with self._cond:
                 if self._request is None and not self._playing:
                     self._cond.wait(timeout=0.5)
                 req, self._request = self._request, None
                 playing = self._playing
+            if req is None and not playing and time.monotonic() - last_prepare > self.idle_refresh_s:
+                req = self._frame  # keep the read-outs current (e.g. a file a trainer is still writing)
             if req is not None:
                 self._prepare(req)
+                last_prepare = time.monotonic()
             if playing:
                 self._tick()
+                last_prepare = time.monotonic()
 
     def _tick(self) -> None:
         """One step of playback: the wall clock says which frame is due; show it (skipping late ones)."""
@@ -256,6 +263,7 @@ class PlaybackControls(nn.Module):
                 readout, status = f"{frame} · not decodable", f"ERROR: {exc}"
         if self._playing:
             status = f"{status} | playing at {self.fps:g} fps, {self.dropped_frames} frames dropped"
-        self.readout, self.status = readout, status
-        self.readout_frame.value = readout
-        self.readout_status.value = status
+        if (readout, status) != (self.readout, self.status):  # unchanged text is not re-sent to browsers
+            self.readout, self.status = readout, status
+            self.readout_frame.value = readout
+            self.readout_status.value = status

@@ -1,4 +1,5 @@
-"""Browser test: `ns-viewer` on a tiny vvc-rate-aware run, in headless Debian chromium, driven over CDP.
+"""Browser test: `ns-viewer` on a tiny vvc-rate-aware run (and `ns-vvc play` on its file alone), in headless
+Debian chromium, driven over the Chrome DevTools Protocol.
 
 The frame slider is moved through the page (keyboard on the slider thumb, as a user would); the
 test waits for each render to settle, compares screenshots of the 3D view at two frames, and reads
@@ -90,14 +91,19 @@ def _step_frame_slider(browser: Browser, key: str, code: str, key_code: int) -> 
     browser.key(key, code, key_code)
 
 
-@pytest.fixture(scope="module")
-def viewer_url(rate_aware_run: Path):
+@pytest.fixture(params=["ns-viewer", "ns-vvc play"])
+def viewer_url(request, rate_aware_run: Path):
+    """`ns-viewer --load-config <run>/config.yml`, or `ns-vvc play <run>/sequence.vvc` (the file alone)."""
     port = free_port()
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     log = open(rate_aware_run.parent / f"viewer-{port}.log", "w")
-    proc = subprocess.Popen([str(BIN / "ns-viewer"), "--load-config", str(rate_aware_run / "config.yml"),
-                             "--viewer.websocket-port", str(port), "--viewer.websocket-host", "127.0.0.1"],
-                            stdout=log, stderr=subprocess.STDOUT, env=env)
+    if request.param == "ns-viewer":
+        cmd = [str(BIN / "ns-viewer"), "--load-config", str(rate_aware_run / "config.yml"),
+               "--viewer.websocket-port", str(port), "--viewer.websocket-host", "127.0.0.1"]
+    else:
+        cmd = [str(BIN / "ns-vvc"), "play", str(rate_aware_run / "sequence.vvc"), "--websocket-port", str(port),
+               "--websocket-host", "127.0.0.1"]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     import urllib.request
 
     deadline = time.time() + 180
@@ -123,7 +129,8 @@ def viewer_url(rate_aware_run: Path):
     log.close()
 
 
-def test_viewer_steps_frames_in_a_real_browser(viewer_url: str, tmp_path: Path):
+def test_viewer_steps_frames_in_a_real_browser(viewer_url: str, tmp_path: Path, request):
+    prefix = "play_" if "play" in request.node.name else "viewer_"
     shots = tmp_path / "screenshots"
     shots.mkdir()
     browser = Browser(width=1280, height=1000)
@@ -141,18 +148,18 @@ def test_viewer_steps_frames_in_a_real_browser(viewer_url: str, tmp_path: Path):
         browser.key("Home", "Home", 36)
         browser.wait_for("window.__vvcSlider('Max res').getAttribute('aria-valuenow') === '64'", 30)
 
-        f0 = _settled_shot(browser, shots / "frame0.png")
+        f0 = _settled_shot(browser, shots / f"{prefix}frame0.png")
         _step_frame_slider(browser, "ArrowRight", "ArrowRight", 39)
         readout1 = browser.wait_for("(() => { const v = window.__vvcText('Frame info'); return v && v.startsWith('1/') ? v : null; })()", 120)
         assert readout1.startswith("1/2 · P · ") and "ms" in readout1, readout1
         assert browser.eval("window.__vvcSlider('Frame').getAttribute('aria-valuenow')") == "1"
         # nerfstudio's Time slider follows the frame slider: frame 1 of 0..2 is t = 0.5
         browser.wait_for("window.__vvcSlider('Time').getAttribute('aria-valuenow') === '0.5'", 30)
-        f1 = _settled_shot(browser, shots / "frame1.png")
+        f1 = _settled_shot(browser, shots / f"{prefix}frame1.png")
 
         _step_frame_slider(browser, "ArrowLeft", "ArrowLeft", 37)
         browser.wait_for("(() => { const v = window.__vvcText('Frame info'); return v && v.startsWith('0/') ? v : null; })()", 120)
-        f0_again = _settled_shot(browser, shots / "frame0_again.png")
+        f0_again = _settled_shot(browser, shots / f"{prefix}frame0_again.png")
     finally:
         browser.close()
         keep = os.environ.get("VVC_SCREENSHOT_DIR")
