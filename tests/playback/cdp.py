@@ -60,7 +60,8 @@ class Browser:
         if not targets:
             self.close()
             raise RuntimeError("chromium did not open its DevTools port")
-        self.ws = connect(targets[0]["webSocketDebuggerUrl"], max_size=64 * 2**20, open_timeout=10)
+        self._conn = connect(targets[0]["webSocketDebuggerUrl"], max_size=64 * 2**20, open_timeout=10)
+        self.ws = self._conn.__enter__()  # (websockets wants its sync client used as a context manager)
         self._id = 0
         self.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
 
@@ -108,7 +109,7 @@ class Browser:
 
     def close(self) -> None:
         try:
-            self.ws.close()
+            self._conn.__exit__(None, None, None)
         except Exception:
             pass
         if self.proc.poll() is None:
