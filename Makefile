@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.nerfstudio-vvc-installed
 
-.PHONY: install demo test test-all bench clean-demo
+.PHONY: install demo test test-all bench clean-demo browser-deps
 
 $(STAMP): pyproject.toml constraints.txt tools/install_lpips_weights.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ test: install
 
 test-all: install
 	$(VENV)/bin/pytest -q --timeout 1800
+
+# headless chromium for the slow browser test (tests/playback/test_browser.py); Debian/Ubuntu, needs root
+browser-deps:
+	apt-get update
+	apt-get install -y chromium
 
 clean-demo:
 	rm -rf demo_out

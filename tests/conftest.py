@@ -54,3 +54,33 @@ def panoptic_dir() -> Path:
             "(expected <repo>/../shared/data/panoptic-basketball with train_meta.json)"
         )
     return PANOPTIC_BASKETBALL
+
+
+TINY_RATE_AWARE_ARGS = [
+    "--machine.device-type", "cpu", "--gop-size", "2", "--iframe-iterations", "30", "--pframe-iterations", "15",
+    "--max-frames", "3", "--pipeline.model.basis-resolutions", "6", "8", "8", "10", "10", "12",
+    "--pipeline.model.coeff-resolution", "8", "--pipeline.model.hidden-dim", "16",
+    "--pipeline.model.num-samples", "16", "--pipeline.model.occupancy-resolution", "16",
+    "--pipeline.model.posthoc-entropy-steps", "20", "--pipeline.datamanager.train-num-rays-per-batch", "256",
+]
+"""ns-train arguments of a tiny vvc-rate-aware run (3 frames, GOP 2: I P I; about a minute on a CPU)."""
+
+
+def train_rate_aware(out: Path, sample: Path, *extra: str) -> Path:
+    """Train a tiny vvc-rate-aware run with the real `ns-train`; returns the run folder."""
+    import os
+    import subprocess
+    import sys
+
+    cmd = [str(Path(sys.executable).parent / "ns-train"), "vvc-rate-aware-cpu", "--output-dir", str(out),
+           "--experiment-name", "e", "--timestamp", "t", "--vis", "tensorboard", *TINY_RATE_AWARE_ARGS, *extra,
+           "vvc-data", "--data", str(sample)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out / "e" / "vvc-rate-aware-cpu" / "t"
+
+
+@pytest.fixture(scope="session")
+def rate_aware_run(tmp_path_factory, tiny_sample) -> Path:
+    """Run folder of a tiny vvc-rate-aware training (config.yml, sequence.vvc, frames/). Read-only."""
+    return train_rate_aware(tmp_path_factory.mktemp("rate_aware_run"), tiny_sample)

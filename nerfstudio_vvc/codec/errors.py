@@ -44,3 +44,7 @@ class ModelNotFrozenError(RuntimeError):
 
     Not a BitstreamError: it is a programming error, not bad input bytes.
     """
+
+
+class UnknownMethodError(BitstreamError):
+    """The header's ``method_id`` names no decoder in the registry (``nerfstudio_vvc/playback/registry.py``)."""

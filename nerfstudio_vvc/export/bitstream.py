@@ -1,4 +1,4 @@
-"""`ns-export vvc-bitstream`: finalize a run's container and copy it to an output folder.
+"""`ns-export vvc-bitstream`: copy a run's finished frames into a closed container in an output folder.
 
 nerfstudio's `ns-export` is a fixed tyro union with no plugin hook. This package installs its own
 `ns-export` console script (it replaces nerfstudio's file in the venv's bin/): `vvc-bitstream` is
@@ -9,7 +9,7 @@ uninstalling this package removes the `ns-export` script too (reinstall nerfstud
 
 from __future__ import annotations
 
-import shutil
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +18,41 @@ from pathlib import Path
 from nerfstudio.utils.rich_utils import CONSOLE
 
 
+def copy_finished_frames(src: Path, dst: Path) -> int:
+    """Copy the complete frames of `src` (a closed file, or one a trainer is still appending to) into a new,
+    closed container `dst`; returns the number of frames. `src` is only read.
+
+    The finished frames are a byte prefix of `src` (header, globals, complete frame records; a writer only
+    ever appends after them), so the copy is that prefix plus a fresh index. For a closed file the copy is
+    byte-identical to it. The copy is written to a temporary name and renamed when complete.
+    """
+    from nerfstudio_vvc.codec.bitstream.container import ContainerReader, ContainerWriter
+
+    if dst.exists() and dst.resolve() == src.resolve():
+        raise SystemExit(f"{dst}: the output would replace the run's own bitstream; choose another --output-dir")
+    with ContainerReader(src) as r:
+        entries = list(r._entries)
+        end = entries[-1].offset + entries[-1].nbytes if entries else r.frames_start
+    tmp = dst.with_name(dst.name + ".part")
+    with open(src, "rb") as fin, open(tmp, "wb") as fout:
+        left = end
+        while left > 0:
+            block = fin.read(min(left, 1 << 20))
+            if not block:
+                raise SystemExit(f"{src}: shrank while being copied")
+            fout.write(block)
+            left -= len(block)
+    writer = ContainerWriter.open_append(tmp)  # verifies the copy, then writes its index and trailer
+    n = writer.num_frames_written
+    writer.close()
+    os.replace(tmp, dst)
+    return n
+
+
 @dataclass
 class ExportBitstream:
-    """Write the finished .vvc container of a vvc-rate-aware run."""
+    """Write the finished frames of a run's .vvc container into a new, closed file (the run's own file is
+    never modified: a run still training keeps appending to it)."""
 
     load_config: Path
     """config.yml of the run."""
@@ -28,23 +60,22 @@ class ExportBitstream:
     """Folder to write sequence.vvc into."""
 
     def main(self) -> Path:
-        from nerfstudio_vvc.codec.bitstream.container import ContainerReader, ContainerWriter
+        from nerfstudio_vvc.codec.errors import BitstreamError
         from nerfstudio_vvc.methods.rate_aware.model import BITSTREAM_NAME
+        from nerfstudio_vvc.playback.registry import open_decoder
 
         if not self.load_config.exists():
             raise SystemExit(f"{self.load_config}: no such file")
         src = self.load_config.parent / BITSTREAM_NAME
         if not src.exists():
-            raise SystemExit(f"{src}: no bitstream in this run (only vvc-rate-aware runs write one)")
-        with ContainerReader(src) as r:
-            complete = r.complete
-        if not complete:  # a run still training, or killed: write the index of the finished frames
-            ContainerWriter.open_append(src).close()
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        dst = self.output_dir / BITSTREAM_NAME
-        shutil.copyfile(src, dst)
-        with ContainerReader(dst) as r:
-            n = r.num_frames_written
+            raise SystemExit(f"{src}: no bitstream in this run (only methods with a codec write one)")
+        try:
+            open_decoder(src).close()  # a method this build can decode (registry), with a valid header
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            dst = self.output_dir / BITSTREAM_NAME
+            n = copy_finished_frames(src, dst)
+        except BitstreamError as exc:
+            raise SystemExit(str(exc)) from None
         CONSOLE.print(f"wrote {dst}: {dst.stat().st_size} bytes, {n} frames")
         return dst
 

@@ -7,12 +7,16 @@ and three hooks the FrameSequentialTrainer calls:
     (train iterations)         -> get_outputs / get_loss_dict on rays of frame f only
     end_frame(f, is_iframe)    -> finalize (encode) frame f, return its decoded state + stats
 
-The decoded state goes to the FrameStore; the next frame reads its reference from there and
-playback (viewer, eval) renders from there, never from the float training parameters.
+The decoded state goes to the FrameStore; the next frame reads its reference from there.
+Playback (viewer, eval) never renders the float training parameters: codec methods (those that
+define a `bitstream_path` property) play their run's bitstream through the decoder registry;
+methods without a codec play their frame store; with neither, the viewer shows why and renders
+only the background.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional, Tuple, Type
@@ -23,9 +27,22 @@ from torch import nn
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.models.base_model import Model, ModelConfig
 
+from nerfstudio_vvc.codec.errors import BitstreamError
 from nerfstudio_vvc.components.frame_store import FrameStore
 from nerfstudio_vvc.components.occupancy import OccupancyGrid
 from nerfstudio_vvc.components.rendering import render_rays
+from nerfstudio_vvc.playback.controls import PlaybackControls, default_view
+from nerfstudio_vvc.playback.player import BitstreamSource
+
+
+class _NoDensity(nn.Module):
+    """Field of "no frame": zero density everywhere."""
+
+    def density(self, x01: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(x01.shape[0], device=x01.device)
+
+    def forward(self, x01: torch.Tensor, dirs: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        return self.density(x01), torch.zeros(x01.shape[0], 3, device=x01.device)
 
 
 @dataclass
@@ -108,13 +125,62 @@ class FrameModel(Model):
         self.frame_step: int = 0
         self.freeze_occupancy = False  # a method sets it for frames whose occupancy must not be pruned
         self.store = FrameStore(self.config.frame_store_dir) if self.config.frame_store_dir else None
+        # What playback renders from (BitstreamSource or FrameStore), opened on first use; see playback_source().
+        self._playback_source: Optional[Any] = None
+        self._playback_message = ""
+        self._playback_opened_at = -1e9
+        self._blank: Optional[Tuple[nn.Module, OccupancyGrid]] = None
+        self.playback = PlaybackControls(self.num_frames, fps=30.0, provider=self, initial_view=default_view(self.aabb))
 
     def set_frame_store(self, root: Path) -> None:
         """Render from the frames in `root` (e.g. a decoder's output): forget any cached playback frame and
         the training frame, so every frame comes from the new store."""
         self.store = FrameStore(root)
+        self._playback_source = self.store
+        self._playback_message = f"playing decoded frame states from {root}"
         self._play_frame = -1
         self.current_frame = -1
+
+    # ---- playback source ---------------------------------------------------------------------
+    def playback_source(self) -> Optional[Any]:
+        """The decoded frames playback renders: the run's bitstream (codec methods, decoded on demand
+        through the registry), else the frame store (methods without a codec). None when there is
+        nothing to play; `_playback_message` says why (shown in the viewer). Retried once a second."""
+        if self._playback_source is not None or time.monotonic() - self._playback_opened_at < 1.0:
+            return self._playback_source
+        self._playback_opened_at = time.monotonic()
+        if hasattr(type(self), "bitstream_path"):  # a codec method: play the file, nothing else
+            path = getattr(self, "bitstream_path")
+            if path is None or not Path(path).exists():
+                self._playback_message = (f"NO BITSTREAM: {path or 'this run'} not found. Nothing to play "
+                                          "(the training field is never shown as a frame).")
+                return None
+            try:
+                self._playback_source = BitstreamSource(path)
+            except BitstreamError as exc:
+                self._playback_message = f"ERROR: {exc}"
+                return None
+            self.playback.fps = self._playback_source.player.decoder.fps
+            self._playback_message = f"playing {self._playback_source.player.decoder.describe()} ({path})"
+        elif self.store is not None:
+            self._playback_source = self.store
+            self._playback_message = f"this method writes no bitstream: playing its frame states from {self.store.root}"
+        else:
+            self._playback_message = "no bitstream and no frame store: nothing to play"
+        return self._playback_source
+
+    def playback_prepare(self, frame: int) -> Tuple[str, str]:
+        """For the viewer controls (background thread): decode `frame`; (read-out line, status line)."""
+        source = self.playback_source()
+        last = self.num_frames - 1
+        if source is None:
+            return f"{frame}/{last} · nothing to show", self._playback_message
+        if not source.has(frame):
+            return f"{frame}/{last} · not in {source.root.name} (yet)", self._playback_message
+        if isinstance(source, BitstreamSource):
+            source.player.get(frame)
+            return source.player.info(frame).line(last), self._playback_message
+        return f"{frame}/{last} · stored state", self._playback_message
 
     def frame_of_time(self, t: float) -> int:
         """Frame index for a nerfstudio time in [0, 1] (the viewer's slider)."""
@@ -137,14 +203,17 @@ class FrameModel(Model):
             self.occupancy.update(self.field.density, self.step_size())
 
     def _playback_modules(self, frame: int) -> Tuple[nn.Module, Optional[OccupancyGrid]]:
-        """Field and occupancy to render `frame` when not training it."""
-        if self.store is None or not self.store.has(frame):
-            stored = self.store.frames() if self.store is not None else []
-            if frame == self.current_frame or not stored:
+        """Field and occupancy to render `frame` when not training it: the decoded frame from the playback
+        source; the live training field only for the frame a running trainer has not coded yet; else blank."""
+        source = self.playback_source()
+        if source is None or not source.has(frame):
+            if frame == self.current_frame:  # ns-train's viewer: preview of the frame being trained
                 return self.field, self.occupancy
-            frame = min(stored, key=lambda f: abs(f - frame))
+            return self._blank_modules()
         if frame != self._play_frame:
-            state = self.store.load(frame)  # type: ignore[union-attr]
+            state = source.load(frame)
+            if state is None:
+                return self._blank_modules()
             if self._play_field is None:
                 self._play_field = self.make_playback_field().to(self.aabb.device)
                 self._play_occupancy = OccupancyGrid(self.config.occupancy_resolution).to(self.aabb.device)
@@ -152,6 +221,14 @@ class FrameModel(Model):
             self.load_state_into(self._play_field, self._play_occupancy, state)
             self._play_frame = frame
         return self._play_field, self._play_occupancy  # type: ignore[return-value]
+
+    def _blank_modules(self) -> Tuple[nn.Module, OccupancyGrid]:
+        """Nothing to show: no density anywhere, so a render is the background only."""
+        if self._blank is None:
+            occ = OccupancyGrid(self.config.occupancy_resolution).to(self.aabb.device)
+            occ.binary.fill_(False)
+            self._blank = (_NoDensity(), occ)
+        return self._blank
 
     def get_outputs(self, ray_bundle: RayBundle) -> Dict[str, torch.Tensor]:
         origins = ray_bundle.origins.reshape(-1, 3)

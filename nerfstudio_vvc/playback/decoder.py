@@ -1,109 +1,194 @@
-"""Standalone decoder for vvc-rate-aware files: bitstream → decoded frames → renders.
+"""The method-agnostic decoder interface: bitstream → decoded frames → renders.
 
-Needs only the file (no checkpoint, no nerfstudio): the method-config chunk carries the DiF
-architecture, the scene box and the render settings. Frames decode in order; a P-frame is decoded
-only after its reference (the previous frame), and seeking starts at the GOP's I-frame.
+A `.vvc` file names its method in the container header (`method_id`); `open_decoder(path)`
+(`nerfstudio_vvc.playback.registry`) picks that method's `MethodDecoder` subclass from the one
+registry table. Everything that plays or measures a file (`ns-vvc decode / eval / play`,
+`ns-export vvc-bitstream`, rd-sweep, the viewer) goes through it, so none of them knows a method.
+
+What the base class does for every method (container level): list frames, I/P flags and bytes per
+frame, find a frame's GOP I-frame, decode in order (a P-frame only after its reference), seek
+(decode from the GOP's I-frame), time each frame's decode, wrap every failure in the typed
+`BitstreamError` naming the file and the frame, render a pinhole camera ray by ray.
+
+What a method implements (`docs/adding_a_method.md`):
+
+    configure(method_config)           parse the METHOD_CONFIG chunk (architecture, render settings)
+    decode_record(record, prev)        FrameRecord (+ previous decoded frame for P-frames) → decoded frame
+    render_rays(decoded, origins, dirs)  → {"rgb" [R, 3], "accumulation" [R, 1], "depth" [R, 1]}
+    to_state(decoded)                  → dict for a FrameStore / the training model's `load_state_into`
+
+A decoded frame is any object with `frame_idx` and `is_iframe` attributes.
 """
 
 from __future__ import annotations
 
-import json
+import abc
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Any, ClassVar, Dict, Iterator, List, Optional, Protocol, Union, runtime_checkable
 
 import torch
 
-from nerfstudio_vvc.codec.bitstream.container import ChunkType, ContainerReader
+from nerfstudio_vvc.codec.bitstream.container import ChunkType, ContainerReader, FrameRecord
 from nerfstudio_vvc.codec.errors import BitstreamError, CorruptChunkError
 from nerfstudio_vvc.components.frame_store import FrameStore
-from nerfstudio_vvc.components.occupancy import OccupancyGrid
-from nerfstudio_vvc.components.rendering import render_rays
-from nerfstudio_vvc.methods.rate_aware.codec import DecodedFrame, decode_frame
-from nerfstudio_vvc.methods.rate_aware.field import DiFFrameField, DiFSpec
 
 
-class Decoder:
-    """Reads a `.vvc` file and rebuilds frames (and renders them)."""
+@runtime_checkable
+class DecodedFrameLike(Protocol):
+    """What the player needs from a method's decoded frame."""
 
-    def __init__(self, path: Path) -> None:
+    frame_idx: int
+    is_iframe: bool
+
+
+class MethodDecoder(abc.ABC):
+    """Decoder of one method's `.vvc` files. Construct through `open_decoder(path)`."""
+
+    method_id: ClassVar[str] = ""
+    """The container header's `method_id` this class decodes (the registry key)."""
+
+    def __init__(self, path: Union[str, Path], reader: Optional[ContainerReader] = None) -> None:
         self.path = Path(path)
-        self.reader = ContainerReader(self.path)
-        cfg = dict(self.reader.global_chunks).get(ChunkType.METHOD_CONFIG)
-        if self.reader.header.method_id != "vvc-rate-aware" or cfg is None:
-            raise CorruptChunkError(f"not a vvc-rate-aware stream (method {self.reader.header.method_id!r})",
-                                    source=str(self.path), where="METHOD_CONFIG")
+        self.reader = reader if reader is not None else ContainerReader(self.path)
+        self.header = self.reader.header
+        if self.method_id and self.header.method_id != self.method_id:
+            raise CorruptChunkError(f"method {self.header.method_id!r} is not {self.method_id!r}",
+                                    source=str(self.path), where="header")
+        cfg = self.reader.global_chunks.get(ChunkType.METHOD_CONFIG)
         try:
-            meta = json.loads(cfg)
-            self.spec = DiFSpec.from_json(meta["dif"])
-            self.render_cfg = meta["render"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CorruptChunkError(f"bad method config ({exc})", source=str(self.path), where="METHOD_CONFIG") from None
+            self.configure(cfg)
+        except BitstreamError:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError, OverflowError) as exc:
+            raise CorruptChunkError(f"bad method config ({type(exc).__name__}: {exc})", source=str(self.path),
+                                    where="METHOD_CONFIG") from None
         self.decode_seconds: Dict[int, float] = {}
+
+    # ------------------------------------------------------------------ to implement per method
+    @abc.abstractmethod
+    def configure(self, method_config: Optional[bytes]) -> None:
+        """Parse the METHOD_CONFIG global chunk (None when the file has none). Raise on bad content."""
+
+    @abc.abstractmethod
+    def decode_record(self, record: FrameRecord, prev: Optional[Any]) -> Any:
+        """Rebuild one frame from its record; `prev` is the previous decoded frame (None for an I-frame)."""
+
+    @abc.abstractmethod
+    def render_rays(self, decoded: Any, origins: torch.Tensor, dirs: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Volume-render rays [R, 3] (scene units) of a decoded frame: rgb [R, 3], accumulation, depth [R, 1]."""
+
+    @abc.abstractmethod
+    def to_state(self, decoded: Any) -> Dict[str, Any]:
+        """The decoded frame as a FrameStore state (what the method's model `load_state_into` reads)."""
+
+    # ------------------------------------------------------------------ container level (shared)
+    @property
+    def fps(self) -> float:
+        return float(self.header.fps) if self.header.fps > 0 else 30.0
 
     def frames(self) -> List[int]:
         return self.reader.frame_indices()
 
-    def iter_decoded(self, start: Optional[int] = None) -> Iterator[DecodedFrame]:
-        """Decode frames in order, from the I-frame of `start`'s GOP (or the first frame)."""
-        frames = self.frames()
-        first = self.reader.iframe_of(start) if start is not None else (frames[0] if frames else 0)
-        prev: Optional[DecodedFrame] = None
-        for idx in frames:
-            if idx < first:
-                continue
-            t0 = time.perf_counter()
-            rec = self.reader.read_frame(idx)
-            try:
-                prev = decode_frame(rec, None if rec.is_iframe else prev, self.spec, where=f"frame {idx}")
-            except BitstreamError:
-                raise
-            except (ValueError, RuntimeError, KeyError, IndexError) as exc:
-                raise CorruptChunkError(f"frame {idx} does not decode ({exc})", source=str(self.path),
-                                        where=f"frame {idx}") from None
-            self.decode_seconds[idx] = time.perf_counter() - t0
-            yield prev
-
-    def decode_frame(self, frame: int) -> DecodedFrame:
-        """One frame, decoding its GOP from the I-frame up to it."""
-        for d in self.iter_decoded(start=frame):
-            if d.frame_idx == frame:
-                return d
-        raise KeyError(f"{self.path}: frame {frame} is not in the stream")
-
-    def decode_to_store(self, root: Path) -> FrameStore:
-        """Decode every frame into a FrameStore (what playback and evaluation render from)."""
-        store = FrameStore(root)
-        for d in self.iter_decoded():
-            store.save(d.frame_idx, d.to_state())
-        return store
+    def is_iframe(self, frame: int) -> bool:
+        return self.reader._entry(frame).is_iframe
 
     def frame_bytes(self, frame: int) -> int:
         return self.reader.frame_nbytes(frame)
 
-    def field_for(self, decoded: DecodedFrame) -> Tuple[DiFFrameField, OccupancyGrid]:
-        field = DiFFrameField(self.spec)
-        field.mlp.load_state_dict(decoded.mlp_state)
-        field.set_grids(decoded.grids)
-        occ = OccupancyGrid(int(self.render_cfg["occupancy_resolution"]))
-        occ.set_binary(decoded.occupancy)
-        return field, occ
+    def iframe_of(self, frame: int) -> int:
+        return self.reader.iframe_of(frame)
+
+    def refresh(self) -> bool:
+        """Re-read the frame list of a file that is still being written; True when frames were added."""
+        before = self.reader.num_frames_written
+        reader = ContainerReader(self.path)
+        if reader.header.method_id != self.header.method_id or reader.frames_start != self.reader.frames_start:
+            reader.close()
+            raise CorruptChunkError("the file changed its header while open", source=str(self.path), where="header")
+        old, self.reader = self.reader, reader
+        old.close()
+        return reader.num_frames_written > before
+
+    def decode_step(self, frame: int, prev: Optional[Any]) -> Any:
+        """Decode `frame` given the decoded previous frame (ignored for an I-frame); typed errors only."""
+        t0 = time.perf_counter()
+        where = f"frame {frame}"
+        try:
+            rec = self.reader.read_frame(frame)
+            decoded = self.decode_record(rec, None if rec.is_iframe else prev)
+        except BitstreamError as exc:
+            if exc.source == "<bytes>":  # payload decoders do not know the file: name it
+                raise _with_source(exc, str(self.path), where) from None
+            raise
+        except (ValueError, RuntimeError, KeyError, IndexError, TypeError, OverflowError, AssertionError) as exc:
+            raise CorruptChunkError(f"frame {frame} does not decode ({type(exc).__name__}: {exc})",
+                                    source=str(self.path), where=where) from None
+        self.decode_seconds[frame] = time.perf_counter() - t0
+        return decoded
+
+    def iter_decoded(self, start: Optional[int] = None, stop: Optional[int] = None) -> Iterator[Any]:
+        """Decode frames in order from the I-frame of `start`'s GOP (or the first frame) up to `stop` (incl.)."""
+        frames = self.frames()
+        first = self.iframe_of(start) if start is not None else (frames[0] if frames else 0)
+        prev: Optional[Any] = None
+        for idx in frames:
+            if idx < first:
+                continue
+            if stop is not None and idx > stop:
+                return
+            prev = self.decode_step(idx, prev)
+            yield prev
+
+    def decode_frame(self, frame: int) -> Any:
+        """One frame, decoding its GOP from the I-frame up to it (seek)."""
+        if frame not in self.reader._by_idx:
+            raise KeyError(f"{self.path}: frame {frame} is not in the stream")
+        out = None
+        for out in self.iter_decoded(start=frame, stop=frame):
+            pass
+        return out
+
+    def decode_to_store(self, root: Path) -> FrameStore:
+        """Decode every frame into a FrameStore (what `ns-vvc eval` and rd-sweep render from)."""
+        store = FrameStore(root)
+        for d in self.iter_decoded():
+            store.save(d.frame_idx, self.to_state(d))
+        return store
 
     @torch.no_grad()
-    def render(self, decoded: DecodedFrame, c2w: torch.Tensor, fx: float, fy: float, cx: float, cy: float,
+    def render(self, decoded: Any, c2w: torch.Tensor, fx: float, fy: float, cx: float, cy: float,
                width: int, height: int, chunk: int = 8192) -> torch.Tensor:
-        """Render an OpenGL-convention camera (c2w [3, 4], scene units) → RGB [H, W, 3]."""
-        field, occ = self.field_for(decoded)
+        """Render an OpenGL-convention pinhole camera (c2w [3, 4], scene units) → RGB [H, W, 3]."""
+        c2w = c2w.float()
         ys, xs = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
         dirs_cam = torch.stack([(xs - cx) / fx, -(ys - cy) / fy, -torch.ones_like(xs)], -1)
         dirs = dirs_cam.reshape(-1, 3) @ c2w[:3, :3].T
         dirs = dirs / dirs.norm(dim=-1, keepdim=True)
         origins = c2w[:3, 3].expand_as(dirs)
-        aabb = torch.tensor(self.render_cfg["aabb"], dtype=torch.float32)
-        bg = torch.tensor(self.render_cfg["background"], dtype=torch.float32)
-        out = [render_rays(field, origins[i : i + chunk], dirs[i : i + chunk], aabb, occ,
-                           int(self.render_cfg["num_samples"]), float(self.render_cfg["near_plane"]), bg, jitter=False,
-                           contraction=float(self.render_cfg.get("contraction", 0.0)),
-                           num_outer_samples=int(self.render_cfg.get("num_outer_samples", 0)))["rgb"]
+        out = [self.render_rays(decoded, origins[i : i + chunk], dirs[i : i + chunk])["rgb"]
                for i in range(0, len(dirs), chunk)]
         return torch.cat(out).reshape(height, width, 3)
+
+    def close(self) -> None:
+        self.reader.close()
+
+    def describe(self) -> str:
+        n = self.reader.num_frames_written
+        return f"{self.path.name}: {self.header.method_id}, {n} frame{'s' * (n != 1)}, {self.fps:g} fps"
+
+
+def _with_source(exc: BitstreamError, source: str, where: str) -> BitstreamError:
+    """The same error, naming the file (payload decoders raise with source `<bytes>`)."""
+    parts = [exc.source] + ([exc.where] if exc.where else []) + ([f"byte offset {exc.offset}"] if exc.offset is not None else [])
+    prefix = ": ".join(parts) + ": "
+    msg = str(exc)[len(prefix):] if str(exc).startswith(prefix) else str(exc)
+    where = f"{where} {exc.where}" if exc.where and not exc.where.startswith(where) else (exc.where or where)
+    return type(exc)(msg, source=source, where=where, offset=exc.offset)
+
+
+def Decoder(path: Union[str, Path]) -> MethodDecoder:  # noqa: N802 (kept for callers of the old class)
+    """Open `path` with the decoder its header's method_id selects (= `registry.open_decoder`)."""
+    from nerfstudio_vvc.playback.registry import open_decoder
+
+    return open_decoder(path)

@@ -170,11 +170,11 @@ class EvalRun:
 
 
 def decoded_pipeline(bitstream: Path, load_config: Path, store_dir: Path):
-    """Decode `bitstream` into `store_dir` and load the run's pipeline so that it renders from those
-    decoded frames only. Returns (decoder, pipeline)."""
-    from nerfstudio_vvc.playback.decoder import Decoder
+    """Decode `bitstream` (with the decoder its method_id selects) into `store_dir` and load the run's
+    pipeline so that it renders from those decoded frames only. Returns (decoder, pipeline)."""
+    from nerfstudio_vvc.playback.registry import open_decoder
 
-    decoder = Decoder(bitstream)
+    decoder = open_decoder(bitstream)
     store = decoder.decode_to_store(store_dir)
     _, pipeline, _, _ = eval_setup(load_config, test_mode="test")
     pipeline.model.set_frame_store(store.root)
@@ -206,7 +206,7 @@ class EvalBitstream:
         extra = {}
         for r in rows:
             f = r["frame"]
-            kind = "I" if decoder.reader.read_frame(f).is_iframe else "P"
+            kind = "I" if decoder.is_iframe(f) else "P"
             extra[f] = {"bytes": decoder.frame_bytes(f), "type": kind}
             r.update(bytes=extra[f]["bytes"], type=kind, decode_s=decoder.decode_seconds.get(f))
         CONSOLE.print(metrics_table(rows, f"decoded from {self.bitstream} ({self.bitstream.stat().st_size} bytes)", extra))
@@ -227,11 +227,11 @@ class DecodeBitstream:
     """Folder for frame-NNNNN.pt decoded states."""
 
     def main(self) -> None:
-        from nerfstudio_vvc.playback.decoder import Decoder
+        from nerfstudio_vvc.playback.registry import open_decoder
 
         if not self.bitstream.exists():
             raise SystemExit(f"{self.bitstream}: no such file")
-        decoder = Decoder(self.bitstream)
+        decoder = open_decoder(self.bitstream)
         decoder.decode_to_store(self.out)
         for f in decoder.frames():
             CONSOLE.print(f"frame {f}: {decoder.frame_bytes(f)} bytes, decoded in {decoder.decode_seconds[f]:.2f} s")

@@ -16,6 +16,7 @@ from typing_extensions import Annotated
 from nerfstudio_vvc.data.sample_scene import MakeSampleConfig
 from nerfstudio_vvc.export.bitstream import ExportBitstream
 from nerfstudio_vvc.playback.evaluate import DecodeBitstream, EvalBitstream, EvalRun
+from nerfstudio_vvc.playback.play import PlayBitstream
 from nerfstudio_vvc.scripts.demo import Demo
 from nerfstudio_vvc.scripts.rd_sweep import RdSweep
 
@@ -23,6 +24,7 @@ Commands = Union[
     Annotated[MakeSampleConfig, tyro.conf.subcommand(name="make-sample")],
     Annotated[EvalBitstream, tyro.conf.subcommand(name="eval")],
     Annotated[DecodeBitstream, tyro.conf.subcommand(name="decode")],
+    Annotated[PlayBitstream, tyro.conf.subcommand(name="play")],
     Annotated[ExportBitstream, tyro.conf.subcommand(name="export")],
     Annotated[EvalRun, tyro.conf.subcommand(name="eval-run")],
     Annotated[Demo, tyro.conf.subcommand(name="demo")],

@@ -165,10 +165,9 @@ class RdSweep:
         progress = json.loads((self.run_dir(run) / "progress.json").read_text())["frames"]
         per_frame = []
         for i, f in enumerate(frames):
-            info = decoder.reader.read_frame(f)
             st = progress[f] if f < len(progress) else {}
             per_frame.append({
-                "frame_idx": f, "is_iframe": bool(info.is_iframe), "bytes": decoder.frame_bytes(f),
+                "frame_idx": f, "is_iframe": decoder.is_iframe(f), "bytes": decoder.frame_bytes(f),
                 "kb": decoder.frame_bytes(f) / 1000.0,
                 "test": {k: test_rows[i][k] for k in ("psnr_db", "ssim", "lpips")},
                 "train": {k: train_rows[i][k] for k in ("psnr_db", "ssim", "lpips")} if train_rows else None,

@@ -37,8 +37,8 @@ def train(out: Path, sample: Path, *extra: str, device: str = "cpu") -> Path:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, tiny_sample) -> Path:
-    return train(tmp_path_factory.mktemp("ra"), tiny_sample)
+def run_dir(rate_aware_run) -> Path:
+    return rate_aware_run  # tests/conftest.py: the same tiny run as train(), trained once per session
 
 
 def test_decoded_grids_equal_encoder_decode_buffer(run_dir: Path):

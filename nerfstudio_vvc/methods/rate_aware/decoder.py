@@ -1,0 +1,72 @@
+"""vvc-rate-aware decoder (registered for method_id "vvc-rate-aware" in playback/registry.py).
+
+Needs only the file: the METHOD_CONFIG chunk carries the DiF architecture, the scene box and the
+render settings. No nerfstudio import, so a player can ship without the training stack.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+
+from nerfstudio_vvc.codec.bitstream.container import FrameRecord
+from nerfstudio_vvc.codec.errors import CorruptChunkError
+from nerfstudio_vvc.components.occupancy import OccupancyGrid
+from nerfstudio_vvc.components.rendering import render_rays
+from nerfstudio_vvc.methods.rate_aware.codec import DecodedFrame, decode_frame
+from nerfstudio_vvc.methods.rate_aware.field import DiFFrameField, DiFSpec
+from nerfstudio_vvc.playback.decoder import MethodDecoder
+
+
+class RateAwareDecoder(MethodDecoder):
+    method_id = "vvc-rate-aware"
+
+    def configure(self, method_config: Optional[bytes]) -> None:
+        if method_config is None:
+            raise CorruptChunkError("no METHOD_CONFIG chunk", source=str(self.path), where="METHOD_CONFIG")
+        meta = json.loads(method_config)
+        self.spec = DiFSpec.from_json(meta["dif"])
+        self.render_cfg = meta["render"]
+        self.aabb = torch.tensor(self.render_cfg["aabb"], dtype=torch.float32).reshape(2, 3)
+        self.background = torch.tensor(self.render_cfg["background"], dtype=torch.float32).reshape(3)
+        self.num_samples = int(self.render_cfg["num_samples"])
+        self.near_plane = float(self.render_cfg["near_plane"])
+        self.occupancy_resolution = int(self.render_cfg["occupancy_resolution"])
+        self.contraction = float(self.render_cfg.get("contraction", 0.0))
+        self.num_outer_samples = int(self.render_cfg.get("num_outer_samples", 0))
+        self._field_cache: Tuple[Optional[DecodedFrame], Optional[Tuple[DiFFrameField, OccupancyGrid]]] = (None, None)
+
+    def decode_record(self, record: FrameRecord, prev: Optional[DecodedFrame]) -> DecodedFrame:
+        return decode_frame(record, prev, self.spec, where=f"frame {record.frame_idx}")
+
+    def to_state(self, decoded: DecodedFrame) -> Dict[str, Any]:
+        return decoded.to_state()
+
+    def field_for(self, decoded: DecodedFrame) -> Tuple[DiFFrameField, OccupancyGrid]:
+        """Field + occupancy grid of a decoded frame (the last one is kept: a render calls this per chunk)."""
+        key, cached = self._field_cache
+        if key is decoded and cached is not None:
+            return cached
+        field = DiFFrameField(self.spec)
+        field.mlp.load_state_dict(decoded.mlp_state)
+        field.set_grids(decoded.grids)
+        occ = OccupancyGrid(self.occupancy_resolution)
+        occ.set_binary(decoded.occupancy)
+        self._field_cache = (decoded, (field, occ))
+        return field, occ
+
+    @torch.no_grad()
+    def render_rays(self, decoded: DecodedFrame, origins: torch.Tensor, dirs: torch.Tensor) -> Dict[str, torch.Tensor]:
+        field, occ = self.field_for(decoded)
+        device = origins.device
+        if next(field.mlp.parameters()).device != device:
+            field = field.to(device)
+            field.set_grids(decoded.grids)
+            occ = occ.to(device)
+            self._field_cache = (decoded, (field, occ))
+        out = render_rays(field, origins.float(), dirs.float(), self.aabb.to(device), occ, self.num_samples,
+                          self.near_plane, self.background.to(device), jitter=False,
+                          contraction=self.contraction, num_outer_samples=self.num_outer_samples)
+        return {k: out[k] for k in ("rgb", "accumulation", "depth")}

@@ -1,0 +1,269 @@
+"""Video-player controls for the nerfstudio viewer, built from nerfstudio viewer elements.
+
+`PlaybackControls` is an `nn.Module` without parameters: as an attribute of a model, nerfstudio's
+viewer finds its viewer elements (`parse_object`) and adds them to the control panel, under
+"Custom Elements / playback":
+
+    Frame        integer slider over every frame (nerfstudio's Time slider has 101 positions)
+    Play / Pause plays at the sequence's fps; frames are dropped when decoding cannot keep up
+    Loop         restart at the first frame
+    Frame info   frame number, I/P, the frame's bytes in the file, decode time
+    Playback     what is playing, or why nothing is (e.g. the run has no bitstream)
+
+Decoding happens in one background thread (never in a GUI callback), so the UI never stalls.
+The Time slider and the frame slider follow each other (time = frame / (N - 1)).
+
+The controls do not know the method: a provider (the model) answers `playback_prepare(frame)`
+with (read-out line, status line), decoding the frame if needed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Optional, Protocol, Tuple
+
+import torch
+from torch import nn
+
+from nerfstudio.viewer.viewer_elements import ViewerButton, ViewerCheckbox, ViewerControl, ViewerSlider, ViewerText
+
+
+View = Tuple[Tuple[float, ...], Tuple[float, ...], Tuple[float, ...]]
+
+
+def default_view(aabb: torch.Tensor) -> View:
+    """(eye, target, up) in scene units: outside the scene box, looking at its centre, z up."""
+    aabb = aabb.detach().float().cpu()
+    center = (aabb[0] + aabb[1]) / 2
+    half_diag = float((aabb[1] - aabb[0]).norm()) / 2
+    direction = torch.tensor([1.0, -1.0, 0.35])
+    eye = center + direction / direction.norm() * 1.25 * half_diag
+    return tuple(eye.tolist()), tuple(center.tolist()), (0.0, 0.0, 1.0)
+
+
+class PlaybackProvider(Protocol):
+    def playback_prepare(self, frame: int) -> Tuple[str, str]:
+        """Make `frame` ready to render (decode it); return (read-out line, status line)."""
+        ...
+
+
+class _ViewerHook(ViewerControl):
+    """Gives the controls the viewer (for the Time slider) once nerfstudio's Viewer is built."""
+
+    def __init__(self, on_setup: Callable[[Any], None]) -> None:
+        self._on_setup = on_setup
+
+    def _setup(self, viewer: Any) -> None:
+        super()._setup(viewer)
+        self._on_setup(viewer)
+
+
+class PlaybackControls(nn.Module):
+    """Frame slider, Play/Pause, Loop and read-outs; decodes in a background thread."""
+
+    def __init__(self, num_frames: int, fps: float, provider: Optional[PlaybackProvider] = None,
+                 initial_view: Optional[View] = None) -> None:
+        super().__init__()
+        self.initial_view = initial_view
+        """(eye, target, up) in scene units set on each browser that connects (None: viser's default)."""
+        self.num_frames = max(int(num_frames), 1)
+        self.fps = float(fps) if fps and fps > 0 else 30.0
+        self.__dict__["_provider"] = provider  # not a submodule: the provider is usually the model itself
+        last = self.num_frames - 1
+        self.frame_slider = ViewerSlider("Frame", 0, 0, max(last, 1), 1, cb_hook=self._on_frame_slider,
+                                         hint=f"Frame to show (0..{last}); seeking decodes from the GOP's I-frame")
+        self.play_button = ViewerButton("Play", cb_hook=lambda _: self.play())
+        self.pause_button = ViewerButton("Pause", cb_hook=lambda _: self.pause(), visible=False)
+        self.playback_loop = ViewerCheckbox("Loop", True, hint="Restart at the first frame after the last")
+        self.readout_frame = ViewerText("Frame info", "", disabled=True, hint="frame/last · I or P · the frame's bytes in the file · its decode time")
+        self.readout_status = ViewerText("Playback", "", disabled=True, hint="What is playing")
+        self.viewer_hook = _ViewerHook(self._attach_viewer)
+        self._viewer: Any = None
+        self._frame = 0
+        self._playing = False
+        self._play_t0 = 0.0
+        self._play_first = 0
+        self.dropped_frames = 0
+        self.shown_frames = 0
+        self._request: Optional[int] = None
+        self._cond: Optional[threading.Condition] = None  # created when the worker starts (modules get copied)
+        self._worker: Optional[threading.Thread] = None
+        self.readout = ""
+        self.status = ""
+        self.idle_refresh_s = 2.0
+        """When idle, the current frame's read-outs are refreshed this often."""
+
+    # ------------------------------------------------------------------ state
+    @property
+    def frame(self) -> int:
+        return self._frame
+
+    @property
+    def playing(self) -> bool:
+        return self._playing
+
+    def set_provider(self, provider: PlaybackProvider) -> None:
+        self.__dict__["_provider"] = provider
+
+    def time_of_frame(self, frame: int) -> float:
+        return frame / max(self.num_frames - 1, 1)
+
+    def frame_of_time(self, t: float) -> int:
+        return int(round(min(max(float(t), 0.0), 1.0) * max(self.num_frames - 1, 0)))
+
+    # ------------------------------------------------------------------ GUI callbacks (fast: no decoding here)
+    def _on_frame_slider(self, element: ViewerSlider) -> None:
+        frame = int(round(element.value))
+        frame = min(max(frame, 0), self.num_frames - 1)
+        self._frame = frame
+        self._sync_time_slider(frame)
+        self.request(frame)
+
+    def _on_time_slider(self, _: Any) -> None:
+        if self._viewer is None:
+            return
+        frame = self.frame_of_time(self._viewer.control_panel.time)
+        if frame != self._frame:
+            self.show(frame)
+
+    def _sync_time_slider(self, frame: int) -> None:
+        if self._viewer is None:
+            return
+        t = self.time_of_frame(frame)
+        if abs(self._viewer.control_panel.time - t) > 1e-9:
+            self._viewer.control_panel.time = t
+
+    def _attach_viewer(self, viewer: Any) -> None:
+        self._viewer = viewer
+        # read-outs change often: updating them must not make the viewer re-render (it wraps every cb_hook)
+        self.readout_frame.cb_hook = lambda _: None
+        self.readout_status.cb_hook = lambda _: None
+        time_slider = viewer.control_panel._time
+        if time_slider.gui_handle is not None:
+            time_slider.gui_handle.on_update(self._on_time_slider)
+        self._sync_time_slider(self._frame)
+        if self.initial_view is not None:
+            viewer.viser_server.on_client_connect(self._set_initial_view)
+        self.request(self._frame)
+
+    def _set_initial_view(self, client: Any) -> None:
+        from nerfstudio.viewer.viewer import VISER_NERFSTUDIO_SCALE_RATIO as scale
+
+        assert self.initial_view is not None
+        eye, target, up = self.initial_view
+        with client.atomic():
+            client.camera.up_direction = up
+            client.camera.position = tuple(scale * v for v in eye)
+            client.camera.look_at = tuple(scale * v for v in target)
+
+    def show(self, frame: int) -> None:
+        """Move the frame slider (as a user would): the viewer re-renders and the read-out follows."""
+        frame = min(max(int(frame), 0), self.num_frames - 1)
+        if self.frame_slider.gui_handle is None:  # no viewer: act directly
+            self._frame = frame
+            self.request(frame)
+        else:
+            self.frame_slider.value = frame  # fires _on_frame_slider (and the viewer's re-render)
+
+    def play(self) -> None:
+        self._ensure_worker()
+        assert self._cond is not None
+        with self._cond:
+            first = self._frame if self._frame < self.num_frames - 1 else 0
+            self._play_first, self._play_t0 = first, time.monotonic()
+            self._playing = True
+            self._cond.notify_all()
+        self._set_visible(playing=True)
+
+    def pause(self) -> None:
+        self._playing = False
+        if self._cond is not None:
+            with self._cond:
+                self._cond.notify_all()
+        self._set_visible(playing=False)
+
+    def _set_visible(self, playing: bool) -> None:
+        for button, visible in ((self.play_button, not playing), (self.pause_button, playing)):
+            if button.gui_handle is not None:
+                button.gui_handle.visible = visible
+            else:
+                button.visible = visible
+
+    # ------------------------------------------------------------------ background worker
+    def request(self, frame: int) -> None:
+        """Ask the worker to decode `frame` and refresh the read-outs (latest request wins)."""
+        self._ensure_worker()
+        assert self._cond is not None
+        with self._cond:
+            self._request = frame
+            self._cond.notify_all()
+
+    def _ensure_worker(self) -> None:
+        if self._worker is not None and self._worker.is_alive():
+            return
+        self._cond = threading.Condition()
+        self._worker = threading.Thread(target=self._run, name="vvc-playback", daemon=True)
+        self._worker.start()
+
+    def _run(self) -> None:
+        assert self._cond is not None
+        last_prepare = time.monotonic()
+        while True:
+            with self._cond:
+                if self._request is None and not self._playing:
+                    self._cond.wait(timeout=0.5)
+                req, self._request = self._request, None
+                playing = self._playing
+            if req is None and not playing and time.monotonic() - last_prepare > self.idle_refresh_s:
+                req = self._frame  # keep the read-outs current (e.g. a file a trainer is still writing)
+            if req is not None:
+                self._prepare(req)
+                last_prepare = time.monotonic()
+            if playing:
+                self._tick()
+                last_prepare = time.monotonic()
+
+    def _tick(self) -> None:
+        """One step of playback: the wall clock says which frame is due; show it (skipping late ones)."""
+        period = 1.0 / self.fps
+        last = self.num_frames - 1
+        due = self._play_first + int((time.monotonic() - self._play_t0) * self.fps)
+        at_end = False
+        if due > last:
+            if self.playback_loop.value:
+                self._play_first, self._play_t0 = 0, time.monotonic()
+                due = 0
+            else:
+                due, at_end = last, True
+        if due != self._frame:
+            if due > self._frame + 1 and self._frame >= self._play_first:
+                self.dropped_frames += due - self._frame - 1
+            self._prepare(due)  # decode in this thread, then show: the render finds it in the cache
+            self.shown_frames += 1
+            self.show(due)
+        if at_end:
+            self.pause()
+            return
+        next_due = self._play_t0 + (due - self._play_first + 1) * period
+        delay = next_due - time.monotonic()
+        if delay > 0:
+            assert self._cond is not None
+            with self._cond:
+                if self._request is None and self._playing:
+                    self._cond.wait(timeout=delay)
+
+    def _prepare(self, frame: int) -> None:
+        if self._provider is None:
+            readout, status = "", "no playback source"
+        else:
+            try:
+                readout, status = self._provider.playback_prepare(frame)
+            except Exception as exc:  # shown on screen; the viewer keeps running
+                readout, status = f"{frame} · not decodable", f"ERROR: {exc}"
+        if self._playing:
+            status = f"{status} | playing at {self.fps:g} fps, {self.dropped_frames} frames dropped"
+        if (readout, status) != (self.readout, self.status):  # unchanged text is not re-sent to browsers
+            self.readout, self.status = readout, status
+            self.readout_frame.value = readout
+            self.readout_status.value = status

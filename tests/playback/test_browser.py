@@ -1,0 +1,174 @@
+"""Browser test: `ns-viewer` on a tiny vvc-rate-aware run (and `ns-vvc play` on its file alone), in headless
+Debian chromium, driven over the Chrome DevTools Protocol.
+
+The frame slider is moved through the page (keyboard on the slider thumb, as a user would); the
+test waits for each render to settle, compares screenshots of the 3D view at two frames, and reads
+the read-out and the Time slider from the DOM. Screenshots go to a temporary folder (kept in
+`VVC_SCREENSHOT_DIR` when that is set). Needs chromium: `make browser-deps`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cdp import Browser, find_chromium, free_port
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(find_chromium() is None,
+                       reason="chromium is not installed (Debian: `make browser-deps` runs apt-get install -y chromium)"),
+]
+
+BIN = Path(sys.executable).parent
+
+# JS: the thumb of the slider labelled `name`, and the text input labelled `name`
+_FIND = """
+window.__vvcSlider = (name) => {
+  for (const s of document.querySelectorAll('[role="slider"]')) {
+    let p = s;
+    for (let i = 0; i < 8 && p; i++) {
+      p = p.parentElement;
+      const l = p && p.querySelector('label');
+      if (l) { if (l.textContent.trim() === name) return s; break; }
+    }
+  }
+  return null;
+};
+window.__vvcText = (name) => {
+  for (const l of document.querySelectorAll('label')) {
+    if (l.textContent.trim() !== name) continue;
+    let p = l;
+    for (let i = 0; i < 6 && p; i++) {
+      p = p.parentElement;
+      const input = p && p.querySelector('input:not([type="hidden"]):not([type="checkbox"])');
+      if (input) return input.value;
+    }
+  }
+  return null;
+};
+true
+"""
+
+
+def _view(png: Path, panel_x: float = 0.58) -> np.ndarray:
+    """The 3D view part of a screenshot (left of the control panel), as float RGB."""
+    img = np.asarray(Image.open(png).convert("RGB"), dtype=np.float32)
+    h, w, _ = img.shape
+    return img[int(0.1 * h) : int(0.9 * h), int(0.05 * w) : int(panel_x * w)]
+
+
+def _settled_shot(browser: Browser, path: Path, timeout: float = 120.0) -> np.ndarray:
+    """Screenshot once the view stops changing (the last, full-resolution render has arrived)."""
+    deadline = time.time() + timeout
+    prev = None
+    n = 0
+    while time.time() < deadline:
+        time.sleep(1.5)
+        browser.screenshot(path)
+        cur = _view(path)
+        if prev is not None and np.abs(cur - prev).mean() < 0.05:
+            n += 1
+            if n >= 2:
+                return cur
+        else:
+            n = 0
+        prev = cur
+    raise TimeoutError(f"the view did not settle within {timeout} s ({path})")
+
+
+def _step_frame_slider(browser: Browser, key: str, code: str, key_code: int) -> None:
+    assert browser.eval("(() => { const s = window.__vvcSlider('Frame'); if (!s) return false; "
+                        "s.scrollIntoView({block: 'center'}); s.focus(); return document.activeElement === s; })()")
+    browser.key(key, code, key_code)
+
+
+@pytest.fixture(params=["ns-viewer", "ns-vvc play"])
+def viewer_url(request, rate_aware_run: Path):
+    """`ns-viewer --load-config <run>/config.yml`, or `ns-vvc play <run>/sequence.vvc` (the file alone)."""
+    port = free_port()
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    log = open(rate_aware_run.parent / f"viewer-{port}.log", "w")
+    if request.param == "ns-viewer":
+        cmd = [str(BIN / "ns-viewer"), "--load-config", str(rate_aware_run / "config.yml"),
+               "--viewer.websocket-port", str(port), "--viewer.websocket-host", "127.0.0.1"]
+    else:
+        cmd = [str(BIN / "ns-vvc"), "play", str(rate_aware_run / "sequence.vvc"), "--websocket-port", str(port),
+               "--websocket-host", "127.0.0.1"]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    import urllib.request
+
+    deadline = time.time() + 180
+    url = f"http://127.0.0.1:{port}"
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            log.close()
+            pytest.fail(f"ns-viewer exited ({proc.returncode}): {(rate_aware_run.parent / f'viewer-{port}.log').read_text()[-2000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=2).read(10)
+            break
+        except OSError:
+            time.sleep(1)
+    else:
+        proc.terminate()
+        pytest.fail("ns-viewer did not serve its page within 180 s")
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def test_viewer_steps_frames_in_a_real_browser(viewer_url: str, tmp_path: Path, request):
+    prefix = "play_" if "play" in request.node.name else "viewer_"
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    browser = Browser(width=1280, height=1000)
+    try:
+        browser.navigate(viewer_url)
+        browser.wait_for("document.body && document.body.innerText.includes('Frame info')", timeout=120)
+        browser.eval(_FIND)
+        # frame 0 is shown, decoded from the file
+        readout = browser.wait_for("(() => { const v = window.__vvcText('Frame info'); return v && v.startsWith('0/') ? v : null; })()", 120)
+        assert readout.startswith("0/2 · I · ") and "KB" in readout, readout
+        status = browser.eval("window.__vvcText('Playback')")
+        assert "sequence.vvc" in status and "vvc-rate-aware" in status, status
+        # small renders keep the CPU time down: Max res slider to its minimum (Home key, as a user would)
+        assert browser.eval("(() => { const s = window.__vvcSlider('Max res'); s.focus(); return document.activeElement === s; })()")
+        browser.key("Home", "Home", 36)
+        browser.wait_for("window.__vvcSlider('Max res').getAttribute('aria-valuenow') === '64'", 30)
+
+        f0 = _settled_shot(browser, shots / f"{prefix}frame0.png")
+        _step_frame_slider(browser, "ArrowRight", "ArrowRight", 39)
+        readout1 = browser.wait_for("(() => { const v = window.__vvcText('Frame info'); return v && v.startsWith('1/') ? v : null; })()", 120)
+        assert readout1.startswith("1/2 · P · ") and "ms" in readout1, readout1
+        assert browser.eval("window.__vvcSlider('Frame').getAttribute('aria-valuenow')") == "1"
+        # nerfstudio's Time slider follows the frame slider: frame 1 of 0..2 is t = 0.5
+        browser.wait_for("window.__vvcSlider('Time').getAttribute('aria-valuenow') === '0.5'", 30)
+        f1 = _settled_shot(browser, shots / f"{prefix}frame1.png")
+
+        _step_frame_slider(browser, "ArrowLeft", "ArrowLeft", 37)
+        browser.wait_for("(() => { const v = window.__vvcText('Frame info'); return v && v.startsWith('0/') ? v : null; })()", 120)
+        f0_again = _settled_shot(browser, shots / f"{prefix}frame0_again.png")
+    finally:
+        browser.close()
+        keep = os.environ.get("VVC_SCREENSHOT_DIR")
+        if keep:
+            Path(keep).mkdir(parents=True, exist_ok=True)
+            for p in shots.glob("*.png"):
+                shutil.copy(p, Path(keep) / p.name)
+    d01 = float(np.abs(f0 - f1).mean())
+    d00 = float(np.abs(f0 - f0_again).mean())
+    print(f"mean |frame0 - frame1| = {d01:.2f}, mean |frame0 - frame0 again| = {d00:.2f} (0..255)")
+    assert d01 > 1.0, f"frames 0 and 1 render alike (mean abs diff {d01:.3f})"
+    assert d00 < d01 / 4, f"frame 0 renders differently when shown again ({d00:.3f} vs {d01:.3f})"

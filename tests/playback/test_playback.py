@@ -1,0 +1,383 @@
+"""Playback from the file: decoder registry, on-demand seeking player, the viewer's playback path and
+controls (without a browser), `ns-vvc play`'s model, and `ns-export vvc-bitstream` on a live run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import struct
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import pytest
+import torch
+import yaml
+
+from nerfstudio_vvc.codec.bitstream.container import ChunkType, ContainerReader, ContainerWriter, FrameRecord, SequenceHeader
+from nerfstudio_vvc.codec.errors import BitstreamError, CorruptChunkError, UnknownMethodError
+from nerfstudio_vvc.components.frame_store import FrameStore
+from nerfstudio_vvc.playback import registry
+from nerfstudio_vvc.playback.decoder import MethodDecoder
+from nerfstudio_vvc.playback.player import FramePlayer
+from nerfstudio_vvc.playback.registry import decoder_class, open_decoder
+
+
+# ---------------------------------------------------------------------------------------------- a toy method
+class ToyDecoder(MethodDecoder):
+    """A second method, registered by the tests with one registry line: a uniform-density cube whose
+    brightness is coded per frame (I-frame: value; P-frame: delta on the previous frame)."""
+
+    method_id = "toy-cube"
+    delay_s = 0.0
+
+    def configure(self, method_config: Optional[bytes]) -> None:
+        cfg = json.loads(method_config or b"null")
+        self.color = torch.tensor([float(v) for v in cfg["color"]])
+        if self.color.shape != (3,):
+            raise ValueError("color must have 3 entries")
+
+    def decode_record(self, record: FrameRecord, prev: Optional[Dict[str, Any]]) -> Any:
+        time.sleep(self.delay_s)
+        (payload,) = [p for kind, p in record.chunks if kind == ChunkType.GENERIC]
+        (value,) = struct.unpack("<f", payload)
+        level = value if record.is_iframe else prev.level + value  # type: ignore[union-attr]
+        return _ToyFrame(record.frame_idx, record.is_iframe, level)
+
+    def render_rays(self, decoded: Any, origins: torch.Tensor, dirs: torch.Tensor) -> Dict[str, torch.Tensor]:
+        n = origins.shape[0]
+        rgb = (self.color * decoded.level).to(origins.device).expand(n, 3)
+        return {"rgb": rgb, "accumulation": torch.ones(n, 1), "depth": torch.ones(n, 1)}
+
+    def to_state(self, decoded: Any) -> Dict[str, Any]:
+        return {"frame_idx": decoded.frame_idx, "level": decoded.level}
+
+
+class _ToyFrame:
+    def __init__(self, frame_idx: int, is_iframe: bool, level: float) -> None:
+        self.frame_idx, self.is_iframe, self.level = frame_idx, is_iframe, level
+
+
+def write_toy(path: Path, levels, gop: int = 3, method_id: str = "toy-cube") -> Path:
+    header = SequenceHeader(method_id=method_id, num_frames=len(levels), fps=25.0, gop_size=gop, num_cameras=0,
+                            scene_box=((-1.0, -1.0, -1.0), (1.0, 1.0, 1.0)))
+    with ContainerWriter(path, header, {ChunkType.METHOD_CONFIG: json.dumps({"color": [1.0, 0.5, 0.25]}).encode()}) as w:
+        for i, level in enumerate(levels):
+            iframe = i % gop == 0
+            value = level if iframe else level - levels[i - 1]
+            w.write_frame(i, iframe, [(ChunkType.GENERIC, struct.pack("<f", value))])
+    return path
+
+
+@pytest.fixture
+def toy_registered(monkeypatch):
+    """Adding a method = its decoder module + ONE registry line."""
+    monkeypatch.setitem(registry.DECODERS, "toy-cube", f"{__name__}:ToyDecoder")
+    monkeypatch.setattr(ToyDecoder, "delay_s", 0.0)
+
+
+# ---------------------------------------------------------------------------------------------- registry
+def test_registry_entries_resolve_to_their_method():
+    assert "vvc-rate-aware" in registry.registered_methods()
+    for method_id in registry.registered_methods():
+        cls = decoder_class(method_id)
+        assert issubclass(cls, MethodDecoder) and cls.method_id == method_id
+
+
+def test_method_id_selects_the_decoder(rate_aware_run: Path, toy_registered, tmp_path: Path):
+    from nerfstudio_vvc.methods.rate_aware.decoder import RateAwareDecoder
+
+    ra = open_decoder(rate_aware_run / "sequence.vvc")
+    assert type(ra) is RateAwareDecoder and ra.frames() == [0, 1, 2]
+    toy = open_decoder(write_toy(tmp_path / "toy.vvc", [0.2, 0.3, 0.5, 0.9]))
+    assert type(toy) is ToyDecoder
+    assert [round(d.level, 5) for d in toy.iter_decoded()] == [0.2, 0.3, 0.5, 0.9]
+    assert [toy.is_iframe(f) for f in toy.frames()] == [True, False, False, True]
+
+
+def test_unknown_method_id_is_a_typed_error_naming_file_and_id(tmp_path: Path):
+    path = write_toy(tmp_path / "mystery.vvc", [0.5], method_id="vvc-from-the-future")
+    with pytest.raises(UnknownMethodError) as exc:
+        open_decoder(path)
+    assert isinstance(exc.value, BitstreamError)
+    msg = str(exc.value)
+    assert str(path) in msg and "'vvc-from-the-future'" in msg and "vvc-rate-aware" in msg
+    assert "\n" not in msg
+
+
+def test_bad_method_config_is_a_typed_error(tmp_path: Path, toy_registered):
+    header = SequenceHeader(method_id="toy-cube", num_frames=1, fps=25.0, gop_size=1, num_cameras=0,
+                            scene_box=((-1.0, -1.0, -1.0), (1.0, 1.0, 1.0)))
+    path = tmp_path / "badcfg.vvc"
+    with ContainerWriter(path, header, {ChunkType.METHOD_CONFIG: b'{"color": "red"}'}):
+        pass
+    with pytest.raises(CorruptChunkError, match="METHOD_CONFIG") as exc:
+        open_decoder(path)
+    assert str(path) in str(exc.value)
+
+
+# ---------------------------------------------------------------------------------------------- player
+def test_player_seeks_a_p_frame_from_its_iframe_and_caches(rate_aware_run: Path):
+    player = FramePlayer.open(rate_aware_run / "sequence.vvc", cache_size=2)
+    enc = FrameStore(rate_aware_run / "frames")  # the encoder's decode buffer: what the decoder must rebuild
+    d1 = player.get(1)
+    assert player.last_decoded == [0, 1]  # P-frame 1 needs I-frame 0 first
+    assert not d1.is_iframe and d1.frame_idx == 1
+    for a, b in zip(d1.grids, enc.load(1)["grids"]):
+        assert torch.equal(a, b)
+    assert player.get(1) is d1 and player.last_decoded == []  # cache hit
+    player.get(2)
+    assert player.last_decoded == [2]  # an I-frame decodes alone
+    player.get(0)
+    assert player.last_decoded == [0]  # evicted (cache of 2: frames 1 and 2 were more recent)
+    assert not player.cached(1)
+    info = player.info(1)
+    assert (info.frame, info.is_iframe, info.nbytes) == (1, False, player.decoder.frame_bytes(1))
+    assert info.decode_ms is not None and info.decode_ms > 0
+    assert info.line(2).startswith("1/2 · P · ")
+    with pytest.raises(KeyError):
+        player.get(7)
+
+
+def test_player_follows_a_file_that_is_still_being_written(rate_aware_run: Path, tmp_path: Path):
+    src = ContainerReader(rate_aware_run / "sequence.vvc")
+    live = tmp_path / "live.vvc"
+    writer = ContainerWriter(live, src.header, src.global_chunk_list)
+    rec0 = src.read_frame(0)
+    writer.write_frame(0, True, rec0.chunks)
+    player = FramePlayer.open(live)
+    player.refresh_interval_s = 0.0
+    assert player.frames() == [0] and not player.has(1)
+    for f in (1, 2):
+        rec = src.read_frame(f)
+        writer.write_frame(f, rec.is_iframe, rec.chunks)
+    assert player.has(2) and player.frames() == [0, 1, 2]
+    assert player.get(1).frame_idx == 1
+    writer.close()
+
+
+# ---------------------------------------------------------------------------------------------- the model's playback path
+def copy_run(run: Path, dst: Path) -> Path:
+    """Copy a run folder elsewhere and point its config.yml at the copy."""
+    out = dst / "out"
+    shutil.copytree(run.parents[2], out)
+    new_run = out / run.relative_to(run.parents[2])
+    cfg_path = new_run / "config.yml"
+    config = yaml.load(cfg_path.read_text(), Loader=yaml.Loader)
+    config.output_dir = out
+    config.pipeline.model.frame_store_dir = new_run / "frames"
+    cfg_path.write_text(yaml.dump(config), "utf8")
+    return new_run
+
+
+def _camera(t: float, size: int = 24):
+    from nerfstudio.cameras.cameras import Cameras
+
+    from nerfstudio_vvc.playback.controls import default_view
+
+    eye, target, up = (torch.tensor(v) for v in default_view(torch.tensor([[-1.5] * 3, [1.5] * 3])))
+    z = (eye - target) / (eye - target).norm()
+    x = torch.linalg.cross(up, z)
+    x = x / x.norm()
+    c2w = torch.stack([x, torch.linalg.cross(z, x), z, eye], 1)
+    return Cameras(camera_to_worlds=c2w[None], fx=30.0, fy=30.0, cx=size / 2, cy=size / 2, width=size, height=size,
+                   times=torch.tensor([[t]]))
+
+
+def _load_model(run: Path):
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    _, pipeline, _, _ = eval_setup(run / "config.yml", test_mode="test")
+    return pipeline.model
+
+
+def test_viewer_path_decodes_from_the_file(rate_aware_run: Path, tmp_path: Path):
+    """What `ns-viewer --load-config` renders comes from <run>/sequence.vvc (frames/ removed)."""
+    from nerfstudio_vvc.playback.player import BitstreamSource
+
+    run = copy_run(rate_aware_run, tmp_path)
+    shutil.rmtree(run / "frames")
+    model = _load_model(run)
+    source = model.playback_source()
+    assert isinstance(source, BitstreamSource) and source.path == run / "sequence.vvc"
+    readout, status = model.playback_prepare(1)
+    assert readout.startswith("1/2 · P · ") and "sequence.vvc" in status and "vvc-rate-aware" in status
+    assert source.player.cached(0) and source.player.cached(1)  # seek: I-frame 0, then P-frame 1
+    with torch.no_grad():
+        rgb1 = model.get_outputs_for_camera(_camera(0.5))["rgb"]
+        rgb0 = model.get_outputs_for_camera(_camera(0.0))["rgb"]
+    # the same camera rendered straight from the decoder (no model, no nerfstudio)
+    cam = _camera(0.5)
+    c2w = cam.camera_to_worlds[0]
+    ref = source.player.decoder.render(source.player.get(1), c2w, 30.0, 30.0, 12.0, 12.0, 24, 24)
+    assert torch.allclose(rgb1, ref, atol=1e-4)
+    assert (rgb1 - rgb0).abs().mean() > 1e-3  # two frames, two pictures
+
+
+def test_no_bitstream_shows_the_message_and_renders_no_field(rate_aware_run: Path, tmp_path: Path):
+    run = copy_run(rate_aware_run, tmp_path)
+    (run / "sequence.vvc").unlink()  # frames/ (the encoder's decode buffer) is still there: it must not be used
+    model = _load_model(run)
+    assert model.playback_source() is None
+    readout, status = model.playback_prepare(1)
+    assert status.startswith("NO BITSTREAM") and str(run / "sequence.vvc") in status
+    with torch.no_grad():
+        for t in (0.0, 0.5, 1.0):
+            rgb = model.get_outputs_for_camera(_camera(t))["rgb"]
+            assert torch.equal(rgb, torch.ones_like(rgb))  # background (white) only
+        # ... while the checkpoint's training field would have drawn something
+        from nerfstudio_vvc.components.rendering import render_rays
+
+        cam = _camera(1.0)
+        bundle = cam.generate_rays(camera_indices=0)
+        out = render_rays(model.field, bundle.origins.reshape(-1, 3), bundle.directions.reshape(-1, 3), model.aabb,
+                          model.occupancy, model.config.num_samples, model.near_plane, model.background, jitter=False)
+        assert (out["rgb"] - 1.0).abs().mean() > 1e-3
+    # the viewer's read-out carries the message
+    controls = model.playback
+    controls.show(1)
+    deadline = time.time() + 30
+    while "NO BITSTREAM" not in controls.status and time.time() < deadline:
+        time.sleep(0.05)
+    assert "NO BITSTREAM" in controls.status and controls.readout.startswith("1/2 · nothing to show")
+
+
+# ---------------------------------------------------------------------------------------------- controls
+def test_file_only_model_renders_any_registered_method(toy_registered, tmp_path: Path):
+    """`ns-vvc play`'s model needs only the file; it is method-agnostic (here: the toy method)."""
+    from nerfstudio_vvc.playback.play import build_model
+
+    model = build_model(write_toy(tmp_path / "toy.vvc", [0.2, 0.4, 0.8]))
+    assert model.num_frames == 3 and model.playback.fps == 25.0
+    with torch.no_grad():
+        rgb = model.get_outputs_for_camera(_camera(1.0, size=4))["rgb"]
+    assert torch.allclose(rgb, torch.tensor([1.0, 0.5, 0.25]) * 0.8)
+    assert model.player.last_decoded == [0, 1, 2]
+
+
+def test_play_drops_frames_when_decoding_is_slow_and_never_blocks(toy_registered, monkeypatch, tmp_path: Path):
+    from nerfstudio_vvc.playback.play import build_model
+
+    monkeypatch.setattr(ToyDecoder, "delay_s", 0.05)  # decoding: 20 frames/s at best
+    model = build_model(write_toy(tmp_path / "toy.vvc", [0.01 * i for i in range(40)], gop=40))
+    controls = model.playback
+    controls.fps = 100.0
+    seen = []
+    real_prepare = model.playback_prepare
+
+    def spy(frame):
+        seen.append(frame)
+        return real_prepare(frame)
+
+    model.playback_prepare = spy
+    controls.playback_loop.value = False
+    t0 = time.perf_counter()
+    controls.play()
+    assert time.perf_counter() - t0 < 0.05  # the GUI callback returns at once; decoding is in the worker
+    t0 = time.perf_counter()
+    controls.show(0)
+    assert time.perf_counter() - t0 < 0.05
+    deadline = time.time() + 30
+    while controls.playing and time.time() < deadline:
+        time.sleep(0.05)
+    assert not controls.playing, "playback without Loop stops at the last frame"
+    assert controls.frame == 39
+    assert controls.dropped_frames > 0 and len(set(seen)) < 40
+    assert seen == sorted(seen)
+
+
+def test_loop_restarts_at_the_first_frame(toy_registered, tmp_path: Path):
+    from nerfstudio_vvc.playback.play import build_model
+
+    model = build_model(write_toy(tmp_path / "toy.vvc", [0.1, 0.2, 0.3, 0.4]))
+    controls = model.playback
+    controls.fps = 50.0
+    frames = []
+    real_prepare = model.playback_prepare
+    model.playback_prepare = lambda f: (frames.append(f), real_prepare(f))[1]
+    controls.play()
+    deadline = time.time() + 20
+    while frames.count(0) < 2 and time.time() < deadline:
+        time.sleep(0.02)
+    controls.pause()
+    assert frames.count(0) >= 2 and 3 in frames  # went to the end and around again
+    assert controls.readout.split(" · ")[0].split("/")[1] == "3"
+
+
+def test_frame_slider_and_time_slider_follow_each_other(toy_registered, tmp_path: Path):
+    """With nerfstudio's real Viewer (viser server, no browser): moving either slider moves the other."""
+    from nerfstudio.configs.base_config import ViewerConfig
+    from nerfstudio.viewer.viewer import Viewer
+
+    from nerfstudio_vvc.playback.play import FilePlaybackPipeline, build_model
+    from cdp import free_port
+
+    model = build_model(write_toy(tmp_path / "toy.vvc", [0.1, 0.2, 0.3, 0.4, 0.5]))
+    pipeline = FilePlaybackPipeline(model, tmp_path)
+    viewer = Viewer(ViewerConfig(websocket_port=free_port(), websocket_host="127.0.0.1"),
+                    log_filename=tmp_path / "viewer" / "log.txt", datapath=tmp_path, pipeline=pipeline,
+                    train_lock=threading.Lock())
+    try:
+        controls = model.playback
+        assert controls.frame_slider.gui_handle is not None  # installed in nerfstudio's control panel
+        assert (controls.frame_slider.min, controls.frame_slider.max, controls.frame_slider.step) == (0, 4, 1)
+
+        def wait(cond):
+            deadline = time.time() + 10
+            while not cond() and time.time() < deadline:
+                time.sleep(0.02)
+            return cond()
+
+        controls.frame_slider.value = 3  # as a viser callback would
+        assert wait(lambda: abs(viewer.control_panel.time - 0.75) < 1e-9)
+        assert wait(lambda: controls.readout.startswith("3/4 · I · "))  # GOP 3: I P P I P
+        viewer.control_panel.time = 0.25
+        assert wait(lambda: controls.frame_slider.value == 1 and controls.frame == 1)
+        # every frame is reachable from the frame slider, whatever the Time slider's resolution
+        for f in range(5):
+            controls.frame_slider.value = f
+            assert wait(lambda: model.playback.frame_of_time(viewer.control_panel.time) == f)
+    finally:
+        viewer.viser_server.stop()
+
+
+# ---------------------------------------------------------------------------------------------- export of a live run
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_export_of_a_live_run_copies_and_leaves_the_live_file_alone(rate_aware_run: Path, tmp_path: Path):
+    from nerfstudio_vvc.export.bitstream import ExportBitstream
+
+    src = ContainerReader(rate_aware_run / "sequence.vvc")
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(rate_aware_run / "config.yml", run / "config.yml")
+    live = run / "sequence.vvc"
+    writer = ContainerWriter(live, src.header, src.global_chunk_list)  # the "trainer"
+    for f in (0, 1):
+        rec = src.read_frame(f)
+        writer.write_frame(f, rec.is_iframe, rec.chunks)
+    before = _digest(live)
+    exported = ExportBitstream(load_config=run / "config.yml", output_dir=tmp_path / "exp").main()
+    assert _digest(live) == before, "export modified the live file"
+    # the trainer goes on appending, then finishes
+    rec = src.read_frame(2)
+    writer.write_frame(2, rec.is_iframe, rec.chunks)
+    writer.close()
+    with ContainerReader(live) as r:
+        assert r.frame_indices() == [0, 1, 2] and r.complete
+    with ContainerReader(exported) as r:
+        assert r.frame_indices() == [0, 1] and r.complete  # a closed copy with its own index
+    copy = open_decoder(exported)
+    full = open_decoder(live)
+    for a, b in zip(copy.iter_decoded(), full.iter_decoded()):
+        for ga, gb in zip(a.grids, b.grids):
+            assert torch.equal(ga, gb)
+    # a finished run exports byte for byte
+    again = ExportBitstream(load_config=run / "config.yml", output_dir=tmp_path / "exp2").main()
+    assert _digest(again) == _digest(live)
+    with pytest.raises(SystemExit, match="replace the run's own bitstream"):
+        ExportBitstream(load_config=run / "config.yml", output_dir=run).main()
