@@ -3,7 +3,8 @@
 
 Usage (from the repo root):
     .venv/bin/python bench/bench_rate_aware.py [--data ../shared/data/panoptic-basketball] [--out bench_out/rd_panoptic]
-        [--frames 10] [--downscale 4] [--gop 10] [--scene-box-size 3.0] [--no-ablations] [--no-lpips]
+        [--frames 10] [--downscale 4] [--gop 10] [--contraction 0.5] [--scene-box-size 1.5] [--no-ablations]
+        [--no-lpips] [--runs full-0.001 ...] [--seed N]
 
 Runs `ns-vvc rd-sweep` with the 4 paper λs plus λ = 4e-4, the Baseline curve and (by default) both ablations, on all 27
 training cameras and the 4 test cameras; prints summary.json (per-point KB/frame, PSNR/SSIM/LPIPS from the
@@ -35,9 +36,13 @@ def main(argv=None) -> int:
     ap.add_argument("--gop", type=int, default=10)
     ap.add_argument("--no-ablations", action="store_true")
     ap.add_argument("--no-lpips", action="store_true")
-    ap.add_argument("--scene-box-size", type=float, default=3.0,
-                    help="half-size of the scene box; 3.0 holds the Panoptic dome wall (1.5 left it outside: "
-                         "17.7 vs 22.2 dB test PSNR after one I-frame)")
+    ap.add_argument("--contraction", type=float, default=0.5,
+                    help="scene contraction (the dome wall and floor beyond the box are represented); 0 = bounded box")
+    ap.add_argument("--scene-box-size", type=float, default=1.5,
+                    help="half-size of the scene box (without contraction 3.0 is needed to hold the Panoptic dome wall)")
+    ap.add_argument("--runs", nargs="*", default=None, help="only these sweep runs (e.g. full-0.001 baseline)")
+    ap.add_argument("--no-x265", action="store_true", help="skip the x265 anchor")
+    ap.add_argument("--seed", type=int, default=0, help="I-frame initialisation seed (run twice to measure noise)")
     args = ap.parse_args(argv)
     if not (args.data / "train_meta.json").exists():
         print(f"panoptic-basketball not found at {args.data}; nothing to benchmark")
@@ -51,8 +56,13 @@ def main(argv=None) -> int:
     runs = (f"full-{EXTRA_LAMBDA:g}", *DEFAULT_RUNS)
     if not args.no_ablations:
         runs = (*runs, "wo-adaptive", "wo-dynamic")
+    if args.runs:
+        runs = tuple(args.runs)
+    train_args = ("--pipeline.model.contraction", str(args.contraction), "--pipeline.model.seed", str(args.seed))
     sweep = RdSweep(data=args.data, out=args.out, runs=runs, lambdas=lambdas, num_frames=args.frames, downscale=args.downscale,
-                    gop_size=args.gop, lpips=not args.no_lpips, data_args=("--scene-box-size", str(args.scene_box_size)))
+                    gop_size=args.gop, lpips=not args.no_lpips, train_args=train_args,
+                    x265_crfs=() if args.no_x265 else RdSweep.x265_crfs,
+                    data_args=("--scene-box-size", str(args.scene_box_size)))
     summary = sweep.main()
     summary = {k: v for k, v in summary.items() if k != "markdown"}
     for p in summary["points"]:

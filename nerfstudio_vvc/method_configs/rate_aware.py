@@ -69,7 +69,7 @@ vvc_rate_aware_cpu = MethodSpecification(
         "vvc-rate-aware-cpu",
         RateAwareModelConfig(
             basis_resolutions=(12, 16, 20, 24, 28, 32), coeff_resolution=16, hidden_dim=32,
-            num_samples=96, occupancy_resolution=48, occupancy_update_every=16, occupancy_warmup=48,
+            num_samples=96, occupancy_resolution=48, occupancy_update_every=16, occupancy_warmup=24,
             posthoc_entropy_steps=25, rate_every=8,
         ),
         rays=1024, i_iters=300, p_iters=100, grid_lr=6e-2, mlp_lr=1e-2,
