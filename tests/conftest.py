@@ -66,14 +66,16 @@ TINY_RATE_AWARE_ARGS = [
 """ns-train arguments of a tiny vvc-rate-aware run (3 frames, GOP 2: I P I; about a minute on a CPU)."""
 
 
-def train_rate_aware(out: Path, sample: Path, *extra: str) -> Path:
-    """Train a tiny vvc-rate-aware run with the real `ns-train`; returns the run folder."""
+def train_rate_aware(out: Path, sample: Path, *extra: str, device: str = "cpu") -> Path:
+    """Train a tiny vvc-rate-aware run with the real `ns-train`; returns the run folder. `extra` arguments
+    come after the tiny ones (a repeated option: the later one wins)."""
     import os
     import subprocess
     import sys
 
     cmd = [str(Path(sys.executable).parent / "ns-train"), "vvc-rate-aware-cpu", "--output-dir", str(out),
            "--experiment-name", "e", "--timestamp", "t", "--vis", "tensorboard", *TINY_RATE_AWARE_ARGS, *extra,
+           "--machine.device-type", device,
            "vvc-data", "--data", str(sample)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -84,3 +86,9 @@ def train_rate_aware(out: Path, sample: Path, *extra: str) -> Path:
 def rate_aware_run(tmp_path_factory, tiny_sample) -> Path:
     """Run folder of a tiny vvc-rate-aware training (config.yml, sequence.vvc, frames/). Read-only."""
     return train_rate_aware(tmp_path_factory.mktemp("rate_aware_run"), tiny_sample)
+
+
+@pytest.fixture(scope="session")
+def rate_aware_trainer():
+    """`train_rate_aware(out, sample, *extra, device="cpu")`, for tests that train their own variant."""
+    return train_rate_aware

@@ -18,22 +18,6 @@ from nerfstudio_vvc.methods.rate_aware.codec import decode_frame
 from nerfstudio_vvc.playback.decoder import Decoder
 
 BIN = Path(sys.executable).parent
-TINY_MODEL = [
-    "--pipeline.model.basis-resolutions", "6", "8", "8", "10", "10", "12",
-    "--pipeline.model.coeff-resolution", "8", "--pipeline.model.hidden-dim", "16",
-    "--pipeline.model.num-samples", "16", "--pipeline.model.occupancy-resolution", "16",
-    "--pipeline.model.posthoc-entropy-steps", "20", "--pipeline.datamanager.train-num-rays-per-batch", "256",
-]
-
-
-def train(out: Path, sample: Path, *extra: str, device: str = "cpu") -> Path:
-    cmd = [str(BIN / "ns-train"), "vvc-rate-aware-cpu", "--output-dir", str(out), "--experiment-name", "e",
-           "--timestamp", "t", "--vis", "tensorboard", "--machine.device-type", device, "--gop-size", "2",
-           "--iframe-iterations", "30", "--pframe-iterations", "15", "--max-frames", "3", *TINY_MODEL, *extra,
-           "vvc-data", "--data", str(sample)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return out / "e" / "vvc-rate-aware-cpu" / "t"
 
 
 @pytest.fixture(scope="module")
@@ -124,11 +108,11 @@ def test_eval_and_export_commands(run_dir: Path, tmp_path: Path):
     assert (tmp_path / "ev" / "decoded_frames" / "frame-00002.pt").exists()
 
 
-def test_extra_baseline_streams_leave_the_main_stream_unchanged(tmp_path: Path, tiny_sample):
+def test_extra_baseline_streams_leave_the_main_stream_unchanged(tmp_path: Path, tiny_sample, rate_aware_trainer):
     """Coding extra Baseline streams must not shift the random numbers the main run trains with."""
     baseline = ("--gop-size", "1", "--max-frames", "2", "--pipeline.model.rate-aware", "False")
-    plain = train(tmp_path / "plain", tiny_sample, *baseline)
-    extra = train(tmp_path / "extra", tiny_sample, *baseline, "--pipeline.model.extra-step-exponents", "0", "-1")
+    plain = rate_aware_trainer(tmp_path / "plain", tiny_sample, *baseline)
+    extra = rate_aware_trainer(tmp_path / "extra", tiny_sample, *baseline, "--pipeline.model.extra-step-exponents", "0", "-1")
     assert (extra / "sequence.q-1.vvc").stat().st_size > 0
     assert (plain / "sequence.vvc").read_bytes() == (extra / "sequence.vvc").read_bytes()
 
@@ -146,12 +130,14 @@ def _grid_bytes(run: Path) -> list:
     return [f["chunk_bytes"]["GRID"] for f in json.loads((run / "progress.json").read_text())["frames"]]
 
 
-def test_p_frame_of_an_unchanged_frame_codes_to_few_bits(tmp_path: Path, static_sample):
-    """With nothing to correct, a P-frame's residual is (nearly) all zeros. Per-frame learning-rate decay is
-    what gets it there: a constant grid learning rate leaves optimizer noise in the residual that the coder pays."""
+def test_p_frame_of_an_unchanged_frame_codes_to_few_bits(tmp_path: Path, static_sample, rate_aware_trainer):
+    """With nothing to correct, a P-frame's residual is (nearly) all zeros. The per-frame learning-rate decay and
+    the smaller P-frame grid lr get it there: a constant grid lr leaves optimizer noise in the residual that the
+    coder pays for."""
     args = ("--max-frames", "2", "--pframe-iterations", "40")
-    i_bytes, p_bytes = _grid_bytes(train(tmp_path / "decay", static_sample, *args))
-    _, p_const = _grid_bytes(train(tmp_path / "const", static_sample, *args, "--lr-final-factor", "1.0"))
+    i_bytes, p_bytes = _grid_bytes(rate_aware_trainer(tmp_path / "decay", static_sample, *args))
+    old = ("--lr-final-factor", "1.0", "--pipeline.model.pframe-grid-lr-scale", "1.0")  # constant lr, as before
+    _, p_const = _grid_bytes(rate_aware_trainer(tmp_path / "const", static_sample, *args, *old))
     voxels = 18 * 8**3 + 4 * (6**3 + 8**3 + 8**3) + 2 * (10**3 + 10**3 + 12**3)  # TINY_MODEL grids
     print(f"GRID bytes: I {i_bytes}, P {p_bytes} (decay), P {p_const} (constant lr); {voxels} voxels")
     assert p_bytes * 8 / voxels < 0.1  # under 0.1 bit per voxel
