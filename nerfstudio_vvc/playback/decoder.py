@@ -7,7 +7,6 @@ only after its reference (the previous frame), and seeking starts at the GOP's I
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
@@ -19,8 +18,8 @@ from nerfstudio_vvc.codec.errors import BitstreamError, CorruptChunkError
 from nerfstudio_vvc.components.frame_store import FrameStore
 from nerfstudio_vvc.components.occupancy import OccupancyGrid
 from nerfstudio_vvc.components.rendering import render_rays
-from nerfstudio_vvc.methods.rate_aware.codec import DecodedFrame, decode_frame
-from nerfstudio_vvc.methods.rate_aware.field import DiFFrameField, DiFSpec
+from nerfstudio_vvc.methods.rate_aware.codec import DecodedFrame, decode_frame, parse_method_config
+from nerfstudio_vvc.methods.rate_aware.field import DiFFrameField
 
 
 class Decoder:
@@ -33,12 +32,8 @@ class Decoder:
         if self.reader.header.method_id != "vvc-rate-aware" or cfg is None:
             raise CorruptChunkError(f"not a vvc-rate-aware stream (method {self.reader.header.method_id!r})",
                                     source=str(self.path), where="METHOD_CONFIG")
-        try:
-            meta = json.loads(cfg)
-            self.spec = DiFSpec.from_json(meta["dif"])
-            self.render_cfg = meta["render"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CorruptChunkError(f"bad method config ({exc})", source=str(self.path), where="METHOD_CONFIG") from None
+        self.config = parse_method_config(cfg, source=str(self.path))  # validated: types, ranges, sizes
+        self.spec, self.render_cfg = self.config.spec, self.config.render
         self.decode_seconds: Dict[int, float] = {}
 
     def frames(self) -> List[int]:
@@ -55,7 +50,8 @@ class Decoder:
             t0 = time.perf_counter()
             rec = self.reader.read_frame(idx)
             try:
-                prev = decode_frame(rec, None if rec.is_iframe else prev, self.spec, where=f"frame {idx}")
+                prev = decode_frame(rec, None if rec.is_iframe else prev, self.spec, where=f"frame {idx}",
+                                    occupancy_shape=self.config.occupancy_shape)
             except BitstreamError:
                 raise
             except (ValueError, RuntimeError, KeyError, IndexError) as exc:
