@@ -7,9 +7,13 @@ useless when debugging a 2 GB sequence.
 
 from __future__ import annotations
 
+from nerfstudio_vvc.user_errors import InputError, install_excepthook
 
-class BitstreamError(Exception):
-    """Base class: the bytes are not a valid nerfstudio-vvc bitstream (or payload)."""
+
+class BitstreamError(InputError):
+    """Base class: the bytes are not a valid nerfstudio-vvc bitstream (or payload).
+
+    Uncaught, it is reported as one line (``nerfstudio_vvc.user_errors``)."""
 
     def __init__(self, msg: str, *, source: str = "<bytes>", where: str = "", offset: int | None = None) -> None:
         self.msg = msg
@@ -58,6 +62,9 @@ class UnsupportedVersionError(BitstreamError):
 
 class UnknownChunkTypeError(BitstreamError):
     """A critical chunk type this reader does not know (ancillary unknown types are skipped)."""
+
+
+install_excepthook()
 
 
 class ModelNotFrozenError(RuntimeError):
