@@ -139,6 +139,7 @@ CONFIG_CASES = [
     (("render", "aabb"), [[0, 0], [1, 1]], "aabb must be"),
     (("render", "background"), [1.0, 1.0], "3 values"),
     (("render", "rate_aware"), 1, "true/false"),
+    (("render", "contraction"), True, "unknown render field"),
     (("render",), [], "'dif' and 'render' objects"),
 ]
 
@@ -159,7 +160,9 @@ def test_method_config_nan_and_non_json(stream: Path, tmp_path: Path):
 
 
 def test_every_difspec_field_has_a_rule():
-    """Adding a field to DiFSpec = adding one line to DIF_RULES (methods/rate_aware/codec.py)."""
+    """Adding a field to DiFSpec = adding one line to DIF_RULES (methods/rate_aware/codec.py). (A render setting
+    added to RateAwareModel.method_config_bytes without a RENDER_RULES line fails tests/methods/test_rate_aware.py,
+    whose real ns-train stream the decoder then refuses.)"""
     assert {f.name for f in dataclasses.fields(DiFSpec)} == set(DIF_RULES)
 
 

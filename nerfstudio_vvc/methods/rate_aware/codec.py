@@ -131,7 +131,8 @@ DIF_RULES: Dict[str, Rule] = {
     "coeff_resolution": Rule(int, 2, 1024),
     "hidden_dim": Rule(int, 1, 1024),
 }
-# One line per render setting the decoder uses (other keys are informational and only type-checked).
+# One line per render setting in the METHOD_CONFIG (unknown keys are refused: a setting the decoder
+# silently dropped would render a different picture).
 RENDER_RULES: Dict[str, Rule] = {
     "aabb": Rule(float, -1e6, 1e6, seq=True, max_len=6),  # [[x0, y0, z0], [x1, y1, z1]], flattened for the check
     "near_plane": Rule(float, 0.0, 1e6),
@@ -193,7 +194,10 @@ def validate_method_config(meta: object) -> StreamConfig:
     dif, render = meta["dif"], meta["render"]
     unknown = sorted(set(dif) - set(DIF_RULES))
     if unknown:
-        raise ValueError(f"unknown DiF field(s) {unknown[:4]}")
+        raise ValueError(f"unknown DiF field(s) {unknown[:4]} (a new field needs a rule in DIF_RULES)")
+    unknown = sorted(set(render) - set(RENDER_RULES))
+    if unknown:
+        raise ValueError(f"unknown render field(s) {unknown[:4]} (a new field needs a rule in RENDER_RULES)")
     defaults = {f.name: f.default for f in dataclasses.fields(DiFSpec)}
     kw = {}
     for name, rule in DIF_RULES.items():
