@@ -190,9 +190,10 @@ def test_bad_quantization_step_names_file_frame_chunk(stream: Path, tmp_path: Pa
 
 
 def test_occupancy_shape_is_checked_before_decompressing(stream: Path, tmp_path: Path):
-    from nerfstudio_vvc.codec.masks import compress_mask
+    import lzma
 
-    big = compress_mask(__import__("numpy").zeros((512, 512, 512), bool))  # 128M cells, a few KB of payload
+    # a 512^3 LZMA mask (128M cells) in a few hundred bytes: what a decompression bomb looks like
+    big = bytes([0, 3]) + struct.pack("<3I", 512, 512, 512) + lzma.compress(bytes(1 << 24))
     bad = _rewrite(stream, tmp_path / "o.vvc", _edit_chunk(ChunkType.OCCUPANCY, 0, lambda d: big))
     t0 = time.perf_counter()
     with pytest.raises(CorruptChunkError, match=r"frame 0 OCCUPANCY.*mask shape \(512, 512, 512\), expected \(16, 16, 16\)"):
