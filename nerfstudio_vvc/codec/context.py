@@ -311,6 +311,9 @@ class IntegerGridContextModel:
     def decompress(self, data: bytes, shape: Sequence[int], prev_sym: Optional[torch.Tensor] = None, device: torch.device | str = "cpu") -> torch.Tensor:
         shape = tuple(int(n) for n in shape)
         self._check(shape, prev_sym)
+        if self.b_chan is not None and shape[0] > self.b_chan.shape[0]:
+            raise CorruptChunkError(f"grid has {shape[0]} channels, the entropy model codes {self.b_chan.shape[0]}",
+                                    where="grid payload", offset=0)
         lo, hi, esc, pos = unpack_range(data, 0, where="grid payload")
         s = CoderSession("decode", data[pos:], where="grid payload")
         work = torch.zeros(shape, dtype=torch.int64, device=device)

@@ -7,11 +7,16 @@ useless when debugging a 2 GB sequence.
 
 from __future__ import annotations
 
+from nerfstudio_vvc.user_errors import InputError, install_excepthook
 
-class BitstreamError(Exception):
-    """Base class: the bytes are not a valid nerfstudio-vvc bitstream (or payload)."""
+
+class BitstreamError(InputError):
+    """Base class: the bytes are not a valid nerfstudio-vvc bitstream (or payload).
+
+    Uncaught, it is reported as one line (``nerfstudio_vvc.user_errors``)."""
 
     def __init__(self, msg: str, *, source: str = "<bytes>", where: str = "", offset: int | None = None) -> None:
+        self.msg = msg
         self.source = source
         self.where = where
         self.offset = offset
@@ -21,6 +26,26 @@ class BitstreamError(Exception):
         if offset is not None:
             parts.append(f"byte offset {offset}")
         super().__init__(f"{': '.join(parts)}: {msg}")
+
+
+    def in_context(self, *, source: str | None = None, where: str = "") -> "BitstreamError":
+        """The same error (same class, message and offset) naming the file and the enclosing frame/chunk.
+
+        Payload decoders see only bytes (``<bytes>``, ``where="mask"``); the method decoder that called
+        them knows the file, the frame and the chunk, and re-raises ``e.in_context(...)``."""
+        src = source if source is not None and self.source == "<bytes>" else self.source
+        inner = self.where
+        full = where if not inner else (f"{where} {inner}" if where else inner)
+        if where and inner.startswith(where):
+            full = inner
+        return type(self)(self.msg, source=src, where=full, offset=self.offset)
+
+    def __reduce__(self):  # picklable across processes (keyword-only constructor)
+        return _rebuild, (type(self), self.msg, self.source, self.where, self.offset)
+
+
+def _rebuild(cls: type, msg: str, source: str, where: str, offset: int | None) -> BitstreamError:
+    return cls(msg, source=source, where=where, offset=offset)
 
 
 class TruncatedError(BitstreamError):
@@ -37,6 +62,9 @@ class UnsupportedVersionError(BitstreamError):
 
 class UnknownChunkTypeError(BitstreamError):
     """A critical chunk type this reader does not know (ancillary unknown types are skipped)."""
+
+
+install_excepthook()
 
 
 class ModelNotFrozenError(RuntimeError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import lzma
 import struct
-from typing import Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ from nerfstudio_vvc.codec.coder import CoderSession
 from nerfstudio_vvc.codec.errors import BitstreamError, CorruptChunkError, TruncatedError
 
 METHOD_LZMA, METHOD_RANGE = 0, 1
-MAX_MASK_ELEMS = 1 << 31
+MAX_MASK_ELEMS = 1 << 27  # a 512^3 occupancy grid; callers that know the shape pass expected_shape
 _P1 = struct.Struct("<I")
 
 
@@ -51,8 +51,11 @@ def compress_mask(mask: Union[torch.Tensor, np.ndarray], method: int | None = No
     return bytes([best]) + _shape_bytes(m.shape) + cands[best]
 
 
-def decompress_mask(data: bytes) -> np.ndarray:
-    """Inverse of ``compress_mask``; raises BitstreamError subclasses on bad input."""
+def decompress_mask(data: bytes, expected_shape: Optional[Sequence[int]] = None) -> np.ndarray:
+    """Inverse of ``compress_mask``; raises BitstreamError subclasses on bad input.
+
+    ``expected_shape`` (what the method config says): a payload declaring another shape is rejected
+    before anything is decompressed or allocated."""
     if len(data) < 2:
         raise TruncatedError("mask payload truncated", where="mask", offset=0)
     method, ndim = data[0], data[1]
@@ -60,7 +63,9 @@ def decompress_mask(data: bytes) -> np.ndarray:
     if len(data) < pos:
         raise TruncatedError("mask shape truncated", where="mask", offset=2)
     shape = struct.unpack_from(f"<{ndim}I", data, 2)
-    n = int(np.prod(shape, dtype=np.int64)) if ndim else 1
+    if expected_shape is not None and tuple(shape) != tuple(int(v) for v in expected_shape):
+        raise CorruptChunkError(f"mask shape {tuple(shape)}, expected {tuple(expected_shape)}", where="mask", offset=2)
+    n = int(np.prod(shape, dtype=object)) if ndim else 1  # exact: an int64 product could wrap
     if n > MAX_MASK_ELEMS:
         raise CorruptChunkError(f"implausible mask size {n}", where="mask", offset=2)
     body = data[pos:]

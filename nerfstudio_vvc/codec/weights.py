@@ -23,10 +23,12 @@ from nerfstudio_vvc.codec.errors import CorruptChunkError, TruncatedError
 
 MAX_GROUPS = 256
 MIN_GROUP_ELEMS = 256  # per-row models only pay off (16 header bytes each) for long rows
-MAX_ELEMS = 1 << 28
+MAX_ELEMS = 1 << 26  # 512 MiB of int64 symbols; callers that know the shape pass expected_shape
 _F2 = struct.Struct("<dd")
 _DTYPES = {0: torch.float32, 1: torch.float16, 2: torch.bfloat16, 3: torch.float64, 4: torch.int64, 5: torch.int32, 6: torch.int16, 7: torch.int8, 8: torch.uint8, 9: torch.bool}
 _DTYPE_CODES = {v: k for k, v in _DTYPES.items()}
+_INT_RANGE = {torch.int64: (-(1 << 63), (1 << 63) - 1), torch.int32: (-(1 << 31), (1 << 31) - 1),
+              torch.int16: (-(1 << 15), (1 << 15) - 1), torch.int8: (-128, 127), torch.uint8: (0, 255), torch.bool: (0, 1)}
 
 
 def _groups(shape: tuple[int, ...]) -> int:
@@ -59,16 +61,26 @@ def compress_int_tensor(sym: torch.Tensor | np.ndarray) -> bytes:
     return head + pack_range(lo, hi, esc) + s.to_bytes()
 
 
-def decompress_int_tensor(data: bytes) -> torch.Tensor:
-    """Inverse of ``compress_int_tensor`` (int64 tensor)."""
+def peek_int_tensor_shape(data: bytes) -> tuple[int, ...]:
+    """The shape an int-tensor payload declares (nothing is decoded or allocated)."""
     if len(data) < 1:
         raise TruncatedError("int tensor payload empty", where="int tensor", offset=0)
     ndim = data[0]
-    pos = 1 + 4 * ndim + 4
-    if len(data) < pos:
+    if len(data) < 1 + 4 * ndim + 4:
         raise TruncatedError("int tensor shape truncated", where="int tensor", offset=1)
-    *shape, g = struct.unpack_from(f"<{ndim}II", data, 1)
-    n = int(np.prod(shape, dtype=np.int64)) if ndim else 1
+    return tuple(struct.unpack_from(f"<{ndim}I", data, 1))
+
+
+def decompress_int_tensor(data: bytes, expected_shape: Optional[tuple[int, ...]] = None) -> torch.Tensor:
+    """Inverse of ``compress_int_tensor`` (int64 tensor); a payload whose shape is not
+    ``expected_shape`` (when given) is rejected before decoding."""
+    shape = list(peek_int_tensor_shape(data))
+    ndim = len(shape)
+    if expected_shape is not None and tuple(shape) != tuple(expected_shape):
+        raise CorruptChunkError(f"tensor shape {tuple(shape)}, expected {tuple(expected_shape)}", where="int tensor", offset=1)
+    pos = 1 + 4 * ndim + 4
+    (g,) = struct.unpack_from("<I", data, 1 + 4 * ndim)
+    n = int(np.prod(shape, dtype=object)) if ndim else 1  # exact (an int64 product could wrap)
     if n > MAX_ELEMS or g != _groups(tuple(shape)):
         raise CorruptChunkError(f"implausible tensor shape {shape} / groups {g}", where="int tensor", offset=1)
     if len(data) < pos + g * _F2.size:
@@ -82,6 +94,8 @@ def decompress_int_tensor(data: bytes) -> torch.Tensor:
     # refuse element counts the payload cannot possibly hold: each symbol costs at least
     # -log2(P_max) bits with P_max <= 1 - exp(-1/(2 scale)) (bound with 2x slack)
     min_bits = min(-np.log2(-np.expm1(-0.5 / p[1])) if p[1] < 1e6 else 1e-12 for p in params)
+    # constriction's leaky 24-bit quantizer gives every other symbol of [lo, hi] >= 2**-24
+    min_bits = max(min_bits, -np.log2(1.0 - (hi - lo) * 2.0**-24))
     if n > 2 * (8 * len(data) + 256) / max(min_bits, 1e-300) + 4096:
         raise CorruptChunkError("element count implausible for payload size", where="int tensor", offset=1)
     per = n // g if g else 0
@@ -129,7 +143,12 @@ def compress_state_dict(
     return b"".join(parts), deq
 
 
-def decompress_state_dict(data: bytes) -> "OrderedDict[str, torch.Tensor]":
+def decompress_state_dict(
+    data: bytes, expected: Optional[Mapping[str, tuple[tuple[int, ...], torch.dtype]]] = None
+) -> "OrderedDict[str, torch.Tensor]":
+    """Inverse of ``compress_state_dict``. ``expected`` (name -> (shape, dtype), e.g. from the method
+    config): the payload must hold exactly these tensors, checked before each one is decoded.
+    Dequantized float tensors must be finite."""
     if data[:4] != b"SDC1":
         raise CorruptChunkError("bad state dict magic", where="state dict", offset=0)
     if len(data) < 8:
@@ -138,6 +157,8 @@ def decompress_state_dict(data: bytes) -> "OrderedDict[str, torch.Tensor]":
     pos, out = 8, OrderedDict()
     if count > len(data):
         raise CorruptChunkError(f"implausible tensor count {count}", where="state dict", offset=4)
+    if expected is not None and count != len(expected):
+        raise CorruptChunkError(f"{count} tensors, expected {len(expected)}", where="state dict", offset=4)
     for i in range(count):
         where = f"state dict tensor #{i}"
         if len(data) - pos < 2:
@@ -155,10 +176,32 @@ def decompress_state_dict(data: bytes) -> "OrderedDict[str, torch.Tensor]":
             raise TruncatedError(f"tensor payload length {plen} exceeds remaining bytes", where=where, offset=pos)
         if kind not in (0, 1) or code not in _DTYPES or not (np.isfinite(st) and st > 0):
             raise CorruptChunkError("bad tensor header", where=where, offset=pos)
-        sym = decompress_int_tensor(data[pos : pos + plen])
-        pos += plen
         dtype = _DTYPES[code]
-        out[name] = (sym.double() * st).to(dtype) if kind == 0 else sym.to(dtype)
+        if name in out:
+            raise CorruptChunkError(f"duplicate tensor {name!r}", where=where, offset=pos)
+        exp_shape = None
+        if expected is not None:
+            if name not in expected:
+                raise CorruptChunkError(f"unexpected tensor {name!r:.80}", where=where, offset=pos)
+            exp_shape, exp_dtype = expected[name]
+            if dtype != exp_dtype:
+                raise CorruptChunkError(f"tensor {name!r} has dtype {dtype}, expected {exp_dtype}", where=where, offset=pos)
+        if (kind == 0) != dtype.is_floating_point:
+            raise CorruptChunkError(f"tensor kind {kind} does not match dtype {dtype}", where=where, offset=pos)
+        try:
+            sym = decompress_int_tensor(data[pos : pos + plen], exp_shape)
+        except CorruptChunkError as e:
+            raise e.in_context(where=where) from None
+        pos += plen
+        if kind == 0:
+            val = (sym.double() * st).to(dtype)
+            if not bool(torch.isfinite(val).all()):
+                raise CorruptChunkError(f"tensor {name!r} dequantizes to non-finite values", where=where, offset=pos - plen)
+        else:
+            if sym.numel() and (int(sym.min()) < _INT_RANGE[dtype][0] or int(sym.max()) > _INT_RANGE[dtype][1]):
+                raise CorruptChunkError(f"tensor {name!r} values outside {dtype}", where=where, offset=pos - plen)
+            val = sym.to(dtype)
+        out[name] = val
     if pos != len(data):
         raise CorruptChunkError("trailing bytes after state dict", where="state dict", offset=pos)
     return out

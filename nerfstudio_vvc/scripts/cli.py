@@ -19,6 +19,7 @@ from nerfstudio_vvc.playback.evaluate import DecodeBitstream, EvalBitstream, Eva
 from nerfstudio_vvc.playback.play import PlayBitstream
 from nerfstudio_vvc.scripts.demo import Demo
 from nerfstudio_vvc.scripts.rd_sweep import RdSweep
+from nerfstudio_vvc.user_errors import debug_enabled, install_excepthook, report
 
 Commands = Union[
     Annotated[MakeSampleConfig, tyro.conf.subcommand(name="make-sample")],
@@ -35,7 +36,14 @@ Commands = Union[
 def entrypoint() -> None:
     tyro.extras.set_accent_color("bright_yellow")
     cmd = tyro.cli(Commands)
-    cmd.main()
+    install_excepthook()  # VvcDataError / BitstreamError: one line, no traceback (NSVVC_DEBUG=1 shows it)
+    try:
+        cmd.main()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        if debug_enabled():
+            raise
+        report(exc)  # e.g. "ns-vvc: error: [Errno 2] No such file or directory: 'x.vvc'"
+        sys.exit(1)
 
 
 if __name__ == "__main__":

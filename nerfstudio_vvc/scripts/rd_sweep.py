@@ -31,6 +31,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from nerfstudio_vvc.eval.bdrate import BDRateError, bd_quality, bd_rate
+from nerfstudio_vvc.user_errors import InputError
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,8 @@ def rate_aware_runs(lambdas: Optional[Sequence[float]] = None) -> Dict[str, Swee
 DEFAULT_RUNS = ("full-0.0007", "full-0.001", "full-0.002", "full-0.005", "baseline")
 
 
-class SweepError(RuntimeError):
-    """A step of the sweep failed; the message names the run and the command."""
+class SweepError(RuntimeError, InputError):
+    """A step of the sweep failed; the message names the run and the command (reported as one line)."""
 
 
 @dataclass

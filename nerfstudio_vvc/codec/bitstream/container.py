@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterable, Sequence, Union
 
@@ -55,6 +55,8 @@ class FrameRecord:
     frame_idx: int
     is_iframe: bool
     chunks: ChunkList
+    source: str = field(default="<bytes>", compare=False)
+    """The file the record was read from (payload decoders name it in their errors)."""
 
 
 @dataclass(frozen=True)
@@ -333,7 +335,7 @@ class ContainerReader:
         if fidx != frame_idx or bool(flags & 1) != e.is_iframe or flags > 1:
             raise CorruptChunkError(f"record holds frame {fidx}, index says {frame_idx}", source=fh.name, where=where, offset=e.offset)
         chunks = _decode_chunks(payload, FRAME_HDR.size, source=fh.name, where=f"frame {frame_idx}", base=e.offset + REC_HDR.size)
-        return FrameRecord(fidx, bool(flags & 1), chunks)
+        return FrameRecord(fidx, bool(flags & 1), chunks, source=fh.name)
 
     def iter_frames(self) -> Iterable[FrameRecord]:
         for e in self._entries:

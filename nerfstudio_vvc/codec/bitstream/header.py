@@ -70,22 +70,60 @@ class SequenceHeader:
 
     @classmethod
     def from_json_bytes(cls, data: bytes, *, source: str = "<bytes>", offset: int | None = None) -> "SequenceHeader":
+        """Parse and validate (types and ranges of every field): a crafted header gives CorruptChunkError."""
+
+        def bad(msg: str) -> CorruptChunkError:
+            return CorruptChunkError(f"invalid sequence header: {msg}", source=source, where="header", offset=offset)
+
         try:
-            obj = json.loads(data.decode("utf-8"))
-            box = obj["scene_box"]
-            if len(box) != 2 or any(len(c) != 3 for c in box):
-                raise ValueError("scene_box must be 2x3")
-            hdr = cls(
-                method_id=str(obj["method_id"]),
-                num_frames=int(obj["num_frames"]),
-                fps=float(obj["fps"]),
-                gop_size=int(obj["gop_size"]),
-                num_cameras=int(obj["num_cameras"]),
-                scene_box=(tuple(float(v) for v in box[0]), tuple(float(v) for v in box[1])),  # type: ignore[arg-type]
-                extra=dict(obj.get("extra", {})),
-            )
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError, AttributeError) as e:
-            raise CorruptChunkError(f"invalid sequence header JSON ({e})", source=source, where="header", offset=offset) from None
-        if not isinstance(obj.get("method_id"), str) or hdr.num_frames < 0 or hdr.gop_size < 0 or hdr.num_cameras < 0:
-            raise CorruptChunkError("implausible sequence header values", source=source, where="header", offset=offset)
-        return hdr
+            obj = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
+            raise bad(f"not UTF-8 JSON ({e})") from None
+        if not isinstance(obj, dict):
+            raise bad(f"expected a JSON object, got {type(obj).__name__}")
+        missing = [k for k in ("method_id", "num_frames", "fps", "gop_size", "num_cameras", "scene_box") if k not in obj]
+        if missing:
+            raise bad(f"missing key(s) {missing}")
+        method_id = obj["method_id"]
+        if not isinstance(method_id, str) or not 0 < len(method_id) <= 256:
+            raise bad(f"method_id must be a non-empty string, got {method_id!r:.80}")
+        ints = {}
+        for name, hi in (("num_frames", MAX_FRAMES), ("gop_size", MAX_FRAMES), ("num_cameras", MAX_CAMERAS)):
+            v = obj[name]
+            if not _is_int(v) or not 0 <= v <= hi:
+                raise bad(f"{name} must be an integer in [0, {hi}], got {v!r:.80}")
+            ints[name] = int(v)
+        fps = obj["fps"]
+        if not _is_real(fps) or not 0 < fps <= MAX_FPS:
+            raise bad(f"fps must be a number in (0, {MAX_FPS}], got {fps!r:.80}")
+        box = obj["scene_box"]
+        if (not isinstance(box, list) or len(box) != 2 or any(not isinstance(c, list) or len(c) != 3 for c in box)
+                or not all(_is_real(v) and math.isfinite(v) for c in box for v in c)):
+            raise bad(f"scene_box must be 2x3 finite numbers, got {box!r:.80}")
+        extra = obj.get("extra", {})
+        if not isinstance(extra, dict):
+            raise bad(f"extra must be a JSON object, got {type(extra).__name__}")
+        return cls(
+            method_id=method_id,
+            fps=float(fps),
+            scene_box=(tuple(float(v) for v in box[0]), tuple(float(v) for v in box[1])),  # type: ignore[arg-type]
+            extra=extra,
+            **ints,
+        )
+
+
+MAX_FRAMES = (1 << 32) - 1  # frame ids are u32 on disk
+MAX_CAMERAS = 1 << 16
+MAX_FPS = 1000.0
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

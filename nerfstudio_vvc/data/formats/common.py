@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import stat
 from dataclasses import dataclass, field
@@ -20,12 +21,18 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from nerfstudio_vvc.user_errors import InputError, install_excepthook
+
+logger = logging.getLogger(__name__)
 # OpenCV (x right, y down, z forward) <-> OpenGL (x right, y up, z backward) camera axes.
 OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
-class VvcDataError(ValueError):
-    """Bad multi-view video input. The message starts with the offending file or folder."""
+class VvcDataError(ValueError, InputError):
+    """Bad multi-view video input. The message starts with the offending file or folder.
+
+    Uncaught, it is reported as one line (``<command>: error: <file>: <problem>``, see
+    ``nerfstudio_vvc.user_errors``; ``NSVVC_DEBUG=1`` shows the traceback)."""
 
     def __init__(self, path: Any, problem: str) -> None:
         self.path = Path(path)
@@ -68,6 +75,9 @@ class RawVideoScene:
         return self.c2w[frame if self.c2w.shape[0] > 1 else 0, cam]
 
 
+install_excepthook()
+
+
 # --------------------------------------------------------------------------------------------------
 # JSON helpers
 
@@ -107,18 +117,52 @@ def as_array(value: Any, shape: tuple, path: Path, what: str) -> np.ndarray:
 # Pose / intrinsics validation
 
 
-def check_pose(c2w: np.ndarray, path: Path, what: str) -> None:
-    """Raise if a 4x4 (or 3x4) pose is non-finite or its rotation is singular / not a rotation."""
+def check_pose(c2w: np.ndarray, path: Path, what: str, allow_reflection: bool = False) -> None:
+    """Raise if a 4x4 (or 3x4) pose is non-finite or its rotation is singular / not a rotation.
+
+    ``allow_reflection``: accept det -1 (a rotation times a mirror; see ``resolve_handedness``)."""
     if not np.all(np.isfinite(c2w)):
         raise VvcDataError(path, f"{what}: pose contains non-finite values")
     r = c2w[:3, :3]
     det = float(np.linalg.det(r))
     if abs(det) < 1e-6:
         raise VvcDataError(path, f"{what}: pose rotation is singular (det={det:.3g})")
-    # allow a uniform scale (some tools store scaled rotations) but not shear or a reflection
+    # allow a uniform scale (some tools store scaled rotations) but not shear (nor a reflection, unless asked)
     s = abs(det) ** (1.0 / 3.0)
-    if det < 0 or not np.allclose(r.T @ r / (s * s), np.eye(3), atol=1e-2):
+    if (det < 0 and not allow_reflection) or not np.allclose(r.T @ r / (s * s), np.eye(3), atol=1e-2):
         raise VvcDataError(path, f"{what}: pose rotation is not a proper rotation (det={det:.3g})")
+
+
+MIRROR_WORLD_Z = np.diag([1.0, 1.0, -1.0, 1.0])
+"""The world mirror applied to a left-handed capture: z -> -z."""
+
+
+def resolve_handedness(c2w: np.ndarray, files: Sequence[Path], names: Sequence[str]) -> tuple:
+    """Make every camera rotation proper: ``(c2w, mirrored)``.
+
+    ``c2w`` [T, C, 4, 4] (T = 1 for a static rig), ``files[c]`` / ``names[c]`` the file and name of camera c.
+    All rotations proper: unchanged.  All reflected (det -1: a left-handed world frame, as some calibration
+    exports write): the world z axis is mirrored for every camera (``MIRROR_WORLD_Z @ c2w``), which keeps
+    every pixel's ray (a point's camera coordinates are unchanged), with a warning.  A mix: VvcDataError
+    naming the file and a camera of the minority kind, since no single world frame fits both."""
+    det = np.linalg.det(c2w[..., :3, :3])  # [T, C]
+    neg = det < 0
+    if not neg.any():
+        return c2w, False
+    if neg.all():
+        logger.warning("%s: every camera rotation is reflected (det -1, a left-handed world frame); "
+                       "mirroring the world z axis to make them proper rotations", files[0])
+        return MIRROR_WORLD_Z @ c2w, True
+    odd = neg if neg.sum() <= (~neg).sum() else ~neg
+    t, c = (int(v) for v in np.argwhere(odd)[0])
+    kind = "a reflected rotation (det -1)" if neg[t, c] else "a proper rotation (det +1)"
+    when = f" frame {t}" if not np.allclose(c2w, c2w[:1]) else ""
+    raise VvcDataError(
+        files[c],
+        f"camera {names[c]}{when} has {kind} while {int((~odd).sum())} other camera poses have the opposite "
+        f"handedness ({int(neg.sum())} reflected, {int((~neg).sum())} proper): the capture mixes "
+        f"left- and right-handed world frames",
+    )
 
 
 def normalize_rotation(c2w: np.ndarray) -> np.ndarray:

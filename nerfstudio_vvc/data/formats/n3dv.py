@@ -24,6 +24,7 @@ from nerfstudio_vvc.data.formats.common import (
     VvcDataError,
     atomic_save_image,
     check_pose,
+    resolve_handedness,
     downscaled_size,
 )
 
@@ -105,7 +106,9 @@ def load(root: Path) -> RawVideoScene:
     bounds = pb[:, 15:17]
     c2w = llff_to_opengl(poses)
     for i, v in enumerate(vids):
-        check_pose(c2w[i], pb_path, f"camera row {i} ({v.name})")
+        check_pose(c2w[i], pb_path, f"camera row {i} ({v.name})", allow_reflection=True)
+    c2w, mirrored = resolve_handedness(c2w[None], [pb_path] * len(vids), [f"row {i} ({v.name})" for i, v in enumerate(vids)])
+    c2w = c2w[0]
 
     probes = [_probe(v) for v in vids]
     counts = [p[0] for p in probes]
@@ -153,7 +156,7 @@ def load(root: Path) -> RawVideoScene:
         near_hint=float(bounds[:, 0].min()) if bounds[:, 0].min() > 0 else None,
         far_hint=float(bounds[:, 1].max()) if bounds[:, 1].max() > 0 else None,
         forward_facing=True,
-        extra={"bounds": bounds},
+        extra={"bounds": bounds, "mirrored_world_z": mirrored},
     )
 
 

@@ -23,6 +23,7 @@ from nerfstudio_vvc.data.formats.common import (
     as_array,
     check_intrinsics,
     check_pose,
+    resolve_handedness,
     load_json,
     require_keys,
     w2c_opencv_to_c2w_opengl,
@@ -138,8 +139,8 @@ def load(root: Path) -> RawVideoScene:
         for i, cid in enumerate(cam_ids):
             what = f"camera {cid}" + ("" if static else f" frame {t}")
             check_intrinsics(K_all[t, i], src_of_cam[i], what)
-            check_pose(w2c_all[t, i], src_of_cam[i], what)
-    c2w = w2c_opencv_to_c2w_opengl(w2c_all)
+            check_pose(w2c_all[t, i], src_of_cam[i], what, allow_reflection=True)
+    c2w, mirrored = resolve_handedness(w2c_opencv_to_c2w_opengl(w2c_all), src_of_cam, [str(c) for c in cam_ids])
 
     ims = root / "ims"
 
@@ -164,5 +165,5 @@ def load(root: Path) -> RawVideoScene:
         image_path=image_path,
         near_hint=float(near) if near is not None else None,
         far_hint=float(far) if far is not None else None,
-        extra={"meta_files": [str(p) for p, _ in metas]},
+        extra={"meta_files": [str(p) for p, _ in metas], "mirrored_world_z": mirrored},
     )

@@ -26,6 +26,7 @@ from nerfstudio_vvc.data.formats.common import (
     as_array,
     check_intrinsics,
     check_pose,
+    resolve_handedness,
     load_json,
     require_keys,
 )
@@ -178,12 +179,13 @@ def load(root: Path) -> RawVideoScene:
                 m = np.concatenate([m, [[0, 0, 0, 1]]], 0)
             elif m.shape[0] != 4:
                 raise VvcDataError(path, f"{where} transform_matrix has shape {m.shape}, expected (4, 4)")
-            check_pose(m, path, where)
+            check_pose(m, path, where, allow_reflection=True)
             c2w[t, c] = m
             if not isinstance(fr["file_path"], str):
                 raise VvcDataError(path, f"{where}: 'file_path' must be a string")
             rel[t][c] = fr["file_path"]
 
+    c2w, mirrored = resolve_handedness(c2w, [path] * n, [repr(k) for k in ukeys])
     static = np.allclose(K, K[:1]) and np.allclose(c2w, c2w[:1])
     if static:
         K, c2w = K[:1], c2w[:1]
@@ -231,5 +233,5 @@ def load(root: Path) -> RawVideoScene:
         image_path=image_path,
         near_hint=float(near) if near is not None else None,
         far_hint=float(far) if far is not None else None,
-        extra={"camera_keys": ukeys, "time_labels": uniq, "meta_files": [str(path)]},
+        extra={"camera_keys": ukeys, "time_labels": uniq, "meta_files": [str(path)], "mirrored_world_z": mirrored},
     )

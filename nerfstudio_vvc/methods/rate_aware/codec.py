@@ -10,8 +10,12 @@ occupancy, MLP, entropy model, quantization steps, then grids.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import math
 import struct
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -19,10 +23,10 @@ import torch
 
 from nerfstudio_vvc.codec.bitstream.container import ChunkType, FrameRecord
 from nerfstudio_vvc.codec.context import IntegerGridContextModel
-from nerfstudio_vvc.codec.errors import CorruptChunkError
+from nerfstudio_vvc.codec.errors import BitstreamError, CorruptChunkError, TruncatedError
 from nerfstudio_vvc.codec.masks import compress_mask, decompress_mask
 from nerfstudio_vvc.codec.weights import decompress_state_dict
-from nerfstudio_vvc.methods.rate_aware.field import DiFSpec
+from nerfstudio_vvc.methods.rate_aware.field import DiFFrameField, DiFSpec
 
 _GRID_HDR = struct.Struct("<BB4H")  # grid id, residual flag, C, D, H, W
 
@@ -104,46 +108,237 @@ def encode_frame(
     return chunks, decoded
 
 
-def decode_frame(record: FrameRecord, prev: Optional[DecodedFrame], spec: DiFSpec, where: str = "") -> DecodedFrame:
-    """Rebuild a frame from its record; P-frames need the previous decoded frame."""
+# ------------------------------------------------------------------------------ method config
+@dataclass(frozen=True)
+class Rule:
+    """Type and range of one METHOD_CONFIG field. ``seq``: a non-empty list of such values (at most
+    ``max_len``). ``optional``: a file without the field gets the DiFSpec default (for fields added later)."""
+
+    kind: type  # int, float or bool (bool is never accepted as a number)
+    lo: Optional[float] = None
+    hi: Optional[float] = None
+    seq: bool = False
+    max_len: int = 16
+    optional: bool = False
+    default: object = None
+    """Value for a file without the field (None: the DiFSpec default)."""
+
+
+# One line per DiFSpec field (a field without a rule is refused when a file names it, and
+# tests/codec/test_fuzz_payload.py checks that every DiFSpec field has one).
+DIF_RULES: Dict[str, Rule] = {
+    "basis_dims": Rule(int, 1, 64, seq=True),
+    "basis_resolutions": Rule(int, 2, 1024, seq=True),
+    "basis_freqs": Rule(float, 1e-6, 1e6, seq=True),
+    "coeff_resolution": Rule(int, 2, 1024),
+    "hidden_dim": Rule(int, 1, 1024),
+    "geo_dim": Rule(int, 0, 256, optional=True, default=0),  # files before it had the view-independent MLP
+}
+# One line per render setting in the METHOD_CONFIG (unknown keys are refused: a setting the decoder
+# silently dropped would render a different picture).
+RENDER_RULES: Dict[str, Rule] = {
+    "aabb": Rule(float, -1e6, 1e6, seq=True, max_len=6),  # [[x0, y0, z0], [x1, y1, z1]], flattened for the check
+    "near_plane": Rule(float, 0.0, 1e6),
+    "background": Rule(float, 0.0, 1.0, seq=True, max_len=3),
+    "num_samples": Rule(int, 1, 4096),
+    "occupancy_resolution": Rule(int, 1, 512),
+    "contraction": Rule(float, 0.0, 100.0, optional=True),
+    "num_outer_samples": Rule(int, 0, 4096, optional=True),
+    "lambda_rate": Rule(float, 0.0, 1e12, optional=True),
+    "rate_aware": Rule(bool, optional=True),
+    "adaptive_quant": Rule(bool, optional=True),
+}
+MAX_GRID_ELEMS = 1 << 26
+"""Bound on the total number of grid voxels a METHOD_CONFIG may declare (the decoder allocates them).
+The default full-size DiF has ~11M; the bound keeps a crafted config from asking for more."""
+MAX_METHOD_CONFIG_BYTES = 1 << 16
+
+
+def _check_value(v: object, rule: Rule, name: str) -> object:
+    if rule.kind is bool:
+        if not isinstance(v, bool):
+            raise TypeError(f"{name} must be true/false, got {type(v).__name__}")
+        return v
+    ok_types = (int,) if rule.kind is int else (int, float)
+    if isinstance(v, bool) or not isinstance(v, ok_types):
+        raise TypeError(f"{name} must be {'an integer' if rule.kind is int else 'a number'}, got {type(v).__name__}")
+    if not math.isfinite(v) or (rule.lo is not None and v < rule.lo) or (rule.hi is not None and v > rule.hi):
+        raise ValueError(f"{name} = {v!r} outside [{rule.lo}, {rule.hi}]")
+    return rule.kind(v)
+
+
+def check_field(value: object, rule: Rule, name: str) -> object:
+    """Validate one METHOD_CONFIG value against its rule (TypeError / ValueError)."""
+    if not rule.seq:
+        return _check_value(value, rule, name)
+    if not isinstance(value, list) or not 1 <= len(value) <= rule.max_len:
+        raise TypeError(f"{name} must be a list of 1..{rule.max_len} values, got {str(value)[:60]}")
+    return tuple(_check_value(v, rule, f"{name}[{i}]") for i, v in enumerate(value))
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """A validated METHOD_CONFIG: the DiF architecture and the render settings."""
+
+    spec: DiFSpec
+    render: Dict[str, object]
+
+    @property
+    def occupancy_shape(self) -> Tuple[int, int, int]:
+        r = int(self.render["occupancy_resolution"])  # type: ignore[arg-type]
+        return (r, r, r)
+
+
+def validate_method_config(meta: object) -> StreamConfig:
+    """METHOD_CONFIG JSON (parsed) → StreamConfig; every field's type and range is checked.
+
+    Raises TypeError / ValueError / KeyError naming the field; ``parse_method_config`` maps them to
+    ``CorruptChunkError``."""
+    if not isinstance(meta, dict) or not isinstance(meta.get("dif"), dict) or not isinstance(meta.get("render"), dict):
+        raise TypeError("METHOD_CONFIG must be an object with 'dif' and 'render' objects")
+    dif, render = meta["dif"], meta["render"]
+    unknown = sorted(set(dif) - set(DIF_RULES))
+    if unknown:
+        raise ValueError(f"unknown DiF field(s) {unknown[:4]} (a new field needs a rule in DIF_RULES)")
+    unknown = sorted(set(render) - set(RENDER_RULES))
+    if unknown:
+        raise ValueError(f"unknown render field(s) {unknown[:4]} (a new field needs a rule in RENDER_RULES)")
+    defaults = {f.name: f.default for f in dataclasses.fields(DiFSpec)}
+    kw = {}
+    for name, rule in DIF_RULES.items():
+        if name in dif:
+            kw[name] = check_field(dif[name], rule, f"dif.{name}")
+        elif rule.optional and name in defaults:
+            kw[name] = defaults[name] if rule.default is None else rule.default
+        else:
+            raise KeyError(f"dif.{name} missing")
+    if not len(kw["basis_dims"]) == len(kw["basis_resolutions"]) == len(kw["basis_freqs"]):
+        raise ValueError("basis_dims, basis_resolutions and basis_freqs differ in length")
+    spec = DiFSpec(**kw)
+    total = sum(math.prod(s) for s in spec.grid_shapes())
+    if total > MAX_GRID_ELEMS:
+        raise ValueError(f"grids of {total} voxels exceed the decoder's bound {MAX_GRID_ELEMS}")
+    out: Dict[str, object] = {}
+    for name, rule in RENDER_RULES.items():
+        v = render.get(name)
+        if name == "aabb":
+            if not isinstance(v, list) or len(v) != 2 or any(not isinstance(c, list) or len(c) != 3 for c in v):
+                raise TypeError("render.aabb must be [[x0, y0, z0], [x1, y1, z1]]")
+            flat = check_field(v[0] + v[1], rule, "render.aabb")
+            if not all(a < b for a, b in zip(flat[:3], flat[3:])):  # type: ignore[index]
+                raise ValueError(f"render.aabb is empty: {v}")
+            out[name] = [list(flat[:3]), list(flat[3:])]  # type: ignore[index]
+        elif name in render:
+            val = check_field(v, rule, f"render.{name}")
+            if name == "background" and len(val) != 3:  # type: ignore[arg-type]
+                raise ValueError("render.background must have 3 values")
+            out[name] = list(val) if isinstance(val, tuple) else val
+        elif not rule.optional:
+            raise KeyError(f"render.{name} missing")
+    return StreamConfig(spec, out)
+
+
+def parse_method_config(data: bytes, source: str = "<bytes>") -> StreamConfig:
+    """The METHOD_CONFIG chunk's bytes → StreamConfig, or CorruptChunkError naming the file and field."""
+    try:
+        if len(data) > MAX_METHOD_CONFIG_BYTES:
+            raise ValueError(f"{len(data)} bytes")
+        meta = json.loads(bytes(data).decode("utf-8"), parse_constant=_no_constant)
+        return validate_method_config(meta)
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError, RecursionError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise CorruptChunkError(f"bad method config ({msg})", source=source, where="METHOD_CONFIG") from None
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+@lru_cache(maxsize=8)
+def expected_mlp_state(spec: DiFSpec) -> Dict[str, Tuple[Tuple[int, ...], torch.dtype]]:
+    """Names, shapes and dtypes of the rendering MLP's state dict for ``spec`` (built on the meta
+    device: nothing is allocated)."""
+    with torch.device("meta"):
+        mlp = DiFFrameField(spec).mlp
+    return {k: (tuple(v.shape), v.dtype) for k, v in mlp.state_dict().items()}
+
+
+# ------------------------------------------------------------------------------ decoding
+def decode_frame(record: FrameRecord, prev: Optional[DecodedFrame], spec: DiFSpec, where: str = "",
+                 occupancy_shape: Optional[Sequence[int]] = None) -> DecodedFrame:
+    """Rebuild a frame from its record; P-frames need the previous decoded frame.
+
+    Every payload is checked against ``spec`` (and ``occupancy_shape``, from the method config)
+    before it is decoded; errors are ``BitstreamError``s naming the file, the frame and the chunk."""
+    source = record.source
+    where = where or f"frame {record.frame_idx}"
+
+    def bad(msg: str, chunk: str = "") -> CorruptChunkError:
+        return CorruptChunkError(msg, source=source, where=f"{where} {chunk}".strip())
+
     if not record.is_iframe and prev is None:
-        raise CorruptChunkError(f"P-frame {record.frame_idx} has no decoded reference", where=where, offset=0)
+        raise bad(f"P-frame {record.frame_idx} has no decoded reference")
     by_kind: Dict[ChunkType, List[bytes]] = {}
     for kind, payload in record.chunks:
-        by_kind.setdefault(ChunkType(kind), []).append(payload)
+        if not isinstance(kind, ChunkType):
+            continue  # an ancillary chunk of a newer writer: skipped by design
+        by_kind.setdefault(kind, []).append(payload)
+    allowed = {ChunkType.OCCUPANCY, ChunkType.MLP_WEIGHTS, ChunkType.ENTROPY_MODEL, ChunkType.QUANT_STEPS, ChunkType.GRID}
+    extra = sorted(k.name for k in by_kind if k not in allowed and not ChunkType.is_ancillary(k))
+    if extra:
+        raise bad(f"unexpected chunk(s) {extra} in a vvc-rate-aware frame")
 
     def one(kind: ChunkType) -> bytes:
         items = by_kind.get(kind, [])
         if len(items) != 1:
-            raise CorruptChunkError(f"frame {record.frame_idx}: expected one {kind.name} chunk, found {len(items)}",
-                                    where=where, offset=0)
+            raise bad(f"expected one {kind.name} chunk, found {len(items)}", kind.name)
         return items[0]
 
+    def chunk(kind: ChunkType, fn, *args):  # payload decoder errors, re-raised naming file/frame/chunk
+        try:
+            return fn(*args)
+        except BitstreamError as e:
+            raise e.in_context(source=source, where=f"{where} {kind.name}") from None
+
     sizes = {k.name: sum(len(p) for p in v) for k, v in by_kind.items()}
-    occupancy = torch.from_numpy(decompress_mask(one(ChunkType.OCCUPANCY)).astype(bool))
+    occupancy = torch.from_numpy(chunk(ChunkType.OCCUPANCY, decompress_mask, one(ChunkType.OCCUPANCY), occupancy_shape).astype(bool))
+    if occupancy.dim() != 3:
+        raise bad(f"occupancy has shape {tuple(occupancy.shape)}, expected [R, R, R]", "OCCUPANCY")
     if record.is_iframe:
-        mlp_state = dict(decompress_state_dict(one(ChunkType.MLP_WEIGHTS)))
+        mlp_state = dict(chunk(ChunkType.MLP_WEIGHTS, decompress_state_dict, one(ChunkType.MLP_WEIGHTS), expected_mlp_state(spec)))
     else:
         assert prev is not None
+        if ChunkType.MLP_WEIGHTS in by_kind:
+            raise bad("a P-frame carries no MLP (it uses its reference's)", "MLP_WEIGHTS")
         mlp_state = prev.mlp_state
-    model = IntegerGridContextModel.from_bytes(one(ChunkType.ENTROPY_MODEL))
+    model = chunk(ChunkType.ENTROPY_MODEL, IntegerGridContextModel.from_bytes, one(ChunkType.ENTROPY_MODEL))
     steps_raw = one(ChunkType.QUANT_STEPS)
     shapes = spec.grid_shapes()
     if len(steps_raw) != 4 * len(shapes):
-        raise CorruptChunkError(f"frame {record.frame_idx}: QUANT_STEPS has {len(steps_raw)} bytes", where=where, offset=0)
+        raise bad(f"{len(steps_raw)} bytes, expected {4 * len(shapes)}", "QUANT_STEPS")
     steps = [float(v) for v in np.frombuffer(steps_raw, dtype="<f4")]
+    if not all(math.isfinite(q) and q > 0 for q in steps):
+        raise bad(f"quantization steps must be finite and positive, got {steps}", "QUANT_STEPS")
     grid_payloads = by_kind.get(ChunkType.GRID, [])
     if len(grid_payloads) != len(shapes):
-        raise CorruptChunkError(f"frame {record.frame_idx}: {len(grid_payloads)} GRID chunks, expected {len(shapes)}",
-                                where=where, offset=0)
+        raise bad(f"{len(grid_payloads)} GRID chunks, expected {len(shapes)}", "GRID")
     ref = None if record.is_iframe else prev
+    if ref is not None and [tuple(s.shape) for s in ref.symbols] != [tuple(s) for s in shapes]:
+        raise bad("the reference frame's grids do not match the method config")
     symbols = []
     for i, payload in enumerate(grid_payloads):
+        if len(payload) < _GRID_HDR.size:
+            raise TruncatedError("grid header truncated", source=source, where=f"{where} GRID #{i}")
         gid, residual, *shape = _GRID_HDR.unpack_from(payload, 0)
         if gid != i or tuple(shape) != shapes[i] or residual != int(ref is not None):
-            raise CorruptChunkError(f"frame {record.frame_idx}: grid {i} header {gid, residual, shape} does not match",
-                                    where=where, offset=0)
+            raise bad(f"grid {i} header {gid, residual, shape} does not match {shapes[i]}", f"GRID #{i}")
         ps = ref.symbols[i] if ref is not None else None
-        symbols.append(model.decompress(payload[_GRID_HDR.size:], shape, ps))
+        try:
+            symbols.append(model.decompress(payload[_GRID_HDR.size:], shape, ps))
+        except BitstreamError as e:
+            raise e.in_context(source=source, where=f"{where} GRID #{i}") from None
     grids = reconstruct(ref.grids if ref is not None else None, symbols, steps)
+    for i, g in enumerate(grids):
+        if not bool(torch.isfinite(g).all()):
+            raise bad(f"grid {i} dequantizes to non-finite values (step {steps[i]})", f"GRID #{i}")
     return DecodedFrame(record.frame_idx, record.is_iframe, grids, symbols, mlp_state, occupancy, steps, sizes)

@@ -6,7 +6,6 @@ render settings. No nerfstudio import, so a player can ship without the training
 
 from __future__ import annotations
 
-import json
 from typing import Any, Dict, Optional, Tuple
 
 import torch
@@ -15,7 +14,7 @@ from nerfstudio_vvc.codec.bitstream.container import FrameRecord
 from nerfstudio_vvc.codec.errors import CorruptChunkError
 from nerfstudio_vvc.components.occupancy import OccupancyGrid
 from nerfstudio_vvc.components.rendering import render_rays
-from nerfstudio_vvc.methods.rate_aware.codec import DecodedFrame, decode_frame
+from nerfstudio_vvc.methods.rate_aware.codec import DecodedFrame, decode_frame, parse_method_config
 from nerfstudio_vvc.methods.rate_aware.field import DiFFrameField, DiFSpec
 from nerfstudio_vvc.playback.decoder import MethodDecoder
 
@@ -26,9 +25,8 @@ class RateAwareDecoder(MethodDecoder):
     def configure(self, method_config: Optional[bytes]) -> None:
         if method_config is None:
             raise CorruptChunkError("no METHOD_CONFIG chunk", source=str(self.path), where="METHOD_CONFIG")
-        meta = json.loads(method_config)
-        self.spec = DiFSpec.from_json(meta["dif"])
-        self.render_cfg = meta["render"]
+        self.config = parse_method_config(method_config, source=str(self.path))  # validated: types, ranges, sizes
+        self.spec, self.render_cfg = self.config.spec, self.config.render
         self.aabb = torch.tensor(self.render_cfg["aabb"], dtype=torch.float32).reshape(2, 3)
         self.background = torch.tensor(self.render_cfg["background"], dtype=torch.float32).reshape(3)
         self.num_samples = int(self.render_cfg["num_samples"])
@@ -39,7 +37,8 @@ class RateAwareDecoder(MethodDecoder):
         self._field_cache: Tuple[Optional[DecodedFrame], Optional[Tuple[DiFFrameField, OccupancyGrid]]] = (None, None)
 
     def decode_record(self, record: FrameRecord, prev: Optional[DecodedFrame]) -> DecodedFrame:
-        return decode_frame(record, prev, self.spec, where=f"frame {record.frame_idx}")
+        return decode_frame(record, prev, self.spec, where=f"frame {record.frame_idx}",
+                            occupancy_shape=self.config.occupancy_shape)
 
     def to_state(self, decoded: DecodedFrame) -> Dict[str, Any]:
         return decoded.to_state()
