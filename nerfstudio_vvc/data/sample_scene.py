@@ -230,7 +230,7 @@ def make_sample(
 
     frames = _load_motion(motion)
     mocap_dt = float(frames[0][0]) or 1.0 / 30.0
-    fps = 1.0 / (mocap_dt * motion_stride)
+    fps = 1.0 / (mocap_dt * max(motion_stride, 1))  # stride 0: a still sequence
     idx = [(t * motion_stride) % len(frames) for t in range(num_frames)]
     # keep the subject centred: remove the mean horizontal root position of the played frames
     root_xz = np.mean([[frames[i][1], frames[i][3]] for i in idx], axis=0)
