@@ -66,7 +66,7 @@ class RateAwareModelConfig(FrameModelConfig):
     """Learn one quantization step per grid (False: fixed `init_step`, the 'w/o adaptive' ablation)."""
     init_step: float = 2.0**-6
     """Initial (or fixed) quantization step."""
-    pframe_grid_lr_scale: float = 0.1
+    pframe_grid_lr_scale: float = 1.0
     """Grid learning rate of P-frames relative to I-frames: a residual refines a decoded reference, and Adam's
     step of ~lr on every voxel would otherwise write optimizer noise into it that the coder pays for."""
     rate_every: int = 4
