@@ -139,7 +139,8 @@ CONFIG_CASES = [
     (("render", "aabb"), [[0, 0], [1, 1]], "aabb must be"),
     (("render", "background"), [1.0, 1.0], "3 values"),
     (("render", "rate_aware"), 1, "true/false"),
-    (("render", "contraction"), True, "unknown render field"),
+    (("render", "contraction"), True, "render.contraction must be a number"),
+    (("render", "warp_speed"), 2, "unknown render field"),
     (("render",), [], "'dif' and 'render' objects"),
 ]
 
@@ -208,7 +209,7 @@ def test_mlp_tensors_are_checked_against_the_spec(stream: Path, tmp_path: Path):
 
     wrong = compress_state_dict({"net.0.weight": torch.zeros(16, 18)}, bits=8)[0]
     bad = _rewrite(stream, tmp_path / "m.vvc", _edit_chunk(ChunkType.MLP_WEIGHTS, 0, lambda d: wrong))
-    with pytest.raises(CorruptChunkError, match="frame 0 MLP_WEIGHTS.*1 tensors, expected 4"):
+    with pytest.raises(CorruptChunkError, match="frame 0 MLP_WEIGHTS.*1 tensors, expected 8"):
         list(decode(bad))
     huge = compress_state_dict({"w": torch.full((4, 4), 1e30)}, step=1e30)[0]
     from nerfstudio_vvc.codec.weights import decompress_state_dict
