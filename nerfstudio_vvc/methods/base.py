@@ -27,12 +27,10 @@ from torch import nn
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.models.base_model import Model, ModelConfig
 
-from nerfstudio_vvc.codec.errors import BitstreamError
 from nerfstudio_vvc.components.frame_store import FrameStore
 from nerfstudio_vvc.components.occupancy import OccupancyGrid
 from nerfstudio_vvc.components.rendering import render_rays
 from nerfstudio_vvc.playback.controls import PlaybackControls, default_view
-from nerfstudio_vvc.playback.player import BitstreamSource
 
 
 class _NoDensity(nn.Module):
@@ -155,6 +153,9 @@ class FrameModel(Model):
                 self._playback_message = (f"NO BITSTREAM: {path or 'this run'} not found. Nothing to play "
                                           "(the training field is never shown as a frame).")
                 return None
+            from nerfstudio_vvc.codec.errors import BitstreamError  # the codec stays out of `ns-train --help`
+            from nerfstudio_vvc.playback.player import BitstreamSource
+
             try:
                 self._playback_source = BitstreamSource(path)
             except BitstreamError as exc:
@@ -177,7 +178,7 @@ class FrameModel(Model):
             return f"{frame}/{last} · nothing to show", self._playback_message
         if not source.has(frame):
             return f"{frame}/{last} · not in {source.root.name} (yet)", self._playback_message
-        if isinstance(source, BitstreamSource):
+        if hasattr(source, "player"):  # a BitstreamSource
             source.player.get(frame)
             return source.player.info(frame).line(last), self._playback_message
         return f"{frame}/{last} · stored state", self._playback_message
