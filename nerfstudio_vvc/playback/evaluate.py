@@ -232,6 +232,8 @@ class DecodeBitstream:
         if not self.bitstream.exists():
             raise SystemExit(f"{self.bitstream}: no such file")
         decoder = open_decoder(self.bitstream)
+        if not decoder.frames():
+            raise SystemExit(f"{self.bitstream}: holds no complete frame (a file cut before its first frame ended)")
         decoder.decode_to_store(self.out)
         for f in decoder.frames():
             CONSOLE.print(f"frame {f}: {decoder.frame_bytes(f)} bytes, decoded in {decoder.decode_seconds[f]:.2f} s")

@@ -381,3 +381,17 @@ def test_export_of_a_live_run_copies_and_leaves_the_live_file_alone(rate_aware_r
     assert _digest(again) == _digest(live)
     with pytest.raises(SystemExit, match="replace the run's own bitstream"):
         ExportBitstream(load_config=run / "config.yml", output_dir=run).main()
+
+
+def test_decode_of_a_file_cut_before_its_first_frame_says_so(rate_aware_run: Path, tmp_path: Path):
+    """`ns-vvc decode` on a file that ends inside its first frame: one clear line, not a silent empty success."""
+    from nerfstudio_vvc.codec.bitstream.container import ContainerReader
+    from nerfstudio_vvc.playback.evaluate import DecodeBitstream
+
+    src = rate_aware_run / "sequence.vvc"
+    with ContainerReader(src) as r:
+        first = r._entry(r.frame_indices()[0])
+    cut = tmp_path / "cut.vvc"
+    cut.write_bytes(src.read_bytes()[: first.offset + first.nbytes // 2])
+    with pytest.raises(SystemExit, match="cut.vvc: holds no complete frame"):
+        DecodeBitstream(cut, out=tmp_path / "dec").main()
