@@ -199,5 +199,7 @@ def _frame_line(s: Dict[str, Any]) -> str:
     parts = [f"frame {s['frame']} ({kind})", f"train PSNR {s.get('train_psnr', float('nan')):.2f} dB"]
     if "bytes" in s:
         parts.append(f"{s['bytes'] / 1024:.1f} KB")
+        if s.get("estimated_frame_bytes"):
+            parts.append(f"estimate {s['estimated_frame_bytes'] / s['bytes'] - 1:+.2%}")
     parts.append(f"{s['train_s']:.1f} s train, {s['finalize_s']:.2f} s finalize")
     return " | ".join(parts)

@@ -55,6 +55,9 @@ def test_reported_bytes_are_file_bytes(run_dir: Path):
     # estimated grid rate (training-side) is close to the coded grid bytes
     for f in progress["frames"]:
         assert abs(f["chunk_bytes"]["GRID"] - f["estimated_grid_bytes"]) / f["chunk_bytes"]["GRID"] < 0.1
+        # and the whole-frame estimate (side information and framing included) is close to the frame's file bytes
+        assert abs(f["estimated_frame_bytes"] - f["bytes"]) / f["bytes"] < 0.02
+        assert f["estimated_frame_bytes"] - f["estimated_grid_bytes"] > 0.01 * f["bytes"]  # side info is counted
 
 
 def test_renders_from_file_match_frame_store(run_dir: Path):

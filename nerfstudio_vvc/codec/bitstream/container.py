@@ -83,6 +83,12 @@ def _encode_chunks(chunks: Iterable[tuple[Union[ChunkType, int], bytes]]) -> byt
     return b"".join(parts)
 
 
+def frame_record_overhead(num_chunks: int) -> int:
+    """Bytes a frame record adds around its chunk payloads (record header and CRC, frame header, chunk count,
+    per-chunk header and CRC): a frame's file bytes are exactly this plus the sum of its payload lengths."""
+    return REC_HDR.size + CRC.size + FRAME_HDR.size + CHUNK_COUNT.size + num_chunks * (CHUNK_HDR.size + CRC.size)
+
+
 def _encode_record(kind: int, payload: bytes) -> bytes:
     head = REC_HDR.pack(RECORD_MAGIC, kind, 0, len(payload))
     crc = zlib.crc32(payload, zlib.crc32(head[2:]))

@@ -29,6 +29,8 @@ from nerfstudio_vvc.codec.weights import decompress_state_dict
 from nerfstudio_vvc.methods.rate_aware.field import DiFFrameField, DiFSpec
 
 _GRID_HDR = struct.Struct("<BB4H")  # grid id, residual flag, C, D, H, W
+GRID_HEADER_BYTES = _GRID_HDR.size
+"""Bytes of the shape header in front of each GRID chunk's coded symbols."""
 
 
 @dataclass

@@ -22,13 +22,15 @@ from typing import Any, Dict, List, Optional, Tuple, Type
 import torch
 from torch import nn
 
-from nerfstudio_vvc.codec.bitstream.container import ChunkType, ContainerReader, ContainerWriter, SequenceHeader
+from nerfstudio_vvc.codec.bitstream.container import (ChunkType, ContainerReader, ContainerWriter, SequenceHeader,
+                                                      frame_record_overhead)
 from nerfstudio_vvc.codec.context import GridContextModel
 from nerfstudio_vvc.codec.quant import quantize_ste, symbols_ste
 from nerfstudio_vvc.codec.weights import compress_state_dict
 from nerfstudio_vvc.components.occupancy import OccupancyGrid
 from nerfstudio_vvc.methods.base import FrameModel, FrameModelConfig
-from nerfstudio_vvc.methods.rate_aware.codec import DecodedFrame, encode_frame, float32_steps, reconstruct
+from nerfstudio_vvc.methods.rate_aware.codec import (GRID_HEADER_BYTES, DecodedFrame, encode_frame, float32_steps,
+                                                     reconstruct)
 from nerfstudio_vvc.methods.rate_aware.field import DiFFrameField, DiFSpec, dif_features, init_grids, make_mlp, spec_json
 
 BITSTREAM_NAME = "sequence.vvc"
@@ -324,8 +326,13 @@ class RateAwareModel(FrameModel):
         if self.store is not None:
             self.store.save(frame, decoded.to_state())
         payload = sum(len(p) for _, p in chunks)
+        # Whole-frame estimate: the context model's estimate for the grid symbols plus everything else the frame
+        # record carries (side information and framing, whose sizes are known before writing).
+        side = sum(len(p) if k != ChunkType.GRID else GRID_HEADER_BYTES for k, p in chunks)
+        est_frame = est_bits / 8.0 + side + frame_record_overhead(len(chunks))
         return {"frame": frame, "is_iframe": self.is_iframe, "bytes": nbytes if nbytes is not None else payload,
-                "payload_bytes": payload, "estimated_grid_bytes": est_bits / 8.0, "chunk_bytes": decoded.chunk_bytes,
+                "payload_bytes": payload, "estimated_grid_bytes": est_bits / 8.0,
+                "estimated_frame_bytes": est_frame, "chunk_bytes": decoded.chunk_bytes,
                 "steps": steps}
 
     def _update_occupancy(self, occupancy: OccupancyGrid, ref: Optional[DecodedFrame], syms: List[torch.Tensor],
