@@ -43,6 +43,9 @@ class FrameSequentialTrainerConfig(TrainerConfig):
     lr_final_factor: float = 0.1
     """Each frame's learning rates (of groups without a scheduler of their own) decay exponentially
     from their initial value to this fraction over the frame's iterations, as DiF does; 1 = constant."""
+    pframe_lr_final_factor: Optional[float] = None
+    """The same for P-frames (None: `lr_final_factor`). A decayed rate ends a P-frame with small optimizer
+    steps, so residual voxels the picture does not need settle at zero instead of dithering around it."""
     max_frames: Optional[int] = None
     """Train only the first N frames of the parsed range (None: all)."""
     steps_per_save: int = 10**9
@@ -123,11 +126,13 @@ class FrameSequentialTrainer(Trainer):
         gop = self.config.gop_size
         return self.config.iframe_iterations if is_iframe(frame, gop) else self.config.pframe_iterations
 
-    def _add_frame_decay(self, n_iter: int) -> None:
+    def _add_frame_decay(self, n_iter: int, iframe: bool = True) -> None:
         """Per-frame learning rates for the groups that have no scheduler: the model's scale for this frame
         (`frame_lr_scale`, e.g. smaller steps on P-frame residuals) times an exponential decay to
         `lr_final_factor` over the frame."""
         factor = self.config.lr_final_factor
+        if not iframe and self.config.pframe_lr_final_factor is not None:
+            factor = self.config.pframe_lr_final_factor
         model = self.pipeline.model
         for name, opt in self.optimizers.optimizers.items():
             scale = float(model.frame_lr_scale(name)) if hasattr(model, "frame_lr_scale") else 1.0
@@ -155,7 +160,7 @@ class FrameSequentialTrainer(Trainer):
                 model.begin_frame(frame, iframe)
                 self.optimizers = self.setup_optimizers()  # fresh optimizer for this frame's parameters
                 n_iter = self.frame_iterations(frame)
-                self._add_frame_decay(n_iter)
+                self._add_frame_decay(n_iter, iframe)
                 kind = "I" if iframe else "P"
                 it_task = bar.add_task(f"frame {frame} ({kind})", total=n_iter)
                 t0 = time.perf_counter()
