@@ -221,6 +221,7 @@ def run_code(ctx: StageContext, quant: Dict[str, Any], dyn: Dict[str, Any]) -> D
     n_frag = num_fragments(model)
     task = ctx.task("occupancy + coding per fragment", n_frag * len(streams))
     occupancies: List[torch.Tensor] = []
+    units = 0
     for name, frags in streams.items():
         path = ctx.run_dir / name
         tmp = path.with_name(path.name + ".part")
@@ -247,6 +248,8 @@ def run_code(ctx: StageContext, quant: Dict[str, Any], dyn: Dict[str, Any]) -> D
                                                shared.indices, shared.mlp_state, occ_j)
                         model.store.save(f, decoded.to_state())
                 ctx.progress.update(task, advance=1)
+                units += 1
+                maybe_kill("code", units)
         os.replace(tmp, path)
         stats[name] = {"file_bytes": path.stat().st_size, "frame_bytes": per_frame}
     if c.write_ablations:
