@@ -343,3 +343,19 @@ def test_p_frame_needs_its_reference(cli_run: Path):
     with pytest.raises(BitstreamError, match="reference"):
         decode_frame(rec, None, dec.config, dec.shared)
     assert dec.iframe_of(1) == 0
+
+
+@pytest.mark.timeout(300)
+def test_payload_fuzz_of_a_codebook_stream(tmp_path: Path):
+    """300 payload mutations (valid CRCs) of a vvc-codebook stream: only typed errors naming the file, or finite
+    decoded values; no hang, no out-of-memory, no crash (bench/bench_fuzz_payload.py runs 10,000)."""
+    from nerfstudio_vvc.codec.fuzz import run_fuzz
+    from nerfstudio_vvc.methods.codebook.fuzzing import decode, make_stream
+
+    stream = make_stream(tmp_path / "base.vvc")
+    assert sum(1 for _ in decode(stream)) > 10  # the unmutated stream decodes
+    res = run_fuzz(stream, "nerfstudio_vvc.methods.codebook.fuzzing:decode", cases=300, seed=1, workers=2,
+                   timeout_s=10.0, mem_mb=1024)
+    bad = ("untyped", "hang", "oom", "crash", "nonfinite")
+    assert res.cases == 300 and {k: res.counts[k] for k in bad} == {k: 0 for k in bad}, res.findings[:5]
+    assert res.typed_unnamed == 0 and res.counts["typed"] > 100
