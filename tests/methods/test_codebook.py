@@ -359,3 +359,26 @@ def test_payload_fuzz_of_a_codebook_stream(tmp_path: Path):
     bad = ("untyped", "hang", "oom", "crash", "nonfinite")
     assert res.cases == 300 and {k: res.counts[k] for k in bad} == {k: 0 for k in bad}, res.findings[:5]
     assert res.typed_unnamed == 0 and res.counts["typed"] > 100
+
+
+def test_rd_sweep_knows_the_codebook_runs(tmp_path: Path, monkeypatch):
+    """`ns-vvc rd-sweep --preset vvc-codebook-cpu`: k / bits / dynamic-code runs, each with its stream without dynamic
+    codes on the reference curve; the sequence trainer gets no --gop-size, a finished run is not retrained."""
+    from nerfstudio_vvc.scripts import rd_sweep
+
+    runs = rd_sweep.codebook_runs()
+    assert set(rd_sweep.CODEBOOK_DEFAULT_RUNS) <= set(runs)
+    k = runs["k-1024"]
+    assert k.bitstreams() == {"k-1024": "sequence.vvc", "k-1024-nodyn": "sequence-nodyn.vvc"}
+    assert k.curve_of("k-1024") == "Full" and k.curve_of("k-1024-nodyn") == "w/o dynamic codes"
+    assert ("--pipeline.model.codebook-size", "1024") == k.args
+    calls = []
+    monkeypatch.setattr(rd_sweep.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or subprocess.CompletedProcess(cmd, 0))
+    sweep = rd_sweep.RdSweep(data=tmp_path, out=tmp_path / "o", preset="vvc-codebook-cpu")
+    sweep._ns_train(k)
+    assert "--gop-size" not in calls[0] and calls[0][calls[0].index("--pipeline.model.codebook-size") + 1] == "1024"
+    run = sweep.run_dir(k)
+    run.mkdir(parents=True)
+    (run / "stages.json").write_text(json.dumps({"done": ["train", "code"], "stats": {}}))
+    sweep._ns_train(k)
+    assert len(calls) == 1

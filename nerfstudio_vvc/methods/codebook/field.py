@@ -161,11 +161,14 @@ class HexField(nn.Module):
         return _features_per_point(self.spec, self.planes, x01, t)
 
     def density(self, x01: torch.Tensor) -> torch.Tensor:
+        """Density only: reads the six density planes (the occupancy grid's and the importance's query)."""
         if self.time is None:
-            return self.head.density(self._features(x01)[0])
-        fd = sum(sample_plane(self.planes[p], plane_coords(x01, self.time, p)) * sample_plane(self.planes[q], plane_coords(x01, self.time, q))
-                 for p, q in PAIRS)
-        return self.head.density(fd)
+            x4 = torch.cat([x01, torch.rand(x01.shape[0], 1, device=x01.device)], -1)
+            uv = [x4[:, list(PLANES[p])] for p in range(6)]
+        else:
+            uv = [plane_coords(x01, self.time, p) for p in range(6)]
+        fd = sum(sample_plane(self.planes[p], uv[p]) * sample_plane(self.planes[q], uv[q]) for p, q in PAIRS)
+        return self.head.density(fd)  # type: ignore[arg-type]
 
     def forward(self, x01: torch.Tensor, dirs: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         fd, fa = self._features(x01)
