@@ -80,6 +80,7 @@ class SequenceTrainer(Trainer):
         model = self.pipeline.model
         model.num_frames = dm.num_frames  # time normalisation: the dataparser's frame count
         model.frames_coded = dm.frames_loaded
+        model.live_preview = True  # ns-train's viewer: the live field until sequence.vvc is written
 
     # ------------------------------------------------------------------ resume points
     def _stages_path(self) -> Path:
@@ -186,5 +187,6 @@ class SequenceTrainer(Trainer):
                 partial.unlink(missing_ok=True)
                 CONSOLE.print(f"{stage.name}: {stage.description} ({seconds:.1f} s)")
         self.training_state = "completed"
+        model.live_preview = False
         model._playback_source, model._playback_opened_at = None, -1e9  # the viewer may now open the finished file
         CONSOLE.print(f"peak RSS {peak_rss_mb():.0f} MiB; stages in {self._stages_path()}")

@@ -46,7 +46,7 @@ for _k, _v in TINY.items():
 
 
 # ------------------------------------------------------------------------------ runs
-def train_inprocess(out: Path, sample: Path, kill_at: str = "") -> Path:
+def train_inprocess(out: Path, sample: Path, kill_at: str = "", device: str = "cpu") -> Path:
     """A tiny vvc-codebook-cpu run in this process (nerfstudio's train_loop); returns the run folder."""
     from nerfstudio.scripts.train import train_loop
 
@@ -55,7 +55,7 @@ def train_inprocess(out: Path, sample: Path, kill_at: str = "") -> Path:
     config = copy.deepcopy(vvc_codebook_cpu.config)
     config.output_dir, config.experiment_name, config.timestamp = out, "e", "t"
     config.vis = "tensorboard"
-    config.machine.device_type = "cpu"
+    config.machine.device_type = device
     config.max_num_iterations, config.steps_per_save = TINY_ITERS, 4
     config.pipeline.datamanager.data = sample
     config.pipeline.datamanager.train_num_rays_per_batch = 40
@@ -138,6 +138,23 @@ def test_playback_through_the_model_renders_the_file(cli_run: Path):
     for a, b in zip(field.planes, d.planes(dec.spec)):
         assert torch.equal(a, b)
     assert torch.equal(occ.binary, d.occupancy)
+
+
+@pytest.mark.cuda
+def test_cuda_run_decodes_bit_exactly(tmp_path, tiny_sample):
+    """Trained and compressed on the GPU: the file decodes (on the CPU) to exactly the encoder's states."""
+    run = train_inprocess(tmp_path, tiny_sample, device="cuda")
+    dec = open_decoder(run / "sequence.vvc")
+    store = FrameStore(run / "frames")
+    for d in dec.iter_decoded():
+        enc = DecodedFrame.from_state(store.load(d.frame_idx))
+        assert all(torch.equal(d.codebooks[g], enc.codebooks[g]) for g in d.codebooks)
+        assert torch.equal(d.occupancy, enc.occupancy)
+        rays_o = C2W[:3, 3].expand(64, 3).cuda()
+        rays_d = torch.nn.functional.normalize(torch.randn(64, 3), dim=-1).cuda()
+        a = dec.render_rays(d, rays_o, rays_d)["rgb"]
+        b = dec.render_rays(enc, rays_o, rays_d)["rgb"]
+        assert torch.equal(a, b)
 
 
 # ------------------------------------------------------------------------------ resume

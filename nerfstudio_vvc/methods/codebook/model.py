@@ -142,6 +142,7 @@ class CodebookModel(FrameModel):
         self.spec = self.config.hex_spec()
         super().populate_modules()
         self.frames_coded = self.num_frames  # the trainer sets it (max_frames)
+        self.live_preview = False  # the SequenceTrainer sets it: its viewer shows the live field until the file exists
 
     def stages(self):
         """The compression stages run after training, in order (stages.py)."""
@@ -201,11 +202,19 @@ class CodebookModel(FrameModel):
         return out
 
     def get_outputs(self, ray_bundle) -> Dict[str, torch.Tensor]:
-        if not self.training:
-            return super().get_outputs(ray_bundle)  # playback: the decoded file, at the frame of the bundle's time
-        self.train_step_hook()
         shape = ray_bundle.origins.shape[:-1]
         times = ray_bundle.times.reshape(-1) if ray_bundle.times is not None else torch.zeros(shape.numel(), device=self.aabb.device)
+        if not self.training:
+            source = self.playback_source()
+            frame = self.frame_of_time(float(times[0]) if len(times) else 0.0)
+            if not (self.live_preview and (source is None or not source.has(frame))):
+                return super().get_outputs(ray_bundle)  # playback: the decoded file, at the frame of the bundle's time
+            # ns-train's viewer before the file exists: the live field (float planes or the current codebooks)
+            with torch.no_grad():
+                out = self.render_grouped(ray_bundle.origins.reshape(-1, 3), ray_bundle.directions.reshape(-1, 3),
+                                          torch.full_like(times, float(times[0]) if len(times) else 0.0), jitter=False)
+            return {k: v.reshape(*shape, -1) for k, v in out.items()}
+        self.train_step_hook()
         out = self.render_grouped(ray_bundle.origins.reshape(-1, 3), ray_bundle.directions.reshape(-1, 3), times, jitter=True)
         return {k: v.reshape(*shape, -1) for k, v in out.items()}
 
