@@ -399,3 +399,21 @@ def test_rd_sweep_knows_the_codebook_runs(tmp_path: Path, monkeypatch):
     (run / "stages.json").write_text(json.dumps({"done": ["train", "code"], "stats": {}}))
     sweep._ns_train(k)
     assert len(calls) == 1
+
+
+def test_sequence_datamanager_holds_every_frame_once_as_uint8(tiny_sample: Path):
+    """All cameras × all frames in one uint8 tensor; a batch draws from `frames_per_batch` frames, rays carry their time."""
+    from nerfstudio_vvc.data.sequence_datamanager import SequenceDataManagerConfig
+
+    dm = SequenceDataManagerConfig(data=tiny_sample, train_num_rays_per_batch=256, frames_per_batch=2).setup(device="cpu")
+    dm.load_all()
+    images = dm.frame_images()
+    assert images.dtype == torch.uint8 and images.shape == (4 * 3, 32, 32, 3)  # 4 cameras x 3 frames
+    torch.manual_seed(0)
+    bundle, batch = dm.next_train(0)
+    times = torch.unique(bundle.times.reshape(-1))
+    assert len(times) == 2 and batch["image"].shape == (256, 3)
+    bundle, _ = dm.sample(64, [2])
+    assert torch.allclose(bundle.times.reshape(-1), torch.ones(64))  # frame 2 of 3: t = 1
+    dm.load_all(2)
+    assert dm.frame_images().shape[0] == 4 * 2 and dm.frames_loaded == 2
