@@ -57,8 +57,8 @@ def train(args, runs: Path, name: str, k: int) -> Path:
         return run
     cmd = [str(BIN / "ns-train"), args.preset, "--output-dir", str(runs), "--experiment-name", "bench",
            "--timestamp", name, "--vis", "tensorboard", "--machine.device-type", args.device,
-           "--pipeline.model.codebook-size", str(k), "--pipeline.model.contraction", str(args.contraction),
-           *args.train_args, "vvc-data", "--data", str(args.data), "--frame-start", "0", "--num-frames",
+           "--pipeline.model.contraction", str(args.contraction), *args.train_args,
+           "--pipeline.model.codebook-size", str(k), "vvc-data", "--data", str(args.data), "--frame-start", "0", "--num-frames",
            str(args.frames), "--downscale-factor", str(args.downscale),
            *(["--scene-box-size", str(args.scene_box_size)] if args.scene_box_size > 0 else [])]
     print(" ".join(cmd), flush=True)
