@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from nerfstudio_vvc.codec.bitstream.container import ChunkType, ContainerReader, ContainerWriter, SequenceHeader
+from nerfstudio_vvc.codec.bitstream.container import ChunkType, ContainerReader, ContainerWriter
 from nerfstudio_vvc.codec.errors import BitstreamError, CorruptChunkError
 from nerfstudio_vvc.components.frame_store import FrameStore
 from nerfstudio_vvc.components.rendering import render_rays
