@@ -22,6 +22,7 @@ from nerfstudio_vvc.codec.fuzz import run_fuzz
 # method id -> (module with make_stream(path), decode target "module:function")
 TARGETS = {
     "vvc-rate-aware": ("nerfstudio_vvc.methods.rate_aware.fuzzing", "nerfstudio_vvc.methods.rate_aware.fuzzing:decode"),
+    "vvc-codebook": ("nerfstudio_vvc.methods.codebook.fuzzing", "nerfstudio_vvc.methods.codebook.fuzzing:decode"),
 }
 
 

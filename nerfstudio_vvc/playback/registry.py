@@ -17,6 +17,7 @@ from nerfstudio_vvc.playback.decoder import MethodDecoder
 
 DECODERS: Dict[str, str] = {
     "vvc-rate-aware": "nerfstudio_vvc.methods.rate_aware.decoder:RateAwareDecoder",
+    "vvc-codebook": "nerfstudio_vvc.methods.codebook.decoder:CodebookDecoder",
 }
 """method_id (container header) -> "module:MethodDecoder subclass"."""
 

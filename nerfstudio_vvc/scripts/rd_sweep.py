@@ -42,6 +42,8 @@ class SweepRun:
     curve: str
     args: Tuple[str, ...]
     extra_exponents: Tuple[int, ...] = ()
+    extra_streams: Tuple[Tuple[str, str, str], ...] = ()
+    """More streams of the run: (point suffix, file name, curve), e.g. vvc-codebook's stream without dynamic codes."""
 
     def bitstreams(self) -> Dict[str, str]:
         """Point name → bitstream file name inside the run folder."""
@@ -49,7 +51,14 @@ class SweepRun:
 
         out = {self.name: BITSTREAM_NAME}
         out.update({f"{self.name}-q{k}": extra_bitstream_name(k) for k in self.extra_exponents})
+        out.update({f"{self.name}{suffix}": fname for suffix, fname, _ in self.extra_streams})
         return out
+
+    def curve_of(self, point: str) -> str:
+        for suffix, _, curve in self.extra_streams:
+            if point == f"{self.name}{suffix}":
+                return curve
+        return self.curve
 
 
 ABLATION_LAMBDA = 1e-3
@@ -80,6 +89,30 @@ def rate_aware_runs(lambdas: Optional[Sequence[float]] = None) -> Dict[str, Swee
 DEFAULT_RUNS = ("full-0.0007", "full-0.001", "full-0.002", "full-0.005", "baseline")
 
 
+def is_sequence_preset(preset: str) -> bool:
+    """Presets trained as a whole sequence by the SequenceTrainer (finished = stages.json lists `code`)."""
+    return preset.startswith("vvc-codebook")
+
+
+def codebook_runs() -> Dict[str, SweepRun]:
+    """vvc-codebook's RD points: k (`k-<k>`), codebook bits (`bits-<b>`), dynamic codes per fragment (`dyn-<n>`);
+    every run also yields its stream without dynamic codes (curve "w/o dynamic codes", the BD reference)."""
+    from nerfstudio_vvc.method_configs.codebook import RD_CODEBOOK_SIZES
+
+    nodyn = (("-nodyn", "sequence-nodyn.vvc", "w/o dynamic codes"),)
+    runs = {f"k-{k}": SweepRun(f"k-{k}", "Full", ("--pipeline.model.codebook-size", str(k)), extra_streams=nodyn)
+            for k in RD_CODEBOOK_SIZES}
+    for b in (6, 10):
+        runs[f"bits-{b}"] = SweepRun(f"bits-{b}", "codebook bits", ("--pipeline.model.codebook-bits", str(b)), extra_streams=nodyn)
+    for n in (16, 256):
+        runs[f"dyn-{n}"] = SweepRun(f"dyn-{n}", "dynamic codes per fragment", (
+            "--pipeline.model.dynamic-density-codes", str(n), "--pipeline.model.dynamic-appearance-codes", str(max(n // 2, 1))))
+    return runs
+
+
+CODEBOOK_DEFAULT_RUNS = ("k-256", "k-1024", "k-4096")
+
+
 class SweepError(RuntimeError, InputError):
     """A step of the sweep failed; the message names the run and the command (reported as one line)."""
 
@@ -95,7 +128,8 @@ class RdSweep:
     preset: str = "vvc-rate-aware-cpu"
     """Method preset to train (`vvc-rate-aware-cpu` or `vvc-rate-aware`)."""
     runs: Tuple[str, ...] = DEFAULT_RUNS
-    """Runs to sweep: full-<λ> for λ in `lambdas`, wo-dynamic, wo-adaptive, baseline."""
+    """Runs to sweep: full-<λ> for λ in `lambdas`, wo-dynamic, wo-adaptive, baseline (vvc-codebook presets:
+    k-<k>, bits-<b>, dyn-<n>; the rate-aware default list means k-256, k-1024, k-4096 there)."""
     lambdas: Tuple[float, ...] = ()
     """λs that `full-<λ>` runs may use; empty = the paper's four (`RD_LAMBDAS`). Add one to extend the Full curve."""
     num_frames: int = 10
@@ -138,10 +172,14 @@ class RdSweep:
         progress = rd / "progress.json"
         if progress.exists() and json.loads(progress.read_text()).get("frames_done", 0) >= self.num_frames:
             return
+        stages = rd / "stages.json"
+        if stages.exists() and "code" in json.loads(stages.read_text()).get("done", []):
+            return
         exe = Path(sys.executable).parent / "ns-train"
+        gop = [] if is_sequence_preset(self.preset) else ["--gop-size", str(self.gop_size)]
         cmd = [str(exe), self.preset, "--output-dir", str(self.out / "runs"), "--experiment-name", "sweep",
                "--timestamp", run.name, "--vis", "tensorboard", "--machine.device-type", self.device,
-               "--gop-size", str(self.gop_size), "--max-frames", str(self.num_frames), *self.train_args, *run.args,
+               *gop, "--max-frames", str(self.num_frames), *self.train_args, *run.args,
                "vvc-data", "--data", str(self.data), "--frame-start", str(self.frame_start),
                "--num-frames", str(self.num_frames), "--downscale-factor", str(self.downscale), *self.data_args]
         print("$ " + " ".join(cmd), flush=True)
@@ -163,7 +201,11 @@ class RdSweep:
         if self.train_view_cameras >= 0:
             train_rows = render_test_views(pipeline, frames=frames, out_dir=None, use_lpips=self.lpips, split="train",
                                            max_cameras=self.train_view_cameras)
-        progress = json.loads((self.run_dir(run) / "progress.json").read_text())["frames"]
+        progress_path = self.run_dir(run) / "progress.json"
+        progress = json.loads(progress_path.read_text())["frames"] if progress_path.exists() else []
+        stages_path = self.run_dir(run) / "stages.json"  # whole-sequence methods: encode = all stages / frames
+        seq_s = (sum(v.get("seconds", 0.0) for v in json.loads(stages_path.read_text())["stats"].values())
+                 if stages_path.exists() and not progress else None)
         per_frame = []
         for i, f in enumerate(frames):
             st = progress[f] if f < len(progress) else {}
@@ -178,8 +220,10 @@ class RdSweep:
         kinds = {"I": [p["kb"] for p in per_frame if p["is_iframe"]], "P": [p["kb"] for p in per_frame if not p["is_iframe"]]}
         mean = lambda xs: float(np.mean(xs)) if xs else None  # noqa: E731
         enc = [p["train_s"] + p["code_s"] for p in per_frame if p["train_s"] is not None and p["code_s"] is not None]
+        if seq_s is not None:
+            enc = [seq_s / max(len(frames), 1)]
         return {
-            "point": point, "run": run.name, "curve": run.curve, "bitstream": str(bitstream), "file_bytes": file_bytes,
+            "point": point, "run": run.name, "curve": run.curve_of(point), "bitstream": str(bitstream), "file_bytes": file_bytes,
             "num_frames": len(frames), "kb_per_frame": file_bytes / 1000.0 / max(len(frames), 1),
             "i_kb": mean(kinds["I"]), "p_kb": mean(kinds["P"]),
             "test": mean_metrics(test_rows), "train": mean_metrics(train_rows) if train_rows else None,
@@ -228,7 +272,10 @@ class RdSweep:
 
         if not self.data.exists():
             raise SystemExit(f"{self.data}: no such scene folder")
-        known = rate_aware_runs(self.lambdas or None)
+        sequence = is_sequence_preset(self.preset)
+        known = codebook_runs() if sequence else rate_aware_runs(self.lambdas or None)
+        if sequence and tuple(self.runs) == DEFAULT_RUNS:
+            self.runs = CODEBOOK_DEFAULT_RUNS
         unknown = [r for r in self.runs if r not in known]
         if unknown:
             raise SystemExit(f"unknown run(s) {unknown}; choose from {sorted(known)}")
@@ -252,7 +299,7 @@ class RdSweep:
                     os.replace(tmp, pj)
                 points.append(json.loads(pj.read_text()))
         x265 = self._x265()
-        summary = summarize(points, x265, self.scale())
+        summary = summarize(points, x265, self.scale(), reference="w/o dynamic codes" if sequence else "Baseline")
         (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
         (self.out / "summary.md").write_text(summary["markdown"])
         write_plots(points, x265, self.out)

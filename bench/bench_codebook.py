@@ -1,0 +1,196 @@
+#!/usr/bin/env python
+"""vvc-codebook benchmark (issue 12 item 8): ablations (paper Table 3) and an RD curve over k, CPU preset.
+
+Usage (from the repo root):
+    .venv/bin/python bench/bench_codebook.py [--data ../shared/data/panoptic-basketball] [--out bench_out/codebook]
+        [--frames 30] [--downscale 4] [--ks 256 1024 4096] [--contraction 0.5] [--scene-box-size 1.5]
+        [--rate-aware-summary bench_out/rd_panoptic/summary.json] [--no-lpips] [--preset vvc-codebook-cpu]
+        [--train-args ...]
+
+Defaults: panoptic-basketball frames 0–29 at 160×90 (downscale 4), all 27 training and the 4 test cameras.
+1. Trains ONE run of the preset (training is independent of k) with the default k, then, for every other k,
+   copies that run after its `importance` stage and runs the remaining stages only (stages.json resume).
+2. Measures every stream from its decoded file with `ns-vvc eval` (test PSNR / SSIM / LPIPS), and the
+   uncompressed float planes by rendering the run's trained planes directly (same cameras, same metrics).
+3. Writes summary.json (ablation rows: PSNR / SSIM / LPIPS, total MB, KB/frame, train + compression minutes,
+   peak RSS; the k curve) and rd_psnr.png (vvc-codebook over k, with vvc-rate-aware's curve when its rd-sweep
+   summary.json is given).
+Resumable: rerun the same command. Heavy (tens of minutes on 2 cores): not part of the test suite.
+Exits 0 with a message if the data set is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+BIN = Path(sys.executable).parent
+METHOD_ENV = ("vvc-codebook=nerfstudio_vvc.method_configs.codebook:vvc_codebook,"
+              "vvc-codebook-cpu=nerfstudio_vvc.method_configs.codebook:vvc_codebook_cpu")
+REDO_FROM = "codebook"
+"""Stages from this one on depend on k; earlier ones (train, importance) are shared by the k curve."""
+
+
+def _env() -> Dict[str, str]:
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    env.setdefault("NERFSTUDIO_METHOD_CONFIGS", METHOD_ENV)  # harmless once the entry points are installed
+    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _done(run: Path) -> List[str]:
+    p = run / "stages.json"
+    return json.loads(p.read_text())["done"] if p.exists() else []
+
+
+def train(args, runs: Path, name: str, k: int) -> Path:
+    run = runs / "bench" / args.preset / name
+    if "code" in _done(run):
+        return run
+    cmd = [str(BIN / "ns-train"), args.preset, "--output-dir", str(runs), "--experiment-name", "bench",
+           "--timestamp", name, "--vis", "tensorboard", "--machine.device-type", args.device,
+           "--pipeline.model.contraction", str(args.contraction), *args.train_args,
+           "--pipeline.model.codebook-size", str(k), "vvc-data", "--data", str(args.data), "--frame-start", "0", "--num-frames",
+           str(args.frames), "--downscale-factor", str(args.downscale),
+           *(["--scene-box-size", str(args.scene_box_size)] if args.scene_box_size > 0 else [])]
+    print(" ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, env=_env())
+    return run
+
+
+def fork_after_importance(base: Path, dst: Path) -> None:
+    """A copy of `base` whose stages from `codebook` on are not done (training and importance reused)."""
+    if dst.exists():
+        return
+    shutil.copytree(base, dst, ignore=shutil.ignore_patterns("frames", "*.vvc", "*.part", "eval*", "planes_float32.bin"))
+    state = json.loads((dst / "stages.json").read_text())
+    keep = state["done"][: state["done"].index(REDO_FROM)]
+    state["done"] = keep
+    state["stats"] = {k: v for k, v in state["stats"].items() if k in keep}
+    (dst / "stages.json").write_text(json.dumps(state, indent=1))
+    for p in (dst / "stages").glob("*.pt"):
+        if p.stem.split(".")[0] not in keep:
+            p.unlink()
+
+
+def evaluate(run: Path, stream: str, lpips: bool) -> Dict:
+    out = run / f"eval-{stream.removesuffix('.vvc')}"
+    metrics = out / "metrics.json"
+    if not metrics.exists():
+        subprocess.run([str(BIN / "ns-vvc"), "eval", str(run / stream), "--load-config", str(run / "config.yml"),
+                        "--output-dir", str(out), "--train-views", "0", *([] if lpips else ["--no-lpips"])],
+                       check=True, env=_env())
+    m = json.loads(metrics.read_text())
+    return _row(m["frames"], m["file_bytes"])
+
+
+def _row(frames: List[Dict], nbytes: int) -> Dict:
+    import numpy as np
+
+    mean = lambda k: float(np.mean([f[k] for f in frames if f.get(k) is not None])) if any(f.get(k) is not None for f in frames) else None  # noqa: E731
+    return {"psnr_db": mean("psnr_db"), "ssim": mean("ssim"), "lpips": mean("lpips"), "total_mb": nbytes / 1e6,
+            "kb_per_frame": nbytes / 1e3 / max(len(frames), 1)}
+
+
+def evaluate_float_planes(run: Path, lpips: bool) -> Dict:
+    """Test-view metrics of the trained float planes (the uncompressed row), rendered from the checkpoint."""
+    out = run / "eval-planes" / "metrics.json"
+    if out.exists():
+        return json.loads(out.read_text())
+    os.environ.setdefault("NERFSTUDIO_METHOD_CONFIGS", METHOD_ENV)
+    import torch
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    from nerfstudio_vvc.eval.metrics import image_metrics
+
+    _, pipeline, _, _ = eval_setup(run / "config.yml", test_mode="test")
+    dm, model = pipeline.datamanager, pipeline.model
+    frames = []
+    for f in range(len(json.loads((run / "compression.json").read_text())["sequence.vvc"]["frame_bytes"])):
+        per = []
+        for idx in dm.frame_image_indices(f, "test").tolist():
+            camera, batch = dm.camera(idx, "test")
+            bundle = camera.generate_rays(camera_indices=0, keep_shape=True)
+            h, w = bundle.origins.shape[:2]
+            o, d, t = bundle.origins.reshape(-1, 3), bundle.directions.reshape(-1, 3), bundle.times.reshape(-1)
+            with torch.no_grad():
+                rgb = torch.cat([model.render_grouped(o[i:i + 4096], d[i:i + 4096], t[i:i + 4096], jitter=False)["rgb"]
+                                 for i in range(0, len(o), 4096)]).reshape(h, w, 3)
+            per.append(image_metrics(rgb.clamp(0, 1).cpu(), batch["image"].cpu()[..., :3], use_lpips=lpips))
+        frames.append({k: sum(p[k] for p in per) / len(per) if all(p.get(k) is not None for p in per) else None
+                       for k in ("psnr_db", "ssim", "lpips")})
+    row = _row(frames, (run / "planes_float32.bin").stat().st_size)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(row, indent=1))
+    return row
+
+
+def minutes(run: Path, stages: Optional[List[str]] = None) -> float:
+    st = json.loads((run / "stages.json").read_text())["stats"]
+    return sum(v["seconds"] for k, v in st.items() if stages is None or k in stages) / 60.0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=REPO_ROOT.parent / "shared" / "data" / "panoptic-basketball")
+    ap.add_argument("--out", type=Path, default=REPO_ROOT / "bench_out" / "codebook")
+    ap.add_argument("--preset", default="vvc-codebook-cpu")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--frames", type=int, default=30)
+    ap.add_argument("--downscale", type=int, default=4)
+    ap.add_argument("--ks", type=int, nargs="+", default=[256, 1024, 4096], help="codebook sizes; the first after "
+                    "the preset's default 1024 is trained, the others reuse its training")
+    ap.add_argument("--contraction", type=float, default=0.5)
+    ap.add_argument("--scene-box-size", type=float, default=1.5, help="0: the dataparser's default")
+    ap.add_argument("--rate-aware-summary", type=Path, default=None, help="rd-sweep summary.json of vvc-rate-aware on the same frames")
+    ap.add_argument("--no-lpips", action="store_true")
+    ap.add_argument("--train-args", nargs=argparse.REMAINDER, default=[], help="extra ns-train arguments (last)")
+    args = ap.parse_args(argv)
+    if not (args.data / "train_meta.json").exists():
+        print(f"{args.data}: no data set there; nothing to benchmark")
+        return 0
+    lpips = not args.no_lpips
+    runs = args.out / "runs"
+    base_k = 1024 if 1024 in args.ks else args.ks[0]
+    base = train(args, runs, f"k{base_k}", base_k)
+    curve = []
+    for k in args.ks:
+        run = base if k == base_k else runs / "bench" / args.preset / f"k{k}"
+        if k != base_k:
+            fork_after_importance(base, run)
+            train(args, runs, f"k{k}", k)
+        row = evaluate(run, "sequence.vvc", lpips)
+        curve.append({"k": k, **row, "compression_minutes": minutes(run, [s for s in _done(run) if s != "train"])})
+    ablation = {
+        "uncompressed planes": evaluate_float_planes(base, lpips),
+        "without dynamic codes": evaluate(base, "sequence-nodyn.vvc", lpips),
+        "with dynamic codes": evaluate(base, "sequence.vvc", lpips),
+    }
+    stages = json.loads((base / "stages.json").read_text())
+    summary = {"scene": str(args.data), "frames": args.frames, "downscale": args.downscale, "preset": args.preset,
+               "ablation": ablation, "k_curve": curve,
+               "train_minutes": minutes(base, ["train"]), "compression_minutes": minutes(base) - minutes(base, ["train"]),
+               "stage_seconds": {k: v["seconds"] for k, v in stages["stats"].items()},
+               "peak_rss_mb": stages.get("peak_rss_mb")}
+    from nerfstudio_vvc.eval.plots import plot_rd_curves
+
+    curves = {"vvc-codebook (k)": curve}
+    if args.rate_aware_summary and args.rate_aware_summary.exists():
+        ra = json.loads(args.rate_aware_summary.read_text())
+        curves["vvc-rate-aware"] = [p for p in ra.get("points", []) if str(p.get("run", "")).startswith("full")]
+    plot_rd_curves(curves, metric="psnr_db", out_png=args.out / "rd_psnr.png", title=f"{args.data.name}, {args.frames} frames")
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""vvc-codebook: dynamic-codebook HexPlane volumetric video."""
