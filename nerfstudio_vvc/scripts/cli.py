@@ -13,6 +13,7 @@ from typing import Union
 import tyro
 from typing_extensions import Annotated
 
+from nerfstudio_vvc.codec.bitstream.merge import MergeBitstreams
 from nerfstudio_vvc.data.sample_scene import MakeSampleConfig
 from nerfstudio_vvc.export.bitstream import ExportBitstream
 from nerfstudio_vvc.playback.evaluate import DecodeBitstream, EvalBitstream, EvalRun
@@ -30,6 +31,7 @@ Commands = Union[
     Annotated[EvalRun, tyro.conf.subcommand(name="eval-run")],
     Annotated[Demo, tyro.conf.subcommand(name="demo")],
     Annotated[RdSweep, tyro.conf.subcommand(name="rd-sweep")],
+    Annotated[MergeBitstreams, tyro.conf.subcommand(name="merge")],
 ]
 
 
