@@ -218,6 +218,13 @@ class EncodeParallel:
             raise SystemExit(f"{self.data}: no such scene folder")
         if self.workers < 1:
             raise SystemExit("--workers must be at least 1")
+        own = {"--gop-size": "--gop-size", "--first-frame": None, "--max-frames": "--num-frames",
+               "--machine.seed": "--seed", "--machine.device-type": "--device", "--timestamp": None, "--output-dir": "--out"}
+        for a in self.train_args:
+            flag = a.split("=", 1)[0]
+            if flag in own:
+                raise SystemExit(f"encode-parallel sets {flag} of every GOP run itself"
+                                 + (f": use its {own[flag]} option" if own[flag] else ""))
         total = parse_num_frames(self.data, self.data_args)
         n = total if self.num_frames is None else min(total, self.num_frames)
         gops = split_gops(n, self.gop_size)

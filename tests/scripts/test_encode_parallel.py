@@ -76,3 +76,19 @@ def test_failing_gop_leaves_no_merged_file(tmp_path: Path, tiny_sample, local_ra
         enc.main()
     assert not (tmp_path / "enc" / "sequence.vvc").exists()
     assert not gop_finished(enc.run_dir(Gop(0, 0, 2)), Gop(0, 0, 2))
+
+
+def test_ns_train_arguments_after_double_dash():
+    from nerfstudio_vvc.scripts.cli import split_passthrough
+
+    argv = ["encode-parallel", "m", "--data", "d"]
+    assert split_passthrough(argv) == (argv, None)
+    assert split_passthrough([*argv, "--", "--iframe-iterations", "60", "vvc-data", "--downscale-factor", "2"]) == (
+        argv, (["--iframe-iterations", "60"], ["--downscale-factor", "2"]))
+    assert split_passthrough([*argv, "--", "--gop-size", "4"]) == (argv, (["--gop-size", "4"], []))
+
+
+def test_options_encode_parallel_sets_itself_are_refused(tmp_path: Path, tiny_sample):
+    enc = EncodeParallel(method="vvc-rate-aware-cpu", data=tiny_sample, out=tmp_path, train_args=("--gop-size", "4"))
+    with pytest.raises(SystemExit, match="sets --gop-size of every GOP run itself: use its --gop-size option"):
+        enc.main()
