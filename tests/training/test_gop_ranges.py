@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from nerfstudio_vvc.codec.bitstream.merge import merge_containers
-from nerfstudio_vvc.training.trainer import gop_seed
+from nerfstudio_vvc.training.trainer import gop_seed, rng_state, seed_everything, set_rng_state
 
 
 def test_gop_seed_is_stable_and_independent():
@@ -17,6 +17,26 @@ def test_gop_seed_is_stable_and_independent():
     seeds = {gop_seed(s, g) for s in (0, 1, 42) for g in range(50)}
     assert len(seeds) == 150  # no seed + g collisions between runs
     assert 0 <= gop_seed(42, 7) < 2**63
+
+
+def test_rng_state_round_trips_through_a_weights_only_checkpoint():
+    """Saved in frame checkpoints, which nerfstudio's eval loads with torch.load(weights_only=True)."""
+    import io
+    import random
+
+    import numpy as np
+    import torch
+
+    seed_everything(5)
+    random.random(), np.random.randn(), torch.rand(2)  # a cached gaussian and advanced streams
+    buf = io.BytesIO()
+    torch.save({"rng": rng_state()}, buf)
+    buf.seek(0)
+    saved = torch.load(buf, weights_only=True)["rng"]
+    expect = (random.random(), np.random.rand(), np.random.randn(), torch.rand(3).tolist())
+    seed_everything(9)
+    set_rng_state(saved)
+    assert (random.random(), np.random.rand(), np.random.randn(), torch.rand(3).tolist()) == expect
 
 
 def test_gop_range_runs_merge_to_the_sequential_file(tmp_path: Path, tiny_sample, rate_aware_run, rate_aware_trainer):
@@ -29,6 +49,9 @@ def test_gop_range_runs_merge_to_the_sequential_file(tmp_path: Path, tiny_sample
     finally:
         del os.environ["OMP_NUM_THREADS"]
     progress = json.loads((g1 / "progress.json").read_text())
+    import torch
+
+    torch.load(g1 / "nerfstudio_models" / progress["checkpoint"], weights_only=True)  # as nerfstudio's eval loads it
     assert progress["first_frame"] == 2 and progress["frames_done"] == 3
     assert [f["frame"] for f in progress["frames"]] == [2]
     res = merge_containers([g0 / "sequence.vvc", g1 / "sequence.vvc"], tmp_path / "merged.vvc", expect_frames=range(3))
