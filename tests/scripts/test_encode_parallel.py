@@ -71,8 +71,8 @@ def test_failing_gop_leaves_no_merged_file(tmp_path: Path, tiny_sample, local_ra
     from nerfstudio_vvc.scripts.encode_parallel import EncodeError
 
     enc = EncodeParallel(method="vvc-rate-aware-cpu", data=tiny_sample, out=tmp_path / "enc", workers=2, gop_size=2,
-                         num_frames=3, train_args=("--pipeline.model.no-such-option", "1"), max_retries=1)
-    with pytest.raises(EncodeError, match=r"GOP \d \(frames .*failed after 1 retries.*gop-000\d.log"):
+                         num_frames=3, train_args=("--pipeline.model.no-such-option", "1"), max_retries=0)
+    with pytest.raises(EncodeError, match=r"GOP \d \(frames .*failed after 0 retries.*gop-000\d.log"):
         enc.main()
     assert not (tmp_path / "enc" / "sequence.vvc").exists()
     assert not gop_finished(enc.run_dir(Gop(0, 0, 2)), Gop(0, 0, 2))
