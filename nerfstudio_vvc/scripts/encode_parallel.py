@@ -203,8 +203,11 @@ class EncodeParallel:
                 "--timestamp", gop.name, *self._common(), "--first-frame", str(gop.start), "--max-frames", str(gop.end),
                 *self.train_args, *self._data()]
 
-    def sequential_command(self, n: int) -> List[str]:
-        return ["ns-train", self.method, *self._common(), "--max-frames", str(n), *self.train_args, *self._data()]
+    def sequential_command(self, n: int, threads: int) -> List[str]:
+        """The single `ns-train` run this encode equals byte for byte. Float reductions on the CPU may depend on
+        the number of torch threads, so the equivalence holds at the same thread count as the GOP runs."""
+        return [f"OMP_NUM_THREADS={threads}", "ns-train", self.method, *self._common(), "--max-frames", str(n),
+                *self.train_args, *self._data()]
 
     def main(self) -> Path:
         import ray
@@ -284,7 +287,7 @@ class EncodeParallel:
             "gpus_per_worker": num_gpus, "address": self.address, "wall_s": wall, "file_bytes": res.nbytes,
             "gops": [{"gop": g.index, "frames": [g.start, g.end - 1], "run": str(self.run_dir(g)),
                       **results.get(g.index, {"skipped": "already done"})} for g in gops],
-            "sequential_equivalent": " ".join(self.sequential_command(n)),
+            "sequential_equivalent": " ".join(self.sequential_command(n, threads)),
         }
         (self.out / "encode.json").write_text(json.dumps(summary, indent=1))
         CONSOLE.print(f"{out}: {n} frames, {res.nbytes} bytes, in {wall:.0f} s "
