@@ -92,3 +92,9 @@ def rate_aware_run(tmp_path_factory, tiny_sample) -> Path:
 def rate_aware_trainer():
     """`train_rate_aware(out, sample, *extra, device="cpu")`, for tests that train their own variant."""
     return train_rate_aware
+
+
+@pytest.fixture(scope="session")
+def tiny_rate_aware_args() -> list:
+    """TINY_RATE_AWARE_ARGS (for tests outside this folder, which cannot import conftest by name)."""
+    return list(TINY_RATE_AWARE_ARGS)

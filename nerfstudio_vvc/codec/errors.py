@@ -60,6 +60,11 @@ class UnsupportedVersionError(BitstreamError):
     """The container major version (or a payload format version) is not one we can decode."""
 
 
+class IncompatibleStreamsError(BitstreamError):
+    """Files that cannot be joined into one sequence (different header or globals, overlapping frame ids,
+    a part that does not start with an I-frame); see ``codec/bitstream/merge.py``."""
+
+
 class UnknownChunkTypeError(BitstreamError):
     """A critical chunk type this reader does not know (ancillary unknown types are skipped)."""
 

@@ -154,6 +154,15 @@ class RdSweep:
     """More ns-train arguments for every run (method options, before the dataparser)."""
     data_args: Tuple[str, ...] = ()
     """More `vvc-data` arguments (e.g. --train-cameras ...)."""
+    workers: int = 1
+    """RD runs trained and measured at once, as Ray tasks (1: in this process, no Ray); capped at the cores."""
+    address: Optional[str] = None
+    """Ray cluster for the runs (`auto`, `ray://host:10001`); None with --workers > 1 starts Ray on this machine.
+    The --out folder must be on storage every node sees at the same path."""
+    max_retries: int = 2
+    """Ray retries of a failed or lost run task (a retry resumes the run at its first unfinished frame)."""
+    threads_per_worker: Optional[int] = None
+    """Torch threads (and CPUs declared) per Ray task; None = cores // workers."""
 
     # ------------------------------------------------------------------ paths
     def run_dir(self, run: SweepRun) -> Path:
@@ -167,7 +176,7 @@ class RdSweep:
                 "downscale": self.downscale, "gop_size": self.gop_size, "train_view_cameras": self.train_view_cameras}
 
     # ------------------------------------------------------------------ steps
-    def _ns_train(self, run: SweepRun) -> None:
+    def _ns_train(self, run: SweepRun, threads: Optional[int] = None) -> None:
         rd = self.run_dir(run)
         progress = rd / "progress.json"
         if progress.exists() and json.loads(progress.read_text()).get("frames_done", 0) >= self.num_frames:
@@ -183,7 +192,10 @@ class RdSweep:
                "vvc-data", "--data", str(self.data), "--frame-start", str(self.frame_start),
                "--num-frames", str(self.num_frames), "--downscale-factor", str(self.downscale), *self.data_args]
         print("$ " + " ".join(cmd), flush=True)
-        proc = subprocess.run(cmd, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+        env = dict(os.environ, PYTHONWARNINGS="ignore")
+        if threads:
+            env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        proc = subprocess.run(cmd, env=env)
         if proc.returncode != 0:
             raise SweepError(f"run {run.name}: ns-train failed (exit {proc.returncode}); rerun to resume: {' '.join(cmd)}")
 
@@ -264,6 +276,70 @@ class RdSweep:
             frames.setdefault(cam, []).append((f, img))
         return {c: [im for _, im in sorted(v, key=lambda t: t[0])] for c, v in frames.items()}
 
+    def do_run(self, run: SweepRun, threads: Optional[int] = None) -> None:
+        """Train `run` (or resume it) unless all its points are measured, then measure its unfinished points."""
+        from nerfstudio.utils.rich_utils import CONSOLE
+
+        streams = run.bitstreams()
+        if not [p for p in streams if not self.point_json(p).exists()]:
+            return
+        t0 = time.perf_counter()
+        self._ns_train(run, threads)
+        CONSOLE.print(f"run {run.name}: trained/coded in {time.perf_counter() - t0:.0f} s")
+        for point, fname in streams.items():
+            pj = self.point_json(point)
+            if not pj.exists():
+                res = self._measure(run, point, self.run_dir(run) / fname)
+                pj.parent.mkdir(parents=True, exist_ok=True)
+                tmp = pj.with_suffix(".tmp")
+                tmp.write_text(json.dumps(res, indent=1))
+                os.replace(tmp, pj)
+
+    def _run_on_ray(self, runs: List[SweepRun]) -> None:
+        """The runs as Ray tasks, at most `workers` at once; finished points are skipped as in the serial path."""
+        import ray
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from nerfstudio.utils.rich_utils import CONSOLE
+
+        from nerfstudio_vvc.scripts.encode_parallel import init_ray, local_cores
+
+        todo = [r for r in runs if any(not self.point_json(p).exists() for p in r.bitstreams())]
+        if not todo:
+            return
+        resources = init_ray(self.address, local_cores())
+        cores = max(int(resources.get("CPU", 1)), 1)
+        workers = self.workers
+        if workers > cores:
+            CONSOLE.print(f"--workers {workers} is more than the {cores} CPU cores Ray has: using {cores} workers")
+            workers = cores
+        workers = max(min(workers, len(todo)), 1)
+        threads = self.threads_per_worker or max(cores // workers, 1)
+        num_gpus = 1 if self.device.startswith("cuda") else 0
+        task = ray.remote(_sweep_run_task).options(num_cpus=threads, num_gpus=num_gpus, max_retries=self.max_retries,
+                                                   retry_exceptions=True)
+        CONSOLE.print(f"{len(todo)} of {len(runs)} RD runs to do; {workers} workers x {threads} threads")
+        queue, running = list(todo), {}
+        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+        with Progress(*columns, console=CONSOLE) as bar:
+            t = bar.add_task("RD runs", total=len(runs), completed=len(runs) - len(todo))
+            while queue or running:
+                while queue and len(running) < workers:
+                    run = queue.pop(0)
+                    running[task.remote(self, run, threads)] = run
+                ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
+                for ref in ready:
+                    run = running.pop(ref)
+                    try:
+                        ray.get(ref)
+                    except Exception as exc:
+                        for other in running:
+                            ray.cancel(other, force=True)
+                        cause = getattr(exc, "cause", None) or exc
+                        raise SweepError(f"run {run.name} failed after {self.max_retries} retries: "
+                                         f"{' '.join(str(cause).split())[:400]}; rerun the same command to resume") from None
+                    bar.advance(t)
+
     # ------------------------------------------------------------------ main
     def main(self) -> Dict[str, object]:
         from rich.progress import track
@@ -280,24 +356,14 @@ class RdSweep:
         if unknown:
             raise SystemExit(f"unknown run(s) {unknown}; choose from {sorted(known)}")
         self.out.mkdir(parents=True, exist_ok=True)
+        if self.workers > 1 or self.address:
+            self._run_on_ray([known[n] for n in self.runs])
+        else:
+            for name in track(self.runs, description="RD runs", console=CONSOLE):
+                self.do_run(known[name])
         points: List[Dict[str, object]] = []
-        for name in track(self.runs, description="RD runs", console=CONSOLE):
-            run = known[name]
-            streams = run.bitstreams()
-            todo = [p for p in streams if not self.point_json(p).exists()]
-            if todo:
-                t0 = time.perf_counter()
-                self._ns_train(run)
-                CONSOLE.print(f"run {name}: trained/coded in {time.perf_counter() - t0:.0f} s")
-            for point, fname in streams.items():
-                pj = self.point_json(point)
-                if not pj.exists():
-                    res = self._measure(run, point, self.run_dir(run) / fname)
-                    pj.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = pj.with_suffix(".tmp")
-                    tmp.write_text(json.dumps(res, indent=1))
-                    os.replace(tmp, pj)
-                points.append(json.loads(pj.read_text()))
+        for name in self.runs:
+            points += [json.loads(self.point_json(p).read_text()) for p in known[name].bitstreams()]
         x265 = self._x265()
         summary = summarize(points, x265, self.scale(), reference="w/o dynamic codes" if sequence else "Baseline")
         (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -306,6 +372,14 @@ class RdSweep:
         CONSOLE.print(summary["markdown"])
         CONSOLE.print(f"summary in {self.out / 'summary.md'}; per-point JSON in {self.out / 'points'}")
         return summary
+
+
+def _sweep_run_task(sweep: RdSweep, run: SweepRun, threads: int) -> None:
+    """Ray task body: one RD run (train or resume, then measure its points) with `threads` torch threads."""
+    import torch
+
+    torch.set_num_threads(threads)
+    sweep.do_run(run, threads)
 
 
 # ---------------------------------------------------------------------- report

@@ -12,13 +12,16 @@ Resume: run the same command again with the same `--timestamp`;
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional, Type
 
+import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -48,6 +51,10 @@ class FrameSequentialTrainerConfig(TrainerConfig):
     steps, so residual voxels the picture does not need settle at zero instead of dithering around it."""
     max_frames: Optional[int] = None
     """Train only the first N frames of the parsed range (None: all)."""
+    first_frame: int = 0
+    """Start at this frame, a GOP start (a multiple of `gop_size`): with `max_frames` the run trains the frames
+    [first_frame, max_frames) only, one GOP range of a sequence (what `ns-vvc encode-parallel` runs per GOP).
+    Every GOP is seeded from `--machine.seed` and its index alone, so GOP-range runs merged equal the full run."""
     steps_per_save: int = 10**9
     """Checkpoints are written at frame ends; step-based saves are off."""
     steps_per_eval_batch: int = 10**9
@@ -62,6 +69,45 @@ def is_iframe(frame: int, gop_size: int) -> bool:
     return frame % max(gop_size, 1) == 0
 
 
+def gop_seed(seed: int, gop_index: int) -> int:
+    """Seed of GOP `gop_index` of a run seeded with `seed` (independent streams, not seed + i)."""
+    digest = hashlib.sha256(f"nerfstudio-vvc gop {int(seed)} {int(gop_index)}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def seed_everything(seed: int) -> None:
+    """Python, numpy and torch (CPU and every CUDA device) generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> Dict[str, Any]:
+    """The generators' state in types `torch.load(weights_only=True)` accepts (nerfstudio's eval loads the
+    checkpoint that way): tensors, ints, floats."""
+    version, py_state, gauss = random.getstate()
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    state: Dict[str, Any] = {
+        "python": {"version": int(version), "state": torch.tensor(py_state, dtype=torch.int64), "gauss_next": gauss},
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
+                  "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Dict[str, Any]) -> None:
+    py, npy = state["python"], state["numpy"]
+    random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss_next"]))
+    np.random.set_state(("MT19937", npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
+                         npy["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 class FrameSequentialTrainer(Trainer):
     config: FrameSequentialTrainerConfig
 
@@ -70,12 +116,19 @@ class FrameSequentialTrainer(Trainer):
         if hasattr(model_cfg, "frame_store_dir"):
             model_cfg.frame_store_dir = self.base_dir / "frames"
             self.config.save_config()  # the viewer reads the frame store path from config.yml
-        self.frames_done = 0
+        first = int(self.config.first_frame)
+        if first < 0 or first % max(self.config.gop_size, 1) != 0:
+            raise SystemExit(f"--first-frame {first} is not the start of a GOP (a multiple of --gop-size {self.config.gop_size})")
+        self.frames_done = first  # frames_done: the next frame to train (frames before first_frame are not this run's)
+        self._rng_resume: Optional[Dict[str, Any]] = None
         super().setup(test_mode)
         dm = self.pipeline.datamanager
         self.num_frames = dm.num_frames if self.config.max_frames is None else min(dm.num_frames, self.config.max_frames)
+        if first >= self.num_frames:
+            raise SystemExit(f"--first-frame {first} is past the last frame to train ({self.num_frames - 1})")
         self.pipeline.model.num_frames = dm.num_frames
         self.pipeline.model.gop_size = self.config.gop_size
+        self.pipeline.model.first_frame = first
 
     # ------------------------------------------------------------------ checkpoints
     def _progress_path(self) -> Path:
@@ -93,9 +146,13 @@ class FrameSequentialTrainer(Trainer):
             state = torch.load(ckpt, map_location="cpu", weights_only=False)
         except (OSError, ValueError, KeyError) as exc:
             raise SystemExit(f"{progress}: cannot resume ({exc}); remove the run folder to start over") from None
+        if int(info.get("first_frame", 0)) != int(self.config.first_frame):
+            raise SystemExit(f"{progress}: this run started at frame {info.get('first_frame', 0)}, not "
+                             f"--first-frame {self.config.first_frame}; use another --timestamp")
         self.pipeline.load_pipeline(state["pipeline"], state["step"])
         self._start_step = int(state["step"]) + 1
         self.frames_done = int(info["frames_done"])
+        self._rng_resume = state.get("rng")  # the rest of a GOP draws the numbers it would have drawn unbroken
         model = self.pipeline.model
         if getattr(model, "store", None) is not None:
             model.store.discard_after(self.frames_done - 1)
@@ -108,9 +165,11 @@ class FrameSequentialTrainer(Trainer):
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         name = f"step-{step:09d}.ckpt"
         tmp = self.base_dir / (name + ".tmp")  # never a temp name inside checkpoint_dir
-        torch.save({"step": step, "pipeline": self.pipeline.state_dict(), "frames_done": frames_done}, tmp)
+        torch.save({"step": step, "pipeline": self.pipeline.state_dict(), "frames_done": frames_done,
+                    "rng": rng_state()}, tmp)
         os.replace(tmp, self.checkpoint_dir / name)
-        info = {"frames_done": frames_done, "checkpoint": name, "step": step, "frames": stats}
+        info = {"frames_done": frames_done, "first_frame": int(self.config.first_frame), "checkpoint": name,
+                "step": step, "frames": stats}
         tmp_p = self._progress_path().with_suffix(".tmp")
         tmp_p.write_text(json.dumps(info, indent=1))
         os.replace(tmp_p, self._progress_path())
@@ -153,9 +212,14 @@ class FrameSequentialTrainer(Trainer):
         self.stop_training = False
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
         with Progress(*columns, console=CONSOLE, transient=False) as bar:
-            seq_task = bar.add_task("frames", total=self.num_frames, completed=self.frames_done)
+            first = int(self.config.first_frame)
+            seq_task = bar.add_task("frames", total=self.num_frames - first, completed=self.frames_done - first)
+            if self._rng_resume is not None:
+                set_rng_state(self._rng_resume)
             for frame in range(self.frames_done, self.num_frames):
                 iframe = is_iframe(frame, self.config.gop_size)
+                if iframe:  # each GOP depends on its seed and its frames only (GOP-parallel encodes equal this run)
+                    seed_everything(gop_seed(self.config.machine.seed, frame // max(self.config.gop_size, 1)))
                 dm.set_frame(frame)
                 model.begin_frame(frame, iframe)
                 self.optimizers = self.setup_optimizers()  # fresh optimizer for this frame's parameters

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 from pathlib import Path
@@ -73,6 +74,26 @@ def test_rerun_recomputes_nothing(sweep: RdSweep, monkeypatch):
     monkeypatch.setattr(rd_sweep, "summarize", summarize)
     sweep.main()
     assert {p: p.stat().st_mtime_ns for p in (sweep.out / "points").glob("*.json")} == before
+
+
+def test_ray_workers_measure_the_serial_points(sweep: RdSweep, tmp_path: Path):
+    """Two RD runs as Ray tasks on 2 local CPUs (one thread each): the same bitstreams and measurements as
+    the serial sweep; a rerun recomputes nothing (and starts no Ray)."""
+    ray = pytest.importorskip("ray")
+    runs = ("full-0.001", "wo-adaptive")
+    par = dataclasses.replace(sweep, out=tmp_path / "par", runs=runs, x265_crfs=(), workers=2)
+    try:
+        par.main()
+    finally:
+        ray.shutdown()
+    for name in runs:
+        a, b = (json.loads(s.point_json(name).read_text()) for s in (sweep, par))
+        assert Path(a["bitstream"]).read_bytes() == Path(b["bitstream"]).read_bytes()
+        assert a["test"] == b["test"] and a["file_bytes"] == b["file_bytes"]
+    before = {p: p.stat().st_mtime_ns for p in (par.out / "points").glob("*.json")}
+    par.main()
+    assert not ray.is_initialized()
+    assert {p: p.stat().st_mtime_ns for p in (par.out / "points").glob("*.json")} == before
 
 
 def test_unknown_run_is_a_clear_error(tiny_sample, tmp_path):

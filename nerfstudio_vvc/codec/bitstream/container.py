@@ -343,6 +343,16 @@ class ContainerReader:
         chunks = _decode_chunks(payload, FRAME_HDR.size, source=fh.name, where=f"frame {frame_idx}", base=e.offset + REC_HDR.size)
         return FrameRecord(fidx, bool(flags & 1), chunks, source=fh.name)
 
+    def prefix_bytes(self) -> bytes:
+        """Prelude, header and globals records, verbatim (everything before the first frame record)."""
+        return self._fh.read(0, self.frames_start, "header and globals")
+
+    def frame_record_bytes(self, frame_idx: int) -> bytes:
+        """The whole FRAME record of ``frame_idx``, verbatim, after verifying it (CRCs, ids, chunk list)."""
+        self.read_frame(frame_idx)
+        e = self._entry(frame_idx)
+        return self._fh.read(e.offset, e.nbytes, f"frame {frame_idx} record")
+
     def iter_frames(self) -> Iterable[FrameRecord]:
         for e in self._entries:
             yield self.read_frame(e.frame_idx)
@@ -406,10 +416,13 @@ class ContainerWriter:
         _fsync_dir(self.path)
 
     @classmethod
-    def open_append(cls, path: Union[str, os.PathLike]) -> "ContainerWriter":
-        """Resume a file (e.g. after a crash): drops the index/torn tail, keeps complete frames."""
+    def open_append(cls, path: Union[str, os.PathLike], keep_frames: int | None = None) -> "ContainerWriter":
+        """Resume a file (e.g. after a crash): drops the index/torn tail, keeps complete frames (only the
+        first ``keep_frames`` of them when given: frames written after the last checkpoint are dropped)."""
         with ContainerReader(path) as r:
             entries = list(r._entries)
+            if keep_frames is not None:
+                entries = entries[: max(int(keep_frames), 0)]
             end = entries[-1].offset + entries[-1].nbytes if entries else r.frames_start
             header = r.header
         f = open(path, "r+b")
@@ -444,6 +457,25 @@ class ContainerWriter:
         self._sync()
         self._entries.append(_Entry(frame_idx, bool(is_iframe), off, len(rec)))
         return len(rec)
+
+    def append_frame_record(self, frame_idx: int, is_iframe: bool, record: bytes) -> int:
+        """Append a FRAME record copied verbatim from another file (``ContainerReader.frame_record_bytes``):
+        the same ordering rules as ``write_frame``; the record's own id and flags must match."""
+        if self._closed:
+            raise ValueError("writer is closed")
+        if len(record) < REC_OVERHEAD + FRAME_HDR.size or record[:2] != RECORD_MAGIC or record[2] != KIND_FRAME:
+            raise ValueError("not a frame record")
+        fidx, flags = FRAME_HDR.unpack_from(record, REC_HDR.size)
+        if fidx != frame_idx or bool(flags & 1) != bool(is_iframe):
+            raise ValueError(f"record holds frame {fidx} (I={bool(flags & 1)}), expected {frame_idx} (I={is_iframe})")
+        if self._entries and frame_idx <= self._entries[-1].frame_idx:
+            raise ValueError(f"frame ids must increase: {frame_idx} after {self._entries[-1].frame_idx}")
+        if not self._entries and not is_iframe:
+            raise ValueError("the first frame must be an I-frame")
+        off = self._f.seek(0, os.SEEK_END)
+        self._f.write(record)
+        self._entries.append(_Entry(frame_idx, bool(is_iframe), off, len(record)))
+        return len(record)
 
     def close(self) -> None:
         """Write the trailing index (optional accelerator) and close."""

@@ -132,12 +132,15 @@ class RateAwareModel(FrameModel):
         self.spec = DiFSpec(tuple(c.basis_dims), tuple(c.basis_resolutions), tuple(c.basis_freqs),
                             c.coeff_resolution, c.hidden_dim, c.geo_dim)
         super().populate_modules()
-        self.entropy = GridContextModel(hidden=c.entropy_hidden, num_channels=self.spec.feature_dim)
+        self.entropy = self._fresh_entropy()
         self.reference: Optional[DecodedFrame] = None  # decode buffer: last decoded frame
         self.writer: Optional[ContainerWriter] = None
         self.extra_writers: Dict[int, ContainerWriter] = {}
         self.frame_rate_bits: float = float("nan")
         self.is_iframe = True
+
+    def _fresh_entropy(self) -> GridContextModel:
+        return GridContextModel(hidden=self.config.entropy_hidden, num_channels=self.spec.feature_dim)
 
     def make_field(self) -> nn.Module:
         return TrainableDiF(self.spec, self.config.init_step)
@@ -167,12 +170,13 @@ class RateAwareModel(FrameModel):
         return self.store.root.parent / extra_bitstream_name(exponent)
 
     def _open_one(self, path: Path, frames_done: int) -> ContainerWriter:
-        if frames_done > 0 and path.exists():
-            writer = ContainerWriter.open_append(path)
+        done_here = frames_done - int(getattr(self, "first_frame", 0))  # a GOP-range run starts at first_frame
+        if done_here > 0 and path.exists():
             # drop frames past the last finished checkpoint (killed between bitstream and checkpoint)
-            if writer.num_frames_written > frames_done:
+            writer = ContainerWriter.open_append(path, keep_frames=done_here)
+            if writer.num_frames_written < done_here:
                 writer.close()
-                raise SystemExit(f"{path}: holds more frames than the checkpoint; remove the run to start over")
+                raise SystemExit(f"{path}: holds fewer frames than the checkpoint; remove the run to start over")
             return writer
         box = self.aabb.cpu().tolist()
         header = SequenceHeader(method_id="vvc-rate-aware", num_frames=self.num_frames, fps=30.0,
@@ -222,6 +226,8 @@ class RateAwareModel(FrameModel):
                     p.copy_(g.to(device))
                 f.base = None
                 f.mlp.load_state_dict(make_mlp(self.spec).state_dict())
+                # A GOP starts from a fresh entropy model too: nothing trained on another GOP leaks into it.
+                self.entropy.load_state_dict(self._fresh_entropy().state_dict())
                 self.occupancy.reset()
             else:
                 for p in f.delta:
