@@ -76,6 +76,7 @@ def test_rerun_recomputes_nothing(sweep: RdSweep, monkeypatch):
     assert {p: p.stat().st_mtime_ns for p in (sweep.out / "points").glob("*.json")} == before
 
 
+@pytest.mark.slow  # ~2 min of Ray start-up and a second sweep; make test-all runs it
 def test_ray_workers_measure_the_serial_points(sweep: RdSweep, tmp_path: Path):
     """Two RD runs as Ray tasks on 2 local CPUs (one thread each): the same bitstreams and measurements as
     the serial sweep; a rerun recomputes nothing (and starts no Ray)."""
