@@ -138,6 +138,22 @@ def local_cores() -> int:
         return os.cpu_count() or 1
 
 
+def plan_workers(address: Optional[str], requested: int, num_tasks: int,
+                 threads_per_worker: Optional[int]) -> Tuple[int, int]:
+    """Start (or join) Ray and size the pool: at most one worker per CPU core Ray has (said when capped) and per
+    task, and torch threads per worker so that the workers together do not oversubscribe the cores."""
+    from nerfstudio.utils.rich_utils import CONSOLE
+
+    resources = init_ray(address, local_cores())
+    cores = max(int(resources.get("CPU", 1)), 1)
+    workers = requested
+    if workers > cores:
+        CONSOLE.print(f"--workers {workers} is more than the {cores} CPU cores Ray has: using {cores} workers")
+        workers = cores
+    workers = max(min(workers, num_tasks), 1)
+    return workers, threads_per_worker or max(cores // workers, 1)
+
+
 def init_ray(address: Optional[str], cores: int) -> Dict[str, float]:
     """Connect to `address` (a running cluster) or start Ray embedded on this machine; the cluster's resources."""
     import ray
@@ -234,14 +250,7 @@ class EncodeParallel:
         self.out.mkdir(parents=True, exist_ok=True)
 
         t_start = time.time()
-        resources = init_ray(self.address, local_cores())
-        cores = max(int(resources.get("CPU", 1)), 1)
-        workers = self.workers
-        if workers > cores:
-            CONSOLE.print(f"--workers {workers} is more than the {cores} CPU cores Ray has: using {cores} workers")
-            workers = cores
-        workers = min(workers, len(gops))
-        threads = self.threads_per_worker or max(cores // workers, 1)
+        workers, threads = plan_workers(self.address, self.workers, len(gops), self.threads_per_worker)
         num_gpus = self.gpus_per_worker if self.device.startswith("cuda") else 0
         if num_gpus and resources.get("GPU", 0) < num_gpus:
             raise SystemExit(f"--device {self.device}: the Ray cluster has {resources.get('GPU', 0):g} GPUs, "

@@ -302,19 +302,12 @@ class RdSweep:
 
         from nerfstudio.utils.rich_utils import CONSOLE
 
-        from nerfstudio_vvc.scripts.encode_parallel import init_ray, local_cores
+        from nerfstudio_vvc.scripts.encode_parallel import plan_workers
 
         todo = [r for r in runs if any(not self.point_json(p).exists() for p in r.bitstreams())]
         if not todo:
             return
-        resources = init_ray(self.address, local_cores())
-        cores = max(int(resources.get("CPU", 1)), 1)
-        workers = self.workers
-        if workers > cores:
-            CONSOLE.print(f"--workers {workers} is more than the {cores} CPU cores Ray has: using {cores} workers")
-            workers = cores
-        workers = max(min(workers, len(todo)), 1)
-        threads = self.threads_per_worker or max(cores // workers, 1)
+        workers, threads = plan_workers(self.address, self.workers, len(todo), self.threads_per_worker)
         num_gpus = 1 if self.device.startswith("cuda") else 0
         task = ray.remote(_sweep_run_task).options(num_cpus=threads, num_gpus=num_gpus, max_retries=self.max_retries,
                                                    retry_exceptions=True)
