@@ -38,10 +38,20 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def tiny_sample(tmp_path_factory) -> Path:
-    """Folder of a tiny sample scene (Panoptic layout): 3 frames, 4 train + 1 test camera, 32x32."""
-    from nerfstudio_vvc.data.sample_scene import make_sample
+    """Folder of a tiny sample scene (Panoptic layout): 3 frames, 4 train + 1 test camera, 32x32.
+
+    ``NSVVC_TINY_SAMPLE=<folder>`` uses a copy of one made beforehand by ``make_sample(folder,
+    **TINY_SAMPLE_KWARGS)`` instead: for machines without pybullet (the GPU box runs the CUDA tests so)."""
+    import os
+    import shutil
 
     out = tmp_path_factory.mktemp("tiny_sample") / "sample"
+    prebuilt = os.environ.get("NSVVC_TINY_SAMPLE")
+    if prebuilt:
+        shutil.copytree(prebuilt, out)
+        return out
+    from nerfstudio_vvc.data.sample_scene import make_sample
+
     return make_sample(out, **TINY_SAMPLE_KWARGS)
 
 

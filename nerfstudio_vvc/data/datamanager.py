@@ -92,8 +92,8 @@ class FrameDataManager(DataManager):
         self._images: Optional[torch.Tensor] = None  # [n_cam, H, W, 3] uint8 of the current frame
         self._image_indices: Optional[torch.Tensor] = None  # dataset indices of those images
         super().__init__()
-        self.train_ray_generator = RayGenerator(self.train_dataset.cameras.to(self.device))
-        self.eval_ray_generator = RayGenerator(self.eval_dataset.cameras.to(self.device))
+        self.train_ray_generator = RayGenerator(self.train_dataset.cameras.to(self.device)).to(self.device)
+        self.eval_ray_generator = RayGenerator(self.eval_dataset.cameras.to(self.device)).to(self.device)
         self._eval_cursor = 0
 
     # ----------------------------------------------------------------- frames
