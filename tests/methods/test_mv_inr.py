@@ -1,0 +1,49 @@
+"""vvc-mv-inr network tests (issue 13). Tiny and fast."""
+
+import math
+
+import pytest
+import torch
+
+from nerfstudio_vvc.methods.mv_inr.network import MVINR, upsample_factors, warp
+
+
+@pytest.mark.parametrize("hw", [(1080, 1920), (180, 320), (64, 96), (48, 64)])
+def test_upsample_factors_reproduce_size(hw):
+    h, w = hw
+    (gh, gw), s = upsample_factors(h, w)
+    assert len(s) == 5
+    assert gh * math.prod(s) == h and gw * math.prod(s) == w
+
+
+def test_upsample_factors_paper_1080p():
+    # the paper's 9x16 grid with 5,3,2,2,2 for 1080p
+    assert upsample_factors(1080, 1920) == ((9, 16), [5, 3, 2, 2, 2])
+
+
+def test_upsample_factors_rejects_coprime_size():
+    with pytest.raises(ValueError, match="97x64"):
+        upsample_factors(64, 97)
+
+
+def test_warp_known_shift():
+    img = torch.rand(1, 3, 16, 20)
+    flow = torch.zeros(1, 2, 16, 20)
+    flow[:, 0] = 3.0  # sample 3 px to the right
+    flow[:, 1] = -2.0  # and 2 px up
+    out = warp(img, flow)
+    torch.testing.assert_close(out[..., 2:, :-3], img[..., :-2, 3:], atol=1e-5, rtol=0)
+
+
+def test_forward_shapes_and_fusion():
+    torch.manual_seed(0)
+    net = MVINR(n_frames=5, n_views=3, height=48, width=64, grid_channels=4, conv_channels=(8, 8, 8, 8, 8))
+    view = torch.tensor([0, 2])
+    t = torch.tensor([0, 4])
+    basic = torch.rand(2, 3, 48, 64)
+    out = net(view, t, basic)
+    assert out.shape == (2, 3, 48, 64)
+    # compensation term is used: output differs from the RGB head alone
+    assert not torch.allclose(out, net(view, t, None))
+    out.mean().backward()
+    assert net.g3.grad is not None and net.gv.grad is not None
