@@ -47,3 +47,29 @@ def test_forward_shapes_and_fusion():
     assert not torch.allclose(out, net(view, t, None))
     out.mean().backward()
     assert net.g3.grad is not None and net.gv.grad is not None
+
+
+@pytest.mark.parametrize("frac", [0.0, 0.4, 0.6])
+def test_pruning_keeps_exact_fraction(frac):
+    from nerfstudio_vvc.methods.mv_inr.compress import apply_masks, conv_weights, global_magnitude_masks
+
+    torch.manual_seed(1)
+    net = MVINR(n_frames=2, n_views=2, height=48, width=64, grid_channels=4, conv_channels=(8, 8, 8, 8, 8))
+    n = sum(w.numel() for w in conv_weights(net))
+    masks = global_magnitude_masks(net, frac)
+    apply_masks(net, masks)
+    assert sum(int(m.sum()) for m in masks.values()) == n - round(frac * n)
+    assert sum(int((w == 0).sum()) for w in conv_weights(net)) == round(frac * n)
+
+
+def test_qat_forward_equals_dequantisation():
+    from nerfstudio_vvc.methods.mv_inr.compress import dequantize, fake_quant, quantize
+
+    torch.manual_seed(2)
+    w = torch.randn(64, 8, 3, 3, requires_grad=True)
+    fq = fake_quant(w)
+    q, m = quantize(w)
+    assert q.min() >= 0 and q.max() <= 255
+    assert torch.equal(fq.detach(), dequantize(q, m))
+    fq.sum().backward()
+    assert torch.equal(w.grad, torch.ones_like(w))  # straight-through
