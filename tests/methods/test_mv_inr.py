@@ -73,3 +73,12 @@ def test_qat_forward_equals_dequantisation():
     assert torch.equal(fq.detach(), dequantize(q, m))
     fq.sum().backward()
     assert torch.equal(w.grad, torch.ones_like(w))  # straight-through
+
+
+def test_loss_zero_on_identity_and_positive_otherwise():
+    from nerfstudio_vvc.methods.mv_inr.network import mv_inr_loss
+
+    torch.manual_seed(3)
+    a = torch.rand(2, 3, 32, 48)
+    assert float(mv_inr_loss(a, a)) == pytest.approx(0.0, abs=1e-6)
+    assert float(mv_inr_loss(a, torch.rand_like(a))) > 0.1

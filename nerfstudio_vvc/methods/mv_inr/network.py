@@ -136,3 +136,12 @@ class MVINR(nn.Module):
             i_bar = self.refine(warp(basic, fw[:, :2]))
             return i_tilde + torch.sigmoid(fw[:, 2:3]) * i_bar
         return i_tilde
+
+
+def mv_inr_loss(pred: torch.Tensor, target: torch.Tensor, alpha: float = 0.7) -> torch.Tensor:
+    """alpha * L1 + (1 - alpha) * (1 - SSIM) over (B,3,H,W) images in [0,1] (paper, alpha = 0.7)."""
+    from pytorch_msssim import ssim
+
+    l1 = (pred - target).abs().mean()
+    win = min(11, min(pred.shape[-2:]) // 2 * 2 - 1)
+    return alpha * l1 + (1.0 - alpha) * (1.0 - ssim(pred, target, data_range=1.0, size_average=True, win_size=win))
