@@ -54,8 +54,10 @@ def encode_camera(
     preset: str = "veryfast",
     fps: int = 30,
     x265_params: str = "log-level=error",
+    qp: Optional[int] = None,
 ) -> Dict[str, object]:
-    """Encode uint8 HxWx3 RGB frames to a raw HEVC Annex-B file.
+    """Encode uint8 HxWx3 RGB frames to a raw HEVC Annex-B file at constant quality `crf`, or at the constant
+    quantiser `qp` when given (vvc-mv-inr's basic view; `crf` is then ignored).
 
     Returns ``{"packet_bytes", "file_bytes", "per_frame_bytes" (by display index), "is_iframe", "encode_s"}``.
     """
@@ -83,7 +85,8 @@ def encode_camera(
     try:
         stream = out.add_stream("libx265", rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, PIX_FMT
-        stream.options = {"crf": str(crf), "preset": preset, "x265-params": x265_params}
+        rc = {"qp": str(int(qp))} if qp is not None else {"crf": str(crf)}
+        stream.options = {**rc, "preset": preset, "x265-params": x265_params}
         for i, img in enumerate(frames):
             vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24").reformat(format=PIX_FMT)
             vf.pts = i
