@@ -224,7 +224,10 @@ class DecodeBitstream:
     bitstream: tyro.conf.Positional[Path]
     """The .vvc file."""
     out: Path = Path("decoded")
-    """Folder for frame-NNNNN.pt decoded states."""
+    """Folder for frame-NNNNN.pt decoded states (or the dataset with --as-dataset)."""
+    as_dataset: bool = False
+    """View codecs (vvc-mv-inr): write every decoded view and frame as a vvc-data dataset (transforms.json + PNGs,
+    cameras from the stream) that any nerfstudio method trains on."""
 
     def main(self) -> None:
         from nerfstudio_vvc.playback.registry import open_decoder
@@ -234,6 +237,14 @@ class DecodeBitstream:
         decoder = open_decoder(self.bitstream)
         if not decoder.frames():
             raise SystemExit(f"{self.bitstream}: holds no complete frame (a file cut before its first frame ended)")
+        if self.as_dataset:
+            if not hasattr(decoder, "write_dataset"):
+                raise SystemExit(f"{self.bitstream}: {decoder.header.method_id} codes a 3D representation, not camera "
+                                 "views: --as-dataset is for view codecs (vvc-mv-inr)")
+            path = decoder.write_dataset(self.out)
+            CONSOLE.print(f"{len(decoder.frames())} frames decoded into {path} (train with: ns-train <method> vvc-data "
+                          f"--data {self.out})")
+            return
         decoder.decode_to_store(self.out)
         for f in decoder.frames():
             CONSOLE.print(f"frame {f}: {decoder.frame_bytes(f)} bytes, decoded in {decoder.decode_seconds[f]:.2f} s")

@@ -18,6 +18,7 @@ from nerfstudio_vvc.playback.decoder import MethodDecoder
 DECODERS: Dict[str, str] = {
     "vvc-rate-aware": "nerfstudio_vvc.methods.rate_aware.decoder:RateAwareDecoder",
     "vvc-codebook": "nerfstudio_vvc.methods.codebook.decoder:CodebookDecoder",
+    "vvc-mv-inr": "nerfstudio_vvc.methods.mv_inr.decoder:MVInrDecoder",
 }
 """method_id (container header) -> "module:MethodDecoder subclass"."""
 

@@ -161,6 +161,8 @@ class SequenceTrainer(Trainer):
                     if (step + 1) % self.config.steps_per_save == 0 or step + 1 == n_iter:
                         self.save_checkpoint(step)
                     maybe_kill("train", step + 1 - self._start_step)
+                if not list(self.checkpoint_dir.glob("step-*.ckpt")):  # no ray training (e.g. vvc-mv-inr):
+                    self.save_checkpoint(max(n_iter - 1, 0))  # eval_setup / ns-viewer still need one to load
                 psnr = float(metrics.get("psnr", float("nan")))
                 self._mark_done("train", {"seconds": time.perf_counter() - t0, "iterations": n_iter, "train_psnr_db": psnr})
                 CONSOLE.print(f"train: {n_iter} iterations, train PSNR {psnr:.2f} dB")
