@@ -201,6 +201,16 @@ class EvalBitstream:
             if not p.exists():
                 raise SystemExit(f"{p}: no such file")
         out = self.output_dir or self.bitstream.parent / "eval"
+        from nerfstudio_vvc.playback.registry import open_decoder
+
+        probe = open_decoder(self.bitstream)
+        if hasattr(probe, "write_dataset"):  # a view codec (vvc-mv-inr): decoded views against the originals
+            from nerfstudio_vvc.playback.eval_views import eval_decoded_views
+
+            result = eval_decoded_views(probe, self.load_config, out, use_lpips=self.lpips)
+            CONSOLE.print(f"side-by-side images and metrics.json in {out}")
+            return result["frames"]
+        probe.close()
         decoder, pipeline = decoded_pipeline(self.bitstream, self.load_config, out / "decoded_frames")
         rows = render_test_views(pipeline, frames=decoder.frames(), out_dir=out, use_lpips=self.lpips)
         extra = {}

@@ -165,7 +165,8 @@ class SequenceTrainer(Trainer):
                     self.save_checkpoint(max(n_iter - 1, 0))  # eval_setup / ns-viewer still need one to load
                 psnr = float(metrics.get("psnr", float("nan")))
                 self._mark_done("train", {"seconds": time.perf_counter() - t0, "iterations": n_iter, "train_psnr_db": psnr})
-                CONSOLE.print(f"train: {n_iter} iterations, train PSNR {psnr:.2f} dB")
+                CONSOLE.print(f"train: {n_iter} iterations, train PSNR {psnr:.2f} dB" if n_iter else
+                              "train: no ray training for this method (it trains in its stages)")
             self.pipeline.train()
             ctx = StageContext(model, dm, self.base_dir, bar)
             for i, stage in enumerate(model.stages()):

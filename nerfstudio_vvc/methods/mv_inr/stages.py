@@ -162,8 +162,9 @@ def run_qat(ctx: StageContext) -> Dict[str, Any]:
 
 # ------------------------------------------------------------------------------ code
 def _psnr_u8(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = float(((a.float() - b.float()) ** 2).mean())
-    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
+    """Mean over frames (dim 0) of each frame's PSNR, as `ns-vvc eval` reports it."""
+    mse = ((a.double() - b.double()) ** 2).flatten(1).mean(1).tolist()
+    return float(np.mean([float("inf") if m == 0 else 10 * math.log10(255.0**2 / m) for m in mse]))
 
 
 def run_code(ctx: StageContext) -> Dict[str, Any]:
