@@ -154,6 +154,16 @@ class CoderSession:
         model = constriction.stream.model.QuantizedLaplace(lo, hi, mean, max(float(scale), _MIN_SCALE))
         return self._run(sym, model, (), n, lo, hi, escape)
 
+    def code_categorical(self, sym: Optional[np.ndarray], n: int, counts: np.ndarray) -> np.ndarray:
+        """``n`` i.i.d. symbols in [0, len(counts)) with the empirical distribution `counts` (integers, as both sides
+        have them: probabilities = counts / sum in float64, bit-identical everywhere)."""
+        counts = np.asarray(counts, dtype=np.int64)
+        if counts.ndim != 1 or counts.size == 0 or counts.min() < 0 or counts.sum() <= 0:
+            raise CorruptChunkError("invalid categorical counts", where=self.where)
+        probs = counts.astype(np.float64) / float(counts.sum())
+        model = constriction.stream.model.Categorical(probs, perfect=False)
+        return self._run(sym, model, (), n, 0, counts.size - 1, False)
+
     def code_bits(self, bits: Optional[np.ndarray], n: int, p_one: float) -> np.ndarray:
         """``n`` binary symbols with a fixed Bernoulli(p_one) model."""
         p = float(min(max(p_one, 1e-6), 1 - 1e-6))

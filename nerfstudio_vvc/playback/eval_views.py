@@ -35,6 +35,29 @@ def originals_of(load_config: Path):
     return files
 
 
+def test_frames_of(load_config: Path, num_frames: int) -> List[Dict]:
+    """The run's test cameras as transforms.json frame entries (``split: test``, absolute paths of the original
+    images, OpenGL camera-to-world in the run's scene coordinates = the stream's), frames 0..num_frames-1."""
+    if not load_config.exists():
+        raise SystemExit(f"{load_config}: no such file (pass the config.yml of the run that coded the file)")
+    config = yaml.load(load_config.read_text(), Loader=yaml.Loader)
+    dm = config.pipeline.datamanager
+    if getattr(dm, "data", None) is not None:
+        dm.dataparser.data = Path(dm.data)
+    outs = dm.dataparser.setup().get_dataparser_outputs("test")
+    meta, cams = outs.metadata, outs.cameras
+    frames = []
+    for i, (c, f, p) in enumerate(zip(meta["cam_id"].tolist(), meta["frame_idx"].tolist(), outs.image_filenames)):
+        if f >= num_frames:
+            continue
+        c2w = cams.camera_to_worlds[i].double().tolist() + [[0.0, 0.0, 0.0, 1.0]]
+        frames.append({"file_path": str(Path(p).resolve()), "transform_matrix": c2w, "frame_idx": int(f),
+                       "camera_id": int(c), "split": "test", "fl_x": float(cams.fx[i, 0]), "fl_y": float(cams.fy[i, 0]),
+                       "cx": float(cams.cx[i, 0]), "cy": float(cams.cy[i, 0]), "w": int(cams.width[i, 0]),
+                       "h": int(cams.height[i, 0])})
+    return frames
+
+
 def eval_decoded_views(decoder, load_config: Path, out_dir: Path, use_lpips: bool = True) -> Dict:
     """Per-view PSNR / SSIM / LPIPS of every decoded view and frame; writes metrics.json and one side-by-side PNG
     per view (first frame). Returns the metrics dict."""

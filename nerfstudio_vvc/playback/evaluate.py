@@ -238,6 +238,9 @@ class DecodeBitstream:
     as_dataset: bool = False
     """View codecs (vvc-mv-inr): write every decoded view and frame as a vvc-data dataset (transforms.json + PNGs,
     cameras from the stream) that any nerfstudio method trains on."""
+    test_views_from: Optional[Path] = None
+    """With --as-dataset: config.yml of the run that coded the file; its test cameras (original images) are added
+    to the dataset as held-out views, so a method trained on the decoded views is measured on them."""
 
     def main(self) -> None:
         from nerfstudio_vvc.playback.registry import open_decoder
@@ -251,7 +254,12 @@ class DecodeBitstream:
             if not hasattr(decoder, "write_dataset"):
                 raise SystemExit(f"{self.bitstream}: {decoder.header.method_id} codes a 3D representation, not camera "
                                  "views: --as-dataset is for view codecs (vvc-mv-inr)")
-            path = decoder.write_dataset(self.out)
+            test = None
+            if self.test_views_from is not None:
+                from nerfstudio_vvc.playback.eval_views import test_frames_of
+
+                test = test_frames_of(self.test_views_from, len(decoder.frames()))
+            path = decoder.write_dataset(self.out, test_frames=test)
             CONSOLE.print(f"{len(decoder.frames())} frames decoded into {path} (train with: ns-train <method> vvc-data "
                           f"--data {self.out})")
             return

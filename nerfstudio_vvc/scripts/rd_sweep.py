@@ -91,7 +91,30 @@ DEFAULT_RUNS = ("full-0.0007", "full-0.001", "full-0.002", "full-0.005", "baseli
 
 def is_sequence_preset(preset: str) -> bool:
     """Presets trained as a whole sequence by the SequenceTrainer (finished = stages.json lists `code`)."""
-    return preset.startswith("vvc-codebook")
+    return preset.startswith(("vvc-codebook", "vvc-mv-inr"))
+
+
+def is_view_codec(preset: str) -> bool:
+    """Presets that code the camera views, not a 3D scene (vvc-mv-inr): measured view by view, and on the test
+    cameras only end to end (a 3D method trained on the decoded views)."""
+    return preset.startswith("vvc-mv-inr")
+
+
+def mv_inr_runs() -> Dict[str, SweepRun]:
+    """vvc-mv-inr's RD points `c<c>-qp<qp>` (the paper's (grid channels, HEVC QP) pairs) and its two ablations at the
+    first point (paper Table III: without grid embedding, without inter-view compensation)."""
+    from nerfstudio_vvc.method_configs.mv_inr import RD_POINTS
+
+    runs = {f"c{c}-qp{qp}": SweepRun(f"c{c}-qp{qp}", "MV-INR", ("--pipeline.model.grid-channels", str(c),
+                                                                 "--pipeline.model.qp", str(qp))) for c, qp in RD_POINTS}
+    c, qp = RD_POINTS[0]
+    point = ("--pipeline.model.grid-channels", str(c), "--pipeline.model.qp", str(qp))
+    runs["wo-embedding"] = SweepRun("wo-embedding", "w/o grid embedding", (*point, "--pipeline.model.grid-embedding", "False"))
+    runs["wo-compensation"] = SweepRun("wo-compensation", "w/o compensation", (*point, "--pipeline.model.compensation", "False"))
+    return runs
+
+
+MV_INR_DEFAULT_RUNS = ("c20-qp43", "c40-qp33", "c80-qp23")
 
 
 def codebook_runs() -> Dict[str, SweepRun]:
@@ -111,6 +134,14 @@ def codebook_runs() -> Dict[str, SweepRun]:
 
 
 CODEBOOK_DEFAULT_RUNS = ("k-256", "k-1024", "k-4096")
+
+
+def run_finished(rd: Path, num_frames: int) -> bool:
+    """A run folder whose training and coding are done (frame-sequential: progress.json; whole-sequence: stages.json)."""
+    progress, stages = rd / "progress.json", rd / "stages.json"
+    if progress.exists() and json.loads(progress.read_text()).get("frames_done", 0) >= num_frames:
+        return True
+    return stages.exists() and "code" in json.loads(stages.read_text()).get("done", [])
 
 
 class SweepError(RuntimeError, InputError):
@@ -163,6 +194,12 @@ class RdSweep:
     """Ray retries of a failed or lost run task (a retry resumes the run at its first unfinished frame)."""
     threads_per_worker: Optional[int] = None
     """Torch threads (and CPUs declared) per Ray task; None = cores // workers."""
+    e2e_preset: str = "vvc-rate-aware-cpu"
+    """vvc-mv-inr presets: the 3D method trained on each point's decoded views (plus the original test cameras'
+    images as held-out views) whose test-camera renders give the point's test metrics; "" skips it (test n/a).
+    The point's bytes are the MV-INR file's only."""
+    e2e_args: Tuple[str, ...] = ()
+    """More ns-train arguments for the end-to-end 3D runs (method options)."""
 
     # ------------------------------------------------------------------ paths
     def run_dir(self, run: SweepRun) -> Path:
@@ -177,12 +214,7 @@ class RdSweep:
 
     # ------------------------------------------------------------------ steps
     def _ns_train(self, run: SweepRun, threads: Optional[int] = None) -> None:
-        rd = self.run_dir(run)
-        progress = rd / "progress.json"
-        if progress.exists() and json.loads(progress.read_text()).get("frames_done", 0) >= self.num_frames:
-            return
-        stages = rd / "stages.json"
-        if stages.exists() and "code" in json.loads(stages.read_text()).get("done", []):
+        if run_finished(self.run_dir(run), self.num_frames):
             return
         exe = Path(sys.executable).parent / "ns-train"
         gop = [] if is_sequence_preset(self.preset) else ["--gop-size", str(self.gop_size)]
@@ -245,6 +277,57 @@ class RdSweep:
                     "runs share one training, so their encode seconds include it once per stream",
         }
 
+    def _measure_views(self, run: SweepRun, point: str, bitstream: Path) -> Dict[str, object]:
+        """A view codec's point: every decoded view against its original (train split), and, end to end, the test
+        cameras rendered by `e2e_preset` trained on the decoded views (test split; bytes = the MV-INR file only)."""
+        from nerfstudio_vvc.playback.eval_views import eval_decoded_views, test_frames_of
+        from nerfstudio_vvc.playback.evaluate import decoded_pipeline, mean_metrics, render_test_views
+        from nerfstudio_vvc.playback.registry import open_decoder
+
+        if not bitstream.exists():
+            raise SweepError(f"run {run.name}: {bitstream} is missing (was the run finished?)")
+        pdir = self.out / "points" / point
+        config = self.run_dir(run) / "config.yml"
+        decoder = open_decoder(bitstream)
+        frames = decoder.frames()
+        views = eval_decoded_views(decoder, config, pdir / "views", use_lpips=self.lpips)
+        test: Optional[Dict[str, Optional[float]]] = None
+        if self.e2e_preset:
+            dataset = pdir / "dataset"
+            if not (dataset / "transforms.json").exists():
+                decoder.write_dataset(dataset, test_frames=test_frames_of(config, len(frames)))
+            e2e_dir = self.out / "runs" / "e2e" / self.e2e_preset / point
+            if not run_finished(e2e_dir, len(frames)):
+                exe = Path(sys.executable).parent / "ns-train"
+                gop = [] if is_sequence_preset(self.e2e_preset) else ["--gop-size", str(self.gop_size)]
+                cmd = [str(exe), self.e2e_preset, "--output-dir", str(self.out / "runs"), "--experiment-name", "e2e",
+                       "--timestamp", point, "--vis", "tensorboard", "--machine.device-type", self.device, *gop,
+                       *self.e2e_args, "vvc-data", "--data", str(dataset)]
+                print("$ " + " ".join(cmd), flush=True)
+                proc = subprocess.run(cmd, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+                if proc.returncode != 0:
+                    raise SweepError(f"point {point}: end-to-end {self.e2e_preset} run failed (exit {proc.returncode}); "
+                                     f"rerun to resume: {' '.join(cmd)}")
+            dec3d, pipeline = decoded_pipeline(e2e_dir / "sequence.vvc", e2e_dir / "config.yml", pdir / "e2e_decoded")
+            test = mean_metrics(render_test_views(pipeline, frames=dec3d.frames(), out_dir=pdir, use_lpips=self.lpips,
+                                                  split="test"))
+        rows = views["frames"]
+        train = {k: (float(np.mean([r[k] for r in rows if r[k] is not None])) if any(r[k] is not None for r in rows) else None)
+                 for k in ("psnr_db", "ssim", "lpips")}
+        stages = json.loads((self.run_dir(run) / "stages.json").read_text())["stats"]
+        file_bytes = bitstream.stat().st_size
+        return {
+            "point": point, "run": run.name, "curve": run.curve_of(point), "bitstream": str(bitstream), "file_bytes": file_bytes,
+            "num_frames": len(frames), "kb_per_frame": file_bytes / 1000.0 / max(len(frames), 1), "i_kb": None, "p_kb": None,
+            "bpp": views["summary"]["bpp"], "test": test, "train": train, "views": views["summary"], "per_view": views["per_view"],
+            "encode_s_per_frame": sum(v.get("seconds", 0.0) for v in stages.values()) / max(len(frames), 1),
+            "decode_s_per_frame": float(np.mean(list(decoder.decode_seconds.values()))) if decoder.decode_seconds else None,
+            "scale": self.scale(),
+            "note": ("train = every coded view decoded from the file against its original (what x265 simulcast is compared "
+                     f"on); test = the test cameras rendered by {self.e2e_preset or 'nothing'} trained on the decoded views "
+                     "(its own bitstream not counted): bytes are the MV-INR file only"),
+        }
+
     def _x265(self) -> Optional[List[Dict[str, object]]]:
         if not self.x265_crfs:
             return None
@@ -289,7 +372,8 @@ class RdSweep:
         for point, fname in streams.items():
             pj = self.point_json(point)
             if not pj.exists():
-                res = self._measure(run, point, self.run_dir(run) / fname)
+                measure = self._measure_views if is_view_codec(self.preset) else self._measure
+                res = measure(run, point, self.run_dir(run) / fname)
                 pj.parent.mkdir(parents=True, exist_ok=True)
                 tmp = pj.with_suffix(".tmp")
                 tmp.write_text(json.dumps(res, indent=1))
@@ -341,10 +425,10 @@ class RdSweep:
 
         if not self.data.exists():
             raise SystemExit(f"{self.data}: no such scene folder")
-        sequence = is_sequence_preset(self.preset)
-        known = codebook_runs() if sequence else rate_aware_runs(self.lambdas or None)
+        sequence, views = is_sequence_preset(self.preset), is_view_codec(self.preset)
+        known = mv_inr_runs() if views else codebook_runs() if sequence else rate_aware_runs(self.lambdas or None)
         if sequence and tuple(self.runs) == DEFAULT_RUNS:
-            self.runs = CODEBOOK_DEFAULT_RUNS
+            self.runs = MV_INR_DEFAULT_RUNS if views else CODEBOOK_DEFAULT_RUNS
         unknown = [r for r in self.runs if r not in known]
         if unknown:
             raise SystemExit(f"unknown run(s) {unknown}; choose from {sorted(known)}")
@@ -358,7 +442,8 @@ class RdSweep:
         for name in self.runs:
             points += [json.loads(self.point_json(p).read_text()) for p in known[name].bitstreams()]
         x265 = self._x265()
-        summary = summarize(points, x265, self.scale(), reference="w/o dynamic codes" if sequence else "Baseline")
+        reference = "x265" if views else "w/o dynamic codes" if sequence else "Baseline"
+        summary = summarize(points, x265, self.scale(), reference=reference)
         (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
         (self.out / "summary.md").write_text(summary["markdown"])
         write_plots(points, x265, self.out)

@@ -151,3 +151,24 @@ def test_import_without_nerfstudio():
     code = "import sys, nerfstudio_vvc.codec; assert 'nerfstudio' not in sys.modules, 'nerfstudio imported'; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr
+
+
+def test_categorical_tensor_round_trip_beats_laplace_on_a_spike_and_rejects_bad_counts():
+    import numpy as np
+    import pytest
+    import torch
+
+    from nerfstudio_vvc.codec.errors import BitstreamError
+    from nerfstudio_vvc.codec.weights import compress_categorical, compress_int_tensor, decompress_categorical
+
+    g = np.random.default_rng(0)
+    q = np.where(g.random(20000) < 0.6, 0, g.integers(-127, 128, 20000)).reshape(100, 200)  # pruned: spike + spread
+    data = compress_categorical(q)
+    assert torch.equal(decompress_categorical(data, (100, 200)), torch.from_numpy(q))
+    assert len(data) < 0.8 * len(compress_int_tensor(q))
+    with pytest.raises(BitstreamError):
+        decompress_categorical(data, (200, 100))  # not the expected shape
+    bad = bytearray(data)
+    bad[1 + 8 + 8] ^= 0x01  # first histogram count: counts no longer add up to the tensor
+    with pytest.raises(BitstreamError):
+        decompress_categorical(bytes(bad), (100, 200))

@@ -6,7 +6,8 @@
     FRAME t   INR_WEIGHTS    row t of g1 (its own tanh peak); every frame is an I-frame (decodable alone)
 
 INR_WEIGHTS payload: b"INR1" | u32 count | per tensor: u16 name_len, name (utf-8), u32 units | per unit: f64 m
-(tanh peak, 0 < m <= 1), u32 len, int-tensor payload (codec/weights.py, symbols in -L..L). Dequantisation is
+(tanh peak, 0 < m <= 1), u32 len, u8 kind (0: factorized-Laplace int tensor, 1: own-histogram categorical;
+the encoder keeps the smaller, codec/weights.py), payload (symbols in -L..L). Dequantisation is
 ``compress.dequantize`` on both sides. Every name, shape and count is checked against the network the METHOD_CONFIG
 declares before anything is decoded, and every failure is a ``BitstreamError`` naming the chunk.
 """
@@ -25,7 +26,9 @@ import torch
 
 from nerfstudio_vvc.codec.bitstream.header import ChunkType
 from nerfstudio_vvc.codec.errors import BitstreamError, CorruptChunkError, TruncatedError
-from nerfstudio_vvc.codec.weights import compress_int_tensor, decompress_int_tensor
+from nerfstudio_vvc.codec.weights import (
+    compress_categorical, compress_int_tensor, decompress_categorical, decompress_int_tensor,
+)
 from nerfstudio_vvc.methods.mv_inr.compress import PER_ROW, dequantize_units, huffman_bits
 from nerfstudio_vvc.methods.mv_inr.network import MVINR
 
@@ -186,9 +189,31 @@ def encode_weights(units: Dict[str, List[Tuple[torch.Tensor, float]]]) -> bytes:
         nb = name.encode("utf-8")
         out += [_U16.pack(len(nb)), nb, _U32.pack(len(us))]
         for q, m in us:
-            data = compress_int_tensor(q)
+            data = best_payload(q)
             out += [_F64.pack(m), _U32.pack(len(data)), data]
     return b"".join(out)
+
+
+KIND_LAPLACE, KIND_CATEGORICAL = 0, 1
+
+
+def best_payload(q: torch.Tensor) -> bytes:
+    """u8 kind + the smaller of the factorized-Laplace payload (4.4) and the own-histogram payload (4.8)."""
+    lap = compress_int_tensor(q)
+    cat = compress_categorical(q) if q.numel() else None
+    if cat is not None and len(cat) < len(lap):
+        return bytes([KIND_CATEGORICAL]) + cat
+    return bytes([KIND_LAPLACE]) + lap
+
+
+def read_payload(data: bytes, shape: Tuple[int, ...]) -> torch.Tensor:
+    if not data:
+        raise TruncatedError("empty tensor payload", where="INR_WEIGHTS")
+    if data[0] == KIND_LAPLACE:
+        return decompress_int_tensor(data[1:], expected_shape=shape)
+    if data[0] == KIND_CATEGORICAL:
+        return decompress_categorical(data[1:], expected_shape=shape)
+    raise CorruptChunkError(f"unknown tensor payload kind {data[0]}", where="INR_WEIGHTS")
 
 
 def decode_weights(data: bytes, expected: Dict[str, Tuple[int, ...]], bits: int) -> Dict[str, List[Tuple[torch.Tensor, float]]]:
@@ -231,7 +256,7 @@ def decode_weights(data: bytes, expected: Dict[str, Tuple[int, ...]], bits: int)
                 raise CorruptChunkError(f"{name}: tanh peak {m} outside (0, 1]", where="INR_WEIGHTS", offset=pos - 8)
             (ln,) = _U32.unpack(take(4, "payload length"))
             try:
-                q = decompress_int_tensor(take(ln, f"{name} payload"), expected_shape=tuple(unit_shape))
+                q = read_payload(take(ln, f"{name} payload"), tuple(unit_shape))
             except BitstreamError as exc:
                 raise exc.in_context(where=f"INR_WEIGHTS {name}") from None
             if q.numel() and int(q.abs().max()) > levels:

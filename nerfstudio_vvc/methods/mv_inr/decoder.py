@@ -79,9 +79,11 @@ class MVInrDecoder(MethodDecoder):
         rgb = rgb * acc + self.background.to(device) * (1 - acc)
         return {"rgb": rgb, "accumulation": acc, "depth": depth.clamp_min(0)[:, None]}
 
-    def write_dataset(self, out: Path) -> Path:
+    def write_dataset(self, out: Path, test_frames: Optional[list] = None) -> Path:
         """Every decoded view and frame as a vvc-data `transforms` dataset (PNG images + transforms.json, cameras from
-        the stream); any nerfstudio method, ours or nerfacto, trains on it. Returns the json's path."""
+        the stream); any nerfstudio method, ours or nerfacto, trains on it. `test_frames` (transforms.json frame
+        entries with ``"split": "test"``, in the stream's scene coordinates) are added as held-out cameras.
+        Returns the json's path."""
         import json
 
         from PIL import Image
@@ -97,6 +99,7 @@ class MVInrDecoder(MethodDecoder):
                 frames.append({"file_path": str(rel), "transform_matrix": c2w.tolist(), "frame_idx": dec.frame_idx,
                                "camera_id": cam.cam_id, "fl_x": cam.fx, "fl_y": cam.fy, "cx": cam.cx, "cy": cam.cy,
                                "w": self.config.width, "h": self.config.height})
+        frames += list(test_frames or [])
         meta = {"fps": self.fps, "frames": frames,
                 "source": f"decoded from {self.path.name} (vvc-mv-inr): basic view camera "
                           f"{self.config.cameras[self.config.basic].cam_id} via HEVC, the others via the INR"}
