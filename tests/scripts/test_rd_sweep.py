@@ -152,3 +152,24 @@ def test_summary_fits_bd_through_non_dominated_points_and_names_the_dropped():
 def test_extra_lambda_makes_its_run_known():
     assert "full-0.0004" in rd_sweep.rate_aware_runs((4e-4, 7e-4))
     assert "full-0.0004" not in rd_sweep.rate_aware_runs()
+
+
+MV_TINY = ("--pipeline.model.conv-channels", "6", "6", "4", "4", "4", "--pipeline.model.epochs", "2",
+           "--pipeline.model.finetune-epochs", "1", "--pipeline.model.qat-epochs", "1")
+
+
+def test_mv_inr_sweep_measures_views_and_test_cameras_end_to_end(tmp_path, tiny_sample):
+    """vvc-mv-inr points: train = decoded views vs originals (bytes of the MV-INR file), test = a 3D method trained
+    on the decoded views rendering the held-out camera; x265 is the BD reference."""
+    s = RdSweep(data=tiny_sample, out=tmp_path, preset="vvc-mv-inr-cpu", runs=("c20-qp43",), num_frames=2, downscale=1,
+                gop_size=2, x265_crfs=(20, 40), lpips=False, train_args=MV_TINY, e2e_args=TINY)
+    summary = s.main()
+    p = json.loads(s.point_json("c20-qp43").read_text())
+    vvc = Path(p["bitstream"])
+    assert p["file_bytes"] == vvc.stat().st_size and p["curve"] == "MV-INR"
+    per_view = [v["psnr_db"] for v in p["per_view"].values()]
+    assert len(per_view) == 4 and abs(p["train"]["psnr_db"] - sum(per_view) / 4) < 1e-6  # every coded view, equally
+    assert 0 < p["test"]["psnr_db"] < 100  # the held-out camera, rendered by the 3D method from its decoded file
+    ds = json.loads((tmp_path / "points" / "c20-qp43" / "dataset" / "transforms.json").read_text())
+    assert {f.get("split", "train") for f in ds["frames"]} == {"train", "test"}
+    assert any("MV-INR vs x265" in k for k in summary["bd"]) or "x265" in summary["markdown"]
