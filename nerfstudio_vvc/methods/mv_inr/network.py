@@ -79,9 +79,10 @@ class ConvBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
         x = self.shuffle(self.conv(x))
-        h, w = x.shape[-2:]
-        e = self.embed[view].repeat(1, 1, h // self.scale, w // self.scale)
-        return F.gelu(x + e)
+        b, c, h, w = x.shape
+        s = self.scale  # pixel (y, x) gets embed[view, :, y % s, x % s]: the s×s embedding tiled, without a copy
+        e = self.embed[view][:, :, None, :, None, :]
+        return F.gelu((x.view(b, c, h // s, s, w // s, s) + e).view(b, c, h, w))
 
 
 class MVINR(nn.Module):
