@@ -210,7 +210,8 @@ class RdSweep:
 
     def scale(self) -> Dict[str, object]:
         return {"scene": str(self.data), "preset": self.preset, "frames": self.num_frames, "frame_start": self.frame_start,
-                "downscale": self.downscale, "gop_size": self.gop_size, "train_view_cameras": self.train_view_cameras}
+                "downscale": self.downscale, "gop_size": self.gop_size, "train_view_cameras": self.train_view_cameras,
+                "data_args": list(self.data_args)}
 
     # ------------------------------------------------------------------ steps
     def _ns_train(self, run: SweepRun, threads: Optional[int] = None) -> None:
@@ -349,8 +350,12 @@ class RdSweep:
         from nerfstudio_vvc.data.dataparser import VvcDataParserConfig
         from nerfstudio_vvc.data.datamanager import load_rgb
 
-        cfg = VvcDataParserConfig(data=self.data, frame_start=self.frame_start, num_frames=self.num_frames,
-                                  downscale_factor=self.downscale)
+        import tyro
+
+        # the same dataparser arguments as the runs (e.g. --train-cameras / --max-train-cameras): same views
+        cfg = tyro.cli(VvcDataParserConfig, args=["--data", str(self.data), "--frame-start", str(self.frame_start),
+                                                  "--num-frames", str(self.num_frames), "--downscale-factor",
+                                                  str(self.downscale), *self.data_args])
         outputs = cfg.setup().get_dataparser_outputs("train")
         meta = outputs.metadata
         frames: Dict[object, List[Tuple[int, np.ndarray]]] = {}
@@ -518,7 +523,8 @@ def summarize(points: Sequence[Dict], x265: Optional[Sequence[Dict]], scale: Dic
     """RD table (markdown) + BD-rate of every curve against `reference`, and Full/Baseline byte ratios."""
     fmt = lambda v, f="{:.2f}": "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f.format(v)  # noqa: E731
     lines = [f"RD sweep: {scale['scene']}, preset {scale['preset']}, {scale['frames']} frames from {scale['frame_start']}, "
-             f"downscale {scale['downscale']}, GOP {scale['gop_size']}. KB = 1000 bytes of the file the decoder reads, "
+             f"downscale {scale['downscale']}, GOP {scale['gop_size']}"
+             f"{', data args ' + ' '.join(scale['data_args']) if scale.get('data_args') else ''}. KB = 1000 bytes of the file the decoder reads, "
              "per frame; metrics from renders of the decoded file.", "",
              "| curve | point | KB/frame | I KB | P KB | test PSNR | test SSIM | test LPIPS | train PSNR | train SSIM | enc s/frame | dec s/frame |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
