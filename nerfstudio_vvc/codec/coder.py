@@ -160,6 +160,13 @@ class CoderSession:
         counts = np.asarray(counts, dtype=np.int64)
         if counts.ndim != 1 or counts.size == 0 or counts.min() < 0 or counts.sum() <= 0:
             raise CorruptChunkError("invalid categorical counts", where=self.where)
+        if counts.size == 1:  # one possible symbol: nothing to code (constriction needs two categories)
+            if self.mode == "encode":
+                sym = np.asarray(sym, dtype=np.int64).reshape(-1)
+                if sym.size != n or np.any(sym != 0):
+                    raise ValueError("symbols outside the single category")
+                return sym
+            return np.zeros(n, dtype=np.int64)
         probs = counts.astype(np.float64) / float(counts.sum())
         model = constriction.stream.model.Categorical(probs, perfect=False)
         return self._run(sym, model, (), n, 0, counts.size - 1, False)

@@ -168,6 +168,8 @@ def test_categorical_tensor_round_trip_beats_laplace_on_a_spike_and_rejects_bad_
     assert len(data) < 0.8 * len(compress_int_tensor(q))
     with pytest.raises(BitstreamError):
         decompress_categorical(data, (200, 100))  # not the expected shape
+    const = np.full((7, 9), -3)  # one category (e.g. an unused, all-zero tensor): no coded symbols at all
+    assert torch.equal(decompress_categorical(compress_categorical(const), (7, 9)), torch.from_numpy(const))
     bad = bytearray(data)
     bad[1 + 8 + 8] ^= 0x01  # first histogram count: counts no longer add up to the tensor
     with pytest.raises(BitstreamError):

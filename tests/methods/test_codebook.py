@@ -27,6 +27,7 @@ from nerfstudio_vvc.methods.codebook.codebook import ImportanceField, build_code
 from nerfstudio_vvc.methods.codebook.codec import DecodedFrame, decode_frame
 from nerfstudio_vvc.methods.codebook.field import PLANES, HexField, HexHead, HexSpec, init_planes
 from nerfstudio_vvc.playback.registry import open_decoder
+from stream_edit import rewrite_stream
 
 BIN = Path(sys.executable).parent
 METHOD_ENV = "vvc-codebook-cpu=nerfstudio_vvc.method_configs.codebook:vvc_codebook_cpu"
@@ -285,18 +286,7 @@ def test_corrupted_payload_byte_gives_the_typed_error(cli_run: Path, tmp_path: P
         dec.decode_frame(0)
 
 
-def _rewrite(src: Path, dst: Path, globals_fn=None, frame_fn=None) -> Path:
-    """Copy a stream chunk by chunk (valid CRCs), letting the caller replace global / frame chunks."""
-    with ContainerReader(src) as r:
-        gl = list(r.global_chunk_list)
-        frames = [r.read_frame(f) for f in r.frame_indices()]
-        header = r.header
-    if globals_fn:
-        gl = globals_fn(gl)
-    with ContainerWriter(dst, header, gl) as w:
-        for rec in frames:
-            w.write_frame(rec.frame_idx, rec.is_iframe, frame_fn(rec) if frame_fn else rec.chunks)
-    return dst
+_rewrite = rewrite_stream
 
 
 def test_crafted_streams_give_typed_errors_naming_file_and_chunk(cli_run: Path, tmp_path: Path):

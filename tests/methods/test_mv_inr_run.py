@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from nerfstudio_vvc.codec.bitstream.container import ChunkType, ContainerReader, ContainerWriter
+from nerfstudio_vvc.codec.bitstream.container import ChunkType
 from nerfstudio_vvc.codec.errors import BitstreamError, CorruptChunkError
 from nerfstudio_vvc.playback.registry import open_decoder
+from stream_edit import rewrite_stream
 
 BIN = Path(sys.executable).parent
 METHOD_ENV = "vvc-mv-inr-cpu=nerfstudio_vvc.method_configs.mv_inr:vvc_mv_inr_cpu"
@@ -130,17 +131,7 @@ def test_resume_after_a_kill_in_each_stage_writes_the_same_file(tmp_path, tiny_s
     assert (run / "sequence.vvc").read_bytes() == (cli_run / "sequence.vvc").read_bytes()
 
 
-def _rewrite(src: Path, dst: Path, globals_fn=None, frame_fn=None) -> Path:
-    with ContainerReader(src) as r:
-        gl = list(r.global_chunk_list)
-        frames = [r.read_frame(f) for f in r.frame_indices()]
-        header = r.header
-    if globals_fn:
-        gl = globals_fn(gl)
-    with ContainerWriter(dst, header, gl) as w:
-        for rec in frames:
-            w.write_frame(rec.frame_idx, rec.is_iframe, frame_fn(rec) if frame_fn else rec.chunks)
-    return dst
+_rewrite = rewrite_stream
 
 
 def _replace(gl, kind, fn):

@@ -16,7 +16,6 @@ Dequantisation is ``symbols.float32 · step`` on both sides (one helper, ``recon
 
 from __future__ import annotations
 
-import json
 import math
 import struct
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ import torch
 
 from nerfstudio_vvc.codec.bitstream.container import ChunkType, FrameRecord
 from nerfstudio_vvc.codec.errors import BitstreamError, CorruptChunkError, TruncatedError
+from nerfstudio_vvc.codec.method_config import parse_method_config_json
 from nerfstudio_vvc.codec.masks import compress_mask, decompress_mask
 from nerfstudio_vvc.codec.weights import compress_int_tensor, decompress_int_tensor, decompress_state_dict
 from nerfstudio_vvc.methods.codebook.codebook import dequantize
@@ -220,15 +220,7 @@ def validate_method_config(meta: object) -> StreamConfig:
 
 def parse_method_config(data: Optional[bytes], source: str = "<bytes>") -> StreamConfig:
     """METHOD_CONFIG bytes → StreamConfig, or CorruptChunkError naming the file and the field."""
-    if data is None:
-        raise CorruptChunkError("no METHOD_CONFIG chunk", source=source, where="METHOD_CONFIG")
-    try:
-        if len(data) > MAX_METHOD_CONFIG_BYTES:
-            raise ValueError(f"{len(data)} bytes (at most {MAX_METHOD_CONFIG_BYTES})")
-        return validate_method_config(json.loads(data.decode("utf-8")))
-    except (ValueError, TypeError, KeyError, UnicodeDecodeError, RecursionError) as exc:
-        raise CorruptChunkError(f"bad method config ({type(exc).__name__}: {exc})", source=source,
-                                where="METHOD_CONFIG") from None
+    return parse_method_config_json(data, validate_method_config, MAX_METHOD_CONFIG_BYTES, source)
 
 
 # ------------------------------------------------------------------------------ payloads

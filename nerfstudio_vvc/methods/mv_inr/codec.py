@@ -26,6 +26,7 @@ import torch
 
 from nerfstudio_vvc.codec.bitstream.header import ChunkType
 from nerfstudio_vvc.codec.errors import BitstreamError, CorruptChunkError, TruncatedError
+from nerfstudio_vvc.codec.method_config import parse_method_config_json
 from nerfstudio_vvc.codec.weights import (
     compress_categorical, compress_int_tensor, decompress_categorical, decompress_int_tensor,
 )
@@ -167,15 +168,8 @@ def expected_parameter_count(cfg: StreamConfig) -> int:
 
 
 def parse_method_config(data: Optional[bytes], source: str = "<bytes>") -> StreamConfig:
-    if data is None:
-        raise CorruptChunkError("no METHOD_CONFIG chunk", source=source, where="METHOD_CONFIG")
-    try:
-        if len(data) > MAX_METHOD_CONFIG_BYTES:
-            raise ValueError(f"{len(data)} bytes (at most {MAX_METHOD_CONFIG_BYTES})")
-        return validate_method_config(json.loads(data.decode("utf-8")))
-    except (ValueError, TypeError, KeyError, UnicodeDecodeError, RecursionError) as exc:
-        raise CorruptChunkError(f"bad method config ({type(exc).__name__}: {exc})", source=source,
-                                where="METHOD_CONFIG") from None
+    """METHOD_CONFIG bytes → StreamConfig, or CorruptChunkError naming the file and the field."""
+    return parse_method_config_json(data, validate_method_config, MAX_METHOD_CONFIG_BYTES, source)
 
 
 # ------------------------------------------------------------------------------ weights payload
