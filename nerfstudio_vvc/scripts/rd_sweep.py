@@ -510,12 +510,19 @@ BD_METRICS: Tuple[Tuple[str, str, int], ...] = (
 def _bd(anchor, test, sign: int = 1) -> Dict[str, object]:
     """BD-rate and BD-quality; a lower-is-better metric is negated for the fit and its BD-quality
     flipped back, so BD-quality is always (test − anchor) in the metric's own unit."""
-    try:
-        qa, qt = [sign * q for q in anchor[1]], [sign * q for q in test[1]]
-        return {"bd_rate_pct": bd_rate(anchor[0], qa, test[0], qt),
-                "bd_quality": sign * bd_quality(anchor[0], qa, test[0], qt)}
+    qa, qt = [sign * q for q in anchor[1]], [sign * q for q in test[1]]
+    out: Dict[str, object] = {}
+    try:  # each figure on its own: curves that overlap in quality but not in rate still get a BD-rate
+        out["bd_rate_pct"] = bd_rate(anchor[0], qa, test[0], qt)
     except BDRateError as exc:
-        return {"error": str(exc)}
+        out["bd_rate_error"] = str(exc)
+    try:
+        out["bd_quality"] = sign * bd_quality(anchor[0], qa, test[0], qt)
+    except BDRateError as exc:
+        out["bd_quality_error"] = str(exc)
+    if "bd_rate_pct" not in out and "bd_quality" not in out:
+        return {"error": str(out["bd_rate_error"])}
+    return out
 
 
 def summarize(points: Sequence[Dict], x265: Optional[Sequence[Dict]], scale: Dict[str, object],
@@ -578,8 +585,12 @@ def summarize(points: Sequence[Dict], x265: Optional[Sequence[Dict]], scale: Dic
     if dropped:
         lines.append("")
     for k, v in bd.items():
-        lines.append(f"- {k}: " + (f"BD-rate {v['bd_rate_pct']:+.1f} %, BD-quality {v['bd_quality']:+.3f}" if "error" not in v
-                                   else f"not computable ({v['error']})"))
+        if "error" in v:
+            lines.append(f"- {k}: not computable ({v['error']})")
+            continue
+        rate = f"BD-rate {v['bd_rate_pct']:+.1f} %" if "bd_rate_pct" in v else f"BD-rate not computable ({v['bd_rate_error']})"
+        qual = f"BD-quality {v['bd_quality']:+.3f}" if "bd_quality" in v else f"BD-quality not computable ({v['bd_quality_error']})"
+        lines.append(f"- {k}: {rate}, {qual}")
     if ratios:
         lines += ["", f"Bytes relative to {reference} at equal test-view quality (interpolated on the {reference} curve, "
                   "linear in log-rate, no extrapolation):", ""]

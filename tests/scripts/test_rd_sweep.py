@@ -173,3 +173,14 @@ def test_mv_inr_sweep_measures_views_and_test_cameras_end_to_end(tmp_path, tiny_
     ds = json.loads((tmp_path / "points" / "c20-qp43" / "dataset" / "transforms.json").read_text())
     assert {f.get("split", "train") for f in ds["frames"]} == {"train", "test"}
     assert any("MV-INR vs x265" in k for k in summary["bd"]) or "x265" in summary["markdown"]
+
+
+def test_bd_rate_is_reported_when_only_the_quality_ranges_overlap():
+    """Two curves at equal qualities but rates a decade apart: BD-rate exists (≈ +900 %), BD-quality does not."""
+    scale = {"scene": "s", "preset": "p", "frames": 1, "frame_start": 0, "downscale": 1, "gop_size": 1}
+    pts = [{"point": f"{c}{i}", "curve": c, "kb_per_frame": r * (10 if c == "Full" else 1), "test": {"psnr_db": q}}
+           for c in ("Baseline", "Full") for i, (r, q) in enumerate([(1, 30), (2, 32), (4, 34), (8, 36)])]
+    s = summarize(pts, None, scale)
+    bd = s["bd"]["Full vs Baseline (test psnr_db)"]
+    assert bd["bd_rate_pct"] == pytest.approx(900.0, rel=1e-6) and "bd_quality_error" in bd
+    assert "BD-rate +900.0 %" in s["markdown"] and "BD-quality not computable" in s["markdown"]
