@@ -76,9 +76,10 @@ TINY_RATE_AWARE_ARGS = [
 """ns-train arguments of a tiny vvc-rate-aware run (3 frames, GOP 2: I P I; about a minute on a CPU)."""
 
 
-def train_rate_aware(out: Path, sample: Path, *extra: str, device: str = "cpu") -> Path:
+def train_rate_aware(out: Path, sample: Path, *extra: str, device: str = "cpu", threads: int = 0) -> Path:
     """Train a tiny vvc-rate-aware run with the real `ns-train`; returns the run folder. `extra` arguments
-    come after the tiny ones (a repeated option: the later one wins)."""
+    come after the tiny ones (a repeated option: the later one wins). `threads` > 0 pins torch's CPU threads
+    (float results, hence bytes, can differ between thread counts)."""
     import os
     import subprocess
     import sys
@@ -87,7 +88,10 @@ def train_rate_aware(out: Path, sample: Path, *extra: str, device: str = "cpu") 
            "--experiment-name", "e", "--timestamp", "t", "--vis", "tensorboard", *TINY_RATE_AWARE_ARGS, *extra,
            "--machine.device-type", device,
            "vvc-data", "--data", str(sample)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    if threads > 0:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out / "e" / "vvc-rate-aware-cpu" / "t"
 
