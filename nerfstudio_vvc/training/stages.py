@@ -43,6 +43,8 @@ class StageContext:
     """Outputs of the finished stages, by name."""
     partial: Optional[Dict[str, Any]] = None
     save_partial: Callable[[Dict[str, Any]], None] = lambda outputs: None
+    cache: Dict[str, Any] = field(default_factory=dict)
+    """Derived data several stages of one process read (e.g. vvc-mv-inr's views as one tensor); never saved."""
 
     @property
     def device(self) -> torch.device:

@@ -57,9 +57,9 @@ def views_of(dm) -> Dict[str, Any]:
 
 
 def _views(ctx: StageContext) -> Dict[str, Any]:
-    if "_views" not in ctx.outputs:
-        ctx.outputs["_views"] = views_of(ctx.datamanager)
-    return ctx.outputs["_views"]
+    if "views" not in ctx.cache:
+        ctx.cache["views"] = views_of(ctx.datamanager)
+    return ctx.cache["views"]
 
 
 def _split(ctx: StageContext):
