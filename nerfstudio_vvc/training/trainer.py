@@ -236,7 +236,11 @@ class FrameSequentialTrainer(Trainer):
                     self.step = step
                     with self.train_lock:
                         self.pipeline.train()
+                        lrs = {name: float(opt.param_groups[0]["lr"])
+                               for name, opt in self.optimizers.optimizers.items()}
                         loss, loss_dict, metrics = self.train_iteration(step)
+                        if hasattr(model, "after_optimizer_step"):
+                            model.after_optimizer_step(lrs)  # e.g. a proximal step on P-frame residuals
                     self._update_viewer_state(step)
                     if step % self.config.logging.steps_per_log == 0:
                         writer.put_scalar(name="Train Loss", scalar=loss, step=step)

@@ -71,6 +71,14 @@ class RateAwareModelConfig(FrameModelConfig):
     pframe_grid_lr_scale: float = 1.0
     """Grid learning rate of P-frames relative to I-frames: a residual refines a decoded reference, and Adam's
     step of ~lr on every voxel would otherwise write optimizer noise into it that the coder pays for."""
+    pframe_shrink: float = 0.0
+    """P-frames: after every optimizer step, shrink each residual voxel toward zero by this fraction of the grids'
+    current learning rate (a proximal L1 step; 0 = off). Adam moves a voxel by ~lr per step when its gradient keeps
+    its sign and by much less when the sign keeps flipping (noise, or an L1 subgradient oscillating around zero), so
+    a threshold of a fraction of lr keeps the residuals that consistent gradients ask for and sets the rest exactly
+    to zero."""
+    pframe_steps_from_reference: bool = False
+    """P-frames start their learned quantization steps from the reference frame's steps instead of `init_step`."""
     rate_every: int = 4
     """Evaluate the rate term on every k-th step only, weighted by k (an unbiased estimate of the same loss:
     one context-model pass over all grids costs several render passes)."""
@@ -220,6 +228,8 @@ class RateAwareModel(FrameModel):
         device = self.aabb.device
         with torch.no_grad():
             f.log2_steps.fill_(math.log2(c.init_step))
+            if c.pframe_steps_from_reference and not is_iframe and self.reference is not None and c.adaptive_quant:
+                f.log2_steps.copy_(torch.log2(torch.tensor(self.reference.steps, dtype=torch.float32)).to(device))
             if is_iframe or self.reference is None:
                 gen = torch.Generator().manual_seed(c.seed + frame)
                 for p, g in zip(f.delta, init_grids(self.spec, gen)):
@@ -268,6 +278,17 @@ class RateAwareModel(FrameModel):
             if not self.is_iframe:
                 loss["reg_loss"] = c.lambda_rate * c.alpha_reg * self.residual_l1()
         return loss
+
+    def after_optimizer_step(self, lrs: Dict[str, float]) -> None:
+        """Proximal step on P-frame residuals (`pframe_shrink`); `lrs`: the learning rate each group just used."""
+        kappa = self.config.pframe_shrink
+        if self.is_iframe or kappa <= 0.0 or "grids" not in lrs:
+            return
+        tau = kappa * float(lrs["grids"])
+        f: TrainableDiF = self.field  # type: ignore[assignment]
+        with torch.no_grad():
+            for d in f.delta:
+                d.copy_(torch.sign(d) * torch.clamp(d.abs() - tau, min=0.0))
 
     def frame_lr_scale(self, param_group: str) -> float:
         return self.config.pframe_grid_lr_scale if (param_group == "grids" and not self.is_iframe) else 1.0
