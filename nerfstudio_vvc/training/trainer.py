@@ -240,7 +240,7 @@ class FrameSequentialTrainer(Trainer):
                                for name, opt in self.optimizers.optimizers.items()}
                         loss, loss_dict, metrics = self.train_iteration(step)
                         if hasattr(model, "after_optimizer_step"):
-                            model.after_optimizer_step(lrs)  # e.g. a proximal step on P-frame residuals
+                            model.after_optimizer_step(self.optimizers.optimizers, lrs)  # e.g. a proximal step
                     self._update_viewer_state(step)
                     if step % self.config.logging.steps_per_log == 0:
                         writer.put_scalar(name="Train Loss", scalar=loss, step=step)

@@ -71,12 +71,12 @@ class RateAwareModelConfig(FrameModelConfig):
     pframe_grid_lr_scale: float = 1.0
     """Grid learning rate of P-frames relative to I-frames: a residual refines a decoded reference, and Adam's
     step of ~lr on every voxel would otherwise write optimizer noise into it that the coder pays for."""
-    pframe_shrink: float = 0.0
-    """P-frames: after every optimizer step, shrink each residual voxel toward zero by this fraction of the grids'
-    current learning rate (a proximal L1 step; 0 = off). Adam moves a voxel by ~lr per step when its gradient keeps
-    its sign and by much less when the sign keeps flipping (noise, or an L1 subgradient oscillating around zero), so
-    a threshold of a fraction of lr keeps the residuals that consistent gradients ask for and sets the rest exactly
-    to zero."""
+    reg_proximal: bool = False
+    """Apply L_reg (the L1 on P-frame residuals) as a proximal step after each optimizer step instead of as a
+    loss term: every residual voxel is soft-thresholded by the step the L1 gradient would have made in Adam's own
+    metric, lr·λ·α/N / (√v̂ + ε). As a subgradient under Adam, the L1 term makes every voxel whose photometric
+    gradient is weaker than it oscillate around zero by ~lr (several quantization steps, all coded as non-zero
+    symbols); the proximal step lands those voxels exactly on zero and leaves voxels with strong gradients free."""
     pframe_steps_from_reference: bool = False
     """P-frames start their learned quantization steps from the reference frame's steps instead of `init_step`."""
     rate_every: int = 4
@@ -275,19 +275,28 @@ class RateAwareModel(FrameModel):
                 rate = self.rate_bits_per_voxel()
                 loss["rate_loss"] = k * c.lambda_rate * rate
                 self.frame_rate_bits = float(rate.detach())
-            if not self.is_iframe:
+            if not self.is_iframe and not c.reg_proximal:
                 loss["reg_loss"] = c.lambda_rate * c.alpha_reg * self.residual_l1()
         return loss
 
-    def after_optimizer_step(self, lrs: Dict[str, float]) -> None:
-        """Proximal step on P-frame residuals (`pframe_shrink`); `lrs`: the learning rate each group just used."""
-        kappa = self.config.pframe_shrink
-        if self.is_iframe or kappa <= 0.0 or "grids" not in lrs:
+    def after_optimizer_step(self, optimizers: Dict[str, torch.optim.Optimizer], lrs: Dict[str, float]) -> None:
+        """Proximal L1 step on P-frame residuals (`reg_proximal`); `lrs`: the learning rate each group just used."""
+        c = self.config
+        opt = optimizers.get("grids")
+        if self.is_iframe or not (c.reg_proximal and c.rate_aware) or opt is None or not isinstance(opt, torch.optim.Adam):
             return
-        tau = kappa * float(lrs["grids"])
         f: TrainableDiF = self.field  # type: ignore[assignment]
+        group = opt.param_groups[0]
+        beta2, eps = group["betas"][1], group["eps"]
+        g_l1 = c.lambda_rate * c.alpha_reg / sum(d.numel() for d in f.delta)  # |d L_reg / d voxel|
         with torch.no_grad():
             for d in f.delta:
+                state = opt.state.get(d)
+                if not state or "exp_avg_sq" not in state:
+                    continue
+                t = float(state["step"])
+                denom = (state["exp_avg_sq"] / (1.0 - beta2**t)).sqrt_().add_(eps)
+                tau = (lrs["grids"] * g_l1) / denom
                 d.copy_(torch.sign(d) * torch.clamp(d.abs() - tau, min=0.0))
 
     def frame_lr_scale(self, param_group: str) -> float:
