@@ -79,6 +79,11 @@ class RateAwareModelConfig(FrameModelConfig):
     symbols); the proximal step lands those voxels exactly on zero and leaves voxels with strong gradients free."""
     pframe_steps_from_reference: bool = False
     """P-frames start their learned quantization steps from the reference frame's steps instead of `init_step`."""
+    pframe_occupancy_grow: bool = False
+    """P-frames start with every occupancy cell occupied and prune by the current field after the warm-up, as
+    I-frames do (kept: the reference occupancy grown by one cell, plus what the field has grown), so content that
+    moves further than one cell from where it was at the reference gets samples. False: the P-frame trains on the
+    reference occupancy grown by one cell, frozen."""
     rate_every: int = 4
     """Evaluate the rate term on every k-th step only, weighted by k (an unbiased estimate of the same loss:
     one context-model pass over all grids costs several render passes)."""
@@ -146,6 +151,7 @@ class RateAwareModel(FrameModel):
         self.extra_writers: Dict[int, ContainerWriter] = {}
         self.frame_rate_bits: float = float("nan")
         self.is_iframe = True
+        self._pframe_keep: Optional[torch.Tensor] = None  # P-frame: cells the occupancy never drops below
 
     def _fresh_entropy(self) -> GridContextModel:
         return GridContextModel(hidden=self.config.entropy_hidden, num_channels=self.spec.feature_dim)
@@ -248,10 +254,20 @@ class RateAwareModel(FrameModel):
                 # reference occupancy grown by one cell, unpruned; end_frame recomputes it from the decoded field.
                 self.occupancy.set_binary(self.reference.occupancy)
                 self.occupancy.dilate()
-                self.frame_step = c.occupancy_warmup
+                self._pframe_keep = self.occupancy.binary.clone()
+                if c.pframe_occupancy_grow:
+                    self.occupancy.reset()  # pruned after the warm-up like an I-frame, never below _pframe_keep
+                else:
+                    self.frame_step = c.occupancy_warmup
         f.mlp.requires_grad_(is_iframe or self.reference is None)
         self.is_iframe = is_iframe or self.reference is None
-        self.freeze_occupancy = not self.is_iframe
+        self.freeze_occupancy = not self.is_iframe and not c.pframe_occupancy_grow
+
+    def train_step_hook(self) -> None:
+        super().train_step_hook()
+        keep = getattr(self, "_pframe_keep", None)
+        if not self.is_iframe and self.config.pframe_occupancy_grow and keep is not None:
+            self.occupancy.binary.logical_or_(keep)
 
     def rate_bits_per_voxel(self) -> torch.Tensor:
         """Mean estimated bits per voxel of the current frame's grid symbols."""
