@@ -188,6 +188,7 @@ def make_sample(
     ring_heights: Tuple[float, ...] = (0.5, 1.4, 2.3),
     target: Tuple[float, float, float] = (0.0, 0.85, 0.0),
     marker: bool = True,
+    marker_radius: float = 0.06,
     shadows: bool = True,
     write_masks: bool = True,
     supersample: int = 3,
@@ -207,6 +208,7 @@ def make_sample(
         radius, ring_heights, target: dome radius, camera heights (y-up, cycled over cameras) and
             look-at point (world units are metres).
         marker: add a small red ball circling the subject (positions in scene.json); used by the tests.
+        marker_radius: its radius in metres (tests of moving content use a larger one at small resolutions).
         shadows: TinyRenderer shadow mapping.
         write_masks: write foreground masks under seg/.
         supersample: render s x s samples per pixel and box-filter them (anti-aliasing; 1 = off).
@@ -270,7 +272,7 @@ def make_sample(
             p.changeVisualShape(far, -1, textureUniqueId=far_tex, rgbaColor=[1, 1, 1, 1], physicsClientId=cid)
         ball = None
         if marker:
-            ball_vs = p.createVisualShape(p.GEOM_SPHERE, radius=0.06, rgbaColor=[1, 0, 0, 1], physicsClientId=cid)
+            ball_vs = p.createVisualShape(p.GEOM_SPHERE, radius=marker_radius, rgbaColor=[1, 0, 0, 1], physicsClientId=cid)
             ball = p.createMultiBody(0, -1, ball_vs, basePosition=[0, 1.5, 0], physicsClientId=cid)
 
         cam_ids = list(range(len(cam_pos)))
@@ -335,7 +337,7 @@ def make_sample(
         "test_cam_ids": test_idx, "background": list(BACKGROUND), "world_up": [0, 1, 0],
         "supersample": ss, "far_floor": bool(far_floor),
         "view_matrices": {str(c): list(map(float, v)) for c, v in enumerate(views)},
-        "projection_matrix": proj, "marker_radius": 0.06 if marker else None, "marker_positions": marker_pos,
+        "projection_matrix": proj, "marker_radius": marker_radius if marker else None, "marker_positions": marker_pos,
     }
     with open(out_dir / "scene.json", "w") as f:
         json.dump(settings, f, indent=1)

@@ -71,15 +71,15 @@ class RateAwareModelConfig(FrameModelConfig):
     pframe_grid_lr_scale: float = 1.0
     """Grid learning rate of P-frames relative to I-frames: a residual refines a decoded reference, and Adam's
     step of ~lr on every voxel would otherwise write optimizer noise into it that the coder pays for."""
-    reg_proximal: bool = False
+    reg_proximal: bool = True
     """Apply L_reg (the L1 on P-frame residuals) as a proximal step after each optimizer step instead of as a
     loss term: every residual voxel is soft-thresholded by the step the L1 gradient would have made in Adam's own
     metric, lr·λ·α/N / (√v̂ + ε). As a subgradient under Adam, the L1 term makes every voxel whose photometric
     gradient is weaker than it oscillate around zero by ~lr (several quantization steps, all coded as non-zero
     symbols); the proximal step lands those voxels exactly on zero and leaves voxels with strong gradients free."""
-    pframe_steps_from_reference: bool = False
+    pframe_steps_from_reference: bool = True
     """P-frames start their learned quantization steps from the reference frame's steps instead of `init_step`."""
-    pframe_occupancy_grow: bool = False
+    pframe_occupancy_grow: bool = True
     """P-frames start with every occupancy cell occupied and prune by the current field after the warm-up, as
     I-frames do (kept: the reference occupancy grown by one cell, plus what the field has grown), so content that
     moves further than one cell from where it was at the reference gets samples. False: the P-frame trains on the
