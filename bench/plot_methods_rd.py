@@ -40,7 +40,8 @@ def rate_aware_curve(summary: Dict) -> List[Dict]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "bench_out" / "methods_rd")
-    ap.add_argument("--rate-aware-summary", type=Path, required=True)
+    ap.add_argument("--rate-aware-summary", type=Path, required=True,
+                    help="rd-sweep summary.json of vvc-rate-aware, or its points/ folder")
     ap.add_argument("--codebook-summary", type=Path, default=REPO_ROOT / "bench" / "reference" / "codebook_panoptic_30f.json")
     ap.add_argument("--title", default="panoptic-basketball, frames 0-29, 160x90, 4 test cameras")
     args = ap.parse_args(argv)
@@ -48,7 +49,11 @@ def main(argv=None) -> int:
         if not path.exists():
             print(f"{path}: not found (run the method's benchmark first)")
             return 1
-    ra = json.loads(args.rate_aware_summary.read_text())
+    if args.rate_aware_summary.is_dir():  # an rd-sweep's points/ folder (a sweep not finished yet: no summary)
+        pts = [json.loads(f.read_text()) for f in sorted(args.rate_aware_summary.glob("*.json"))]
+        ra = {"points": pts, "scale": pts[0].get("scale") if pts else None}
+    else:
+        ra = json.loads(args.rate_aware_summary.read_text())
     cb = json.loads(args.codebook_summary.read_text())
     curves = {"vvc-rate-aware (λ)": rate_aware_curve(ra), "vvc-codebook (k)": list(cb.get("k_curve", []))}
     ra_frames = (ra.get("scale") or {}).get("frames")
