@@ -49,13 +49,23 @@ def main(argv=None) -> int:
         if not path.exists():
             print(f"{path}: not found (run the method's benchmark first)")
             return 1
-    if args.rate_aware_summary.is_dir():  # an rd-sweep's points/ folder (a sweep not finished yet: no summary)
-        pts = [json.loads(f.read_text()) for f in sorted(args.rate_aware_summary.glob("*.json"))]
-        ra = {"points": pts, "scale": pts[0].get("scale") if pts else None}
-    else:
-        ra = json.loads(args.rate_aware_summary.read_text())
-    cb = json.loads(args.codebook_summary.read_text())
-    curves = {"vvc-rate-aware (λ)": rate_aware_curve(ra), "vvc-codebook (k)": list(cb.get("k_curve", []))}
+    try:
+        ra, cb = _load(args.rate_aware_summary), json.loads(args.codebook_summary.read_text())
+        curves = {"vvc-rate-aware (λ)": rate_aware_curve(ra), "vvc-codebook (k)": list(cb.get("k_curve", []))}
+    except (OSError, ValueError, AttributeError, TypeError) as e:
+        print(f"{args.rate_aware_summary} / {args.codebook_summary}: not an rd-sweep / bench_codebook summary ({e})")
+        return 1
+    return _plot(args, ra, cb, curves)
+
+
+def _load(path: Path) -> Dict:
+    if path.is_dir():  # an rd-sweep's points/ folder (a sweep not finished yet: no summary)
+        pts = [json.loads(f.read_text()) for f in sorted(path.glob("*.json"))]
+        return {"points": pts, "scale": pts[0].get("scale") if pts else None}
+    return json.loads(path.read_text())
+
+
+def _plot(args, ra: Dict, cb: Dict, curves: Dict) -> int:
     ra_frames = (ra.get("scale") or {}).get("frames")
     if ra_frames is not None and cb.get("frames") is not None and int(ra_frames) != int(cb["frames"]):
         print(f"frame counts differ: rate-aware {ra_frames}, codebook {cb['frames']}; not plotting them together")
