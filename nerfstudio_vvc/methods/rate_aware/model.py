@@ -265,9 +265,8 @@ class RateAwareModel(FrameModel):
 
     def train_step_hook(self) -> None:
         super().train_step_hook()
-        keep = getattr(self, "_pframe_keep", None)
-        if not self.is_iframe and self.config.pframe_occupancy_grow and keep is not None:
-            self.occupancy.binary.logical_or_(keep)
+        if not self.is_iframe and self.config.pframe_occupancy_grow and self._pframe_keep is not None:
+            self.occupancy.binary.logical_or_(self._pframe_keep)
 
     def rate_bits_per_voxel(self) -> torch.Tensor:
         """Mean estimated bits per voxel of the current frame's grid symbols."""
