@@ -10,6 +10,7 @@ Usage (from the repo root):
 Defaults: panoptic-basketball frames 0–29 at 160×90 (downscale 4), all 27 training and the 4 test cameras.
 1. Trains ONE run of the preset (training is independent of k) with the default k, then, for every other k,
    copies that run after its `importance` stage and runs the remaining stages only (stages.json resume).
+   Every k is measured with and without its dynamic codes (`sequence-nodyn.vvc`).
 2. Measures every stream from its decoded file with `ns-vvc eval` (test PSNR / SSIM / LPIPS), and the
    uncompressed float planes by rendering the run's trained planes directly (same cameras, same metrics).
 3. Writes summary.json (ablation rows: PSNR / SSIM / LPIPS, total MB, KB/frame, train + compression minutes,
@@ -168,7 +169,10 @@ def main(argv=None) -> int:
             fork_after_importance(base, run)
             train(args, runs, f"k{k}", k)
         row = evaluate(run, "sequence.vvc", lpips)
-        curve.append({"k": k, **row, "compression_minutes": minutes(run, [s for s in _done(run) if s != "train"])})
+        point = {"k": k, **row, "compression_minutes": minutes(run, [s for s in _done(run) if s != "train"])}
+        if (run / "sequence-nodyn.vvc").exists():  # the dynamic codes' gain at every k, not only the default
+            point["without_dynamic_codes"] = evaluate(run, "sequence-nodyn.vvc", lpips)
+        curve.append(point)
     ablation = {
         "uncompressed planes": evaluate_float_planes(base, lpips),
         "without dynamic codes": evaluate(base, "sequence-nodyn.vvc", lpips),
