@@ -5,12 +5,14 @@ Usage (from the repo root):
     .venv/bin/python bench/bench_codebook.py [--data ../shared/data/panoptic-basketball] [--out bench_out/codebook]
         [--frames 30] [--downscale 4] [--ks 256 1024 4096] [--contraction 0.5] [--scene-box-size 1.5]
         [--rate-aware-summary bench_out/rd_panoptic/summary.json] [--no-lpips] [--preset vvc-codebook-cpu]
+        [--dynamic-codes 256]
         [--train-args ...]
 
 Defaults: panoptic-basketball frames 0–29 at 160×90 (downscale 4), all 27 training and the 4 test cameras.
 1. Trains ONE run of the preset (training is independent of k) with the default k, then, for every other k,
    copies that run after its `importance` stage and runs the remaining stages only (stages.json resume).
-   Every k is measured with and without its dynamic codes (`sequence-nodyn.vvc`).
+   Every k is measured with and without its dynamic codes (`sequence-nodyn.vvc`); `--dynamic-codes N ...` adds
+   runs with N dynamic density codes per fragment at the smallest k (forked after its `quantize` stage).
 2. Measures every stream from its decoded file with `ns-vvc eval` (test PSNR / SSIM / LPIPS), and the
    uncompressed float planes by rendering the run's trained planes directly (same cameras, same metrics).
 3. Writes summary.json (ablation rows: PSNR / SSIM / LPIPS, total MB, KB/frame, train + compression minutes,
@@ -52,13 +54,13 @@ def _done(run: Path) -> List[str]:
     return json.loads(p.read_text())["done"] if p.exists() else []
 
 
-def train(args, runs: Path, name: str, k: int) -> Path:
+def train(args, runs: Path, name: str, k: int, extra: List[str] = ()) -> Path:
     run = runs / "bench" / args.preset / name
     if "code" in _done(run):
         return run
     cmd = [str(BIN / "ns-train"), args.preset, "--output-dir", str(runs), "--experiment-name", "bench",
            "--timestamp", name, "--vis", "tensorboard", "--machine.device-type", args.device,
-           "--pipeline.model.contraction", str(args.contraction), *args.train_args,
+           "--pipeline.model.contraction", str(args.contraction), *args.train_args, *extra,
            "--pipeline.model.codebook-size", str(k), "vvc-data", "--data", str(args.data), "--frame-start", "0", "--num-frames",
            str(args.frames), "--downscale-factor", str(args.downscale),
            *(["--scene-box-size", str(args.scene_box_size)] if args.scene_box_size > 0 else [])]
@@ -67,13 +69,13 @@ def train(args, runs: Path, name: str, k: int) -> Path:
     return run
 
 
-def fork_after_importance(base: Path, dst: Path) -> None:
-    """A copy of `base` whose stages from `codebook` on are not done (training and importance reused)."""
+def fork_after_importance(base: Path, dst: Path, redo_from: str = REDO_FROM) -> None:
+    """A copy of `base` whose stages from `redo_from` on are not done (the earlier ones reused)."""
     if dst.exists():
         return
     shutil.copytree(base, dst, ignore=shutil.ignore_patterns("frames", "*.vvc", "*.part", "eval*", "planes_float32.bin"))
     state = json.loads((dst / "stages.json").read_text())
-    keep = state["done"][: state["done"].index(REDO_FROM)]
+    keep = state["done"][: state["done"].index(redo_from)]
     state["done"] = keep
     state["stats"] = {k: v for k, v in state["stats"].items() if k in keep}
     (dst / "stages.json").write_text(json.dumps(state, indent=1))
@@ -149,6 +151,8 @@ def main(argv=None) -> int:
     ap.add_argument("--downscale", type=int, default=4)
     ap.add_argument("--ks", type=int, nargs="+", default=[256, 1024, 4096], help="codebook sizes; the first after "
                     "the preset's default 1024 is trained, the others reuse its training")
+    ap.add_argument("--dynamic-codes", type=int, nargs="*", default=[], help="more dynamic density codes per "
+                    "fragment (appearance: half) at the smallest k, forked from that run after `quantize`")
     ap.add_argument("--contraction", type=float, default=0.5)
     ap.add_argument("--scene-box-size", type=float, default=1.5, help="0: the dataparser's default")
     ap.add_argument("--rate-aware-summary", type=Path, default=None, help="rd-sweep summary.json of vvc-rate-aware on the same frames")
@@ -173,6 +177,17 @@ def main(argv=None) -> int:
         if (run / "sequence-nodyn.vvc").exists():  # the dynamic codes' gain at every k, not only the default
             point["without_dynamic_codes"] = evaluate(run, "sequence-nodyn.vvc", lpips)
         curve.append(point)
+    dyn_k = min(args.ks)
+    dynamic_curve = []
+    for n in args.dynamic_codes:
+        name = f"k{dyn_k}-dyn{n}"
+        run = runs / "bench" / args.preset / name
+        fork_after_importance(runs / "bench" / args.preset / f"k{dyn_k}", run, redo_from="dynamic")
+        train(args, runs, name, dyn_k, ["--pipeline.model.dynamic-density-codes", str(n),
+                                        "--pipeline.model.dynamic-appearance-codes", str(max(n // 2, 1))])
+        dynamic_curve.append({"k": dyn_k, "dynamic_density_codes": n, "dynamic_appearance_codes": max(n // 2, 1),
+                              **evaluate(run, "sequence.vvc", lpips),
+                              "dynamic_seconds": json.loads((run / "stages.json").read_text())["stats"]["dynamic"]["seconds"]})
     ablation = {
         "uncompressed planes": evaluate_float_planes(base, lpips),
         "without dynamic codes": evaluate(base, "sequence-nodyn.vvc", lpips),
@@ -180,7 +195,7 @@ def main(argv=None) -> int:
     }
     stages = json.loads((base / "stages.json").read_text())
     summary = {"scene": str(args.data), "frames": args.frames, "downscale": args.downscale, "preset": args.preset,
-               "ablation": ablation, "k_curve": curve,
+               "ablation": ablation, "k_curve": curve, "dynamic_curve": dynamic_curve,
                "train_minutes": minutes(base, ["train"]), "compression_minutes": minutes(base) - minutes(base, ["train"]),
                "stage_seconds": {k: v["seconds"] for k, v in stages["stats"].items()},
                "peak_rss_mb": stages.get("peak_rss_mb")}
