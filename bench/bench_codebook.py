@@ -16,8 +16,8 @@ Defaults: panoptic-basketball frames 0–29 at 160×90 (downscale 4), all 27 tra
 2. Measures every stream from its decoded file with `ns-vvc eval` (test PSNR / SSIM / LPIPS), and the
    uncompressed float planes by rendering the run's trained planes directly (same cameras, same metrics).
 3. Writes summary.json (ablation rows: PSNR / SSIM / LPIPS, total MB, KB/frame, train + compression minutes,
-   peak RSS; the k curve) and rd_psnr.png (vvc-codebook over k, with vvc-rate-aware's curve when its rd-sweep
-   summary.json is given).
+   peak RSS; the k curve; CPU decode seconds: open + GLOBALS, a fragment's first frame, a later frame) and
+   rd_psnr.png (vvc-codebook over k, with vvc-rate-aware's curve when its rd-sweep summary.json is given).
 Resumable: rerun the same command. Heavy (tens of minutes on 2 cores): not part of the test suite.
 Exits 0 with a message if the data set is absent.
 """
@@ -136,6 +136,36 @@ def evaluate_float_planes(run: Path, lpips: bool) -> Dict:
     return row
 
 
+def decode_timing(path: Path, repeats: int = 3) -> Dict:
+    """Seconds to open the file (header + GLOBALS), to decode each fragment's first frame into a renderable field
+    (`decode_step` + `frame_field`: what playback starting at that fragment waits for) and each later frame; median
+    over `repeats` passes with a fresh decoder, on this process's torch threads."""
+    import statistics
+    import time
+
+    import torch
+
+    from nerfstudio_vvc.methods.codebook.decoder import frame_field
+    from nerfstudio_vvc.playback.registry import open_decoder
+
+    opens: List[float] = []
+    firsts: List[float] = []
+    others: List[float] = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        dec = open_decoder(path)
+        opens.append(time.perf_counter() - t0)
+        prev = None
+        for f in dec.frames():
+            t0 = time.perf_counter()
+            prev = dec.decode_step(f, prev)
+            frame_field(dec.spec, prev, torch.device("cpu"))
+            (firsts if dec.is_iframe(f) else others).append(time.perf_counter() - t0)
+    med = statistics.median
+    return {"open_globals_s": med(opens), "fragment_first_frame_s": med(firsts), "fragment_first_frame_max_s": max(firsts),
+            "other_frame_s": med(others) if others else None, "torch_threads": torch.get_num_threads()}
+
+
 def minutes(run: Path, stages: Optional[List[str]] = None) -> float:
     st = json.loads((run / "stages.json").read_text())["stats"]
     return sum(v["seconds"] for k, v in st.items() if stages is None or k in stages) / 60.0
@@ -198,7 +228,7 @@ def main(argv=None) -> int:
                "ablation": ablation, "k_curve": curve, "dynamic_curve": dynamic_curve,
                "train_minutes": minutes(base, ["train"]), "compression_minutes": minutes(base) - minutes(base, ["train"]),
                "stage_seconds": {k: v["seconds"] for k, v in stages["stats"].items()},
-               "peak_rss_mb": stages.get("peak_rss_mb")}
+               "peak_rss_mb": stages.get("peak_rss_mb"), "decode_cpu": decode_timing(base / "sequence.vvc")}
     from nerfstudio_vvc.eval.plots import plot_rd_curves
 
     curves = {"vvc-codebook (k)": curve}
