@@ -3,13 +3,14 @@
 
 Usage (from the repo root):
     .venv/bin/python bench/plot_methods_rd.py --out bench_out/methods_rd \\
-        --rate-aware-summary bench_out/rd_panoptic_30f/summary.json \\
-        [--codebook-summary bench_out/codebook/summary.json | bench/reference/codebook_panoptic_30f.json]
+        [--rate-aware-summary bench_out/rd_panoptic_30f/summary.json | bench/reference/rate_aware_panoptic_30f.json] \\
+        [--codebook-summary bench_out/codebook/summary.json | bench/reference/codebook_panoptic_30f_cpu.json]
 
 Reads vvc-rate-aware's `ns-vvc rd-sweep` summary.json (its `full-*` points) and vvc-codebook's
-`bench/bench_codebook.py` summary.json (its k curve; `bench/reference/codebook_panoptic_30f.json` holds the
-panoptic run documented in docs/codebook.md), checks that both cover the same number of frames, and writes
+`bench/bench_codebook.py` summary.json (its k curve), checks that both cover the same number of frames, and writes
 rd_test_psnr.png and rd_test_lpips.png plus methods_rd.json (the plotted points) into --out. Prints the JSON.
+The defaults are the panoptic runs documented in docs/evaluation.md and docs/codebook.md, kept in
+`bench/reference/` (`codebook_panoptic_30f.json`: the earlier GPU run).
 """
 
 from __future__ import annotations
@@ -40,9 +41,9 @@ def rate_aware_curve(summary: Dict) -> List[Dict]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "bench_out" / "methods_rd")
-    ap.add_argument("--rate-aware-summary", type=Path, required=True,
+    ap.add_argument("--rate-aware-summary", type=Path, default=REPO_ROOT / "bench" / "reference" / "rate_aware_panoptic_30f.json",
                     help="rd-sweep summary.json of vvc-rate-aware, or its points/ folder")
-    ap.add_argument("--codebook-summary", type=Path, default=REPO_ROOT / "bench" / "reference" / "codebook_panoptic_30f.json")
+    ap.add_argument("--codebook-summary", type=Path, default=REPO_ROOT / "bench" / "reference" / "codebook_panoptic_30f_cpu.json")
     ap.add_argument("--title", default="panoptic-basketball, frames 0-29, 160x90, 4 test cameras")
     args = ap.parse_args(argv)
     for path in (args.rate_aware_summary, args.codebook_summary):
