@@ -31,7 +31,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -54,7 +54,7 @@ def _done(run: Path) -> List[str]:
     return json.loads(p.read_text())["done"] if p.exists() else []
 
 
-def train(args, runs: Path, name: str, k: int, extra: List[str] = ()) -> Path:
+def train(args, runs: Path, name: str, k: int, extra: Sequence[str] = ()) -> Path:
     run = runs / "bench" / args.preset / name
     if "code" in _done(run):
         return run
@@ -69,7 +69,7 @@ def train(args, runs: Path, name: str, k: int, extra: List[str] = ()) -> Path:
     return run
 
 
-def fork_after_importance(base: Path, dst: Path, redo_from: str = REDO_FROM) -> None:
+def fork_run(base: Path, dst: Path, redo_from: str = REDO_FROM) -> None:
     """A copy of `base` whose stages from `redo_from` on are not done (the earlier ones reused)."""
     if dst.exists():
         return
@@ -200,7 +200,7 @@ def main(argv=None) -> int:
     for k in args.ks:
         run = base if k == base_k else runs / "bench" / args.preset / f"k{k}"
         if k != base_k:
-            fork_after_importance(base, run)
+            fork_run(base, run)
             train(args, runs, f"k{k}", k)
         row = evaluate(run, "sequence.vvc", lpips)
         point = {"k": k, **row, "compression_minutes": minutes(run, [s for s in _done(run) if s != "train"])}
@@ -212,7 +212,7 @@ def main(argv=None) -> int:
     for n in args.dynamic_codes:
         name = f"k{dyn_k}-dyn{n}"
         run = runs / "bench" / args.preset / name
-        fork_after_importance(runs / "bench" / args.preset / f"k{dyn_k}", run, redo_from="dynamic")
+        fork_run(runs / "bench" / args.preset / f"k{dyn_k}", run, redo_from="dynamic")
         train(args, runs, name, dyn_k, ["--pipeline.model.dynamic-density-codes", str(n),
                                         "--pipeline.model.dynamic-appearance-codes", str(max(n // 2, 1))])
         dynamic_curve.append({"k": dyn_k, "dynamic_density_codes": n, "dynamic_appearance_codes": max(n // 2, 1),
