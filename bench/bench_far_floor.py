@@ -104,6 +104,14 @@ def main(argv=None) -> int:
     ap.add_argument("--contraction", type=float, default=0.5)
     ap.add_argument("--train-args", nargs=argparse.REMAINDER, default=[], help="extra ns-train arguments (last)")
     args = ap.parse_args(argv)
+    try:
+        return _bench(args)
+    except (OSError, subprocess.CalledProcessError, ValueError, KeyError) as e:  # one line, not a traceback
+        print(f"bench_far_floor: {args.out}: {type(e).__name__}: {e}")
+        return 1
+
+
+def _bench(args) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     bounded, far = sample(args.out, far=False), sample(args.out, far=True)
     c = args.contraction
