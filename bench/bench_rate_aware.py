@@ -4,7 +4,7 @@
 Usage (from the repo root):
     .venv/bin/python bench/bench_rate_aware.py [--data ../shared/data/panoptic-basketball] [--out bench_out/rd_panoptic]
         [--frames 10] [--downscale 4] [--gop 10] [--contraction 0.5] [--scene-box-size 1.5] [--no-ablations]
-        [--no-lpips] [--runs full-0.001 ...] [--seed N]
+        [--no-lpips] [--runs full-0.001 ...] [--seed N] [--train-args ARG ...]
 
 Runs `ns-vvc rd-sweep` with the 4 paper λs plus λ = 4e-4, the Baseline curve and (by default) both ablations, on all 27
 training cameras and the 4 test cameras; prints summary.json (per-point KB/frame, PSNR/SSIM/LPIPS from the
@@ -43,6 +43,8 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", nargs="*", default=None, help="only these sweep runs (e.g. full-0.001 baseline)")
     ap.add_argument("--no-x265", action="store_true", help="skip the x265 anchor")
     ap.add_argument("--seed", type=int, default=0, help="I-frame initialisation seed (run twice to measure noise)")
+    ap.add_argument("--train-args", nargs=argparse.REMAINDER, default=[],
+                    help="extra ns-train arguments for every point (last), e.g. --pipeline.model.distortion-mult 0.01")
     args = ap.parse_args(argv)
     if not (args.data / "train_meta.json").exists():
         print(f"panoptic-basketball not found at {args.data}; nothing to benchmark")
@@ -58,7 +60,8 @@ def main(argv=None) -> int:
         runs = (*runs, "wo-adaptive", "wo-dynamic")
     if args.runs:
         runs = tuple(args.runs)
-    train_args = ("--pipeline.model.contraction", str(args.contraction), "--pipeline.model.seed", str(args.seed))
+    train_args = ("--pipeline.model.contraction", str(args.contraction), "--pipeline.model.seed", str(args.seed),
+                  *args.train_args)
     sweep = RdSweep(data=args.data, out=args.out, runs=runs, lambdas=lambdas, num_frames=args.frames, downscale=args.downscale,
                     gop_size=args.gop, lpips=not args.no_lpips, train_args=train_args,
                     x265_crfs=() if args.no_x265 else RdSweep.x265_crfs,

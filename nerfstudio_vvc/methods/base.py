@@ -57,6 +57,9 @@ class FrameModelConfig(ModelConfig):
     of the resolution (see components/rendering.py); 0 renders the scene box only, background colour behind it."""
     num_outer_samples: int = 32
     """Samples per ray outside the scene box when `contraction` > 0."""
+    distortion_mult: float = 0.0
+    """Weight of mip-NeRF 360's distortion loss (components/rendering.py `distortion_loss`): penalises weight spread
+    along a ray, i.e. floaters and fog; 0 turns it off."""
     near_plane: Optional[float] = None
     """Near plane in scene units; None takes the dataparser's."""
     occupancy_resolution: int = 64
@@ -252,6 +255,7 @@ class FrameModel(Model):
             jitter=self.training,
             contraction=self.config.contraction,
             num_outer_samples=self.config.num_outer_samples,
+            distortion=self.training and self.config.distortion_mult > 0,
         )
         shape = ray_bundle.origins.shape[:-1]
         return {k: v.reshape(*shape, -1) for k, v in out.items()}
@@ -261,7 +265,10 @@ class FrameModel(Model):
         return {"psnr": -10.0 * torch.log10(mse.detach().clamp_min(1e-10)), "samples_per_ray": outputs["num_samples"].mean()}
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, torch.Tensor]:
-        return {"rgb_loss": torch.mean((outputs["rgb"] - batch["image"].to(outputs["rgb"].device)) ** 2)}
+        loss = {"rgb_loss": torch.mean((outputs["rgb"] - batch["image"].to(outputs["rgb"].device)) ** 2)}
+        if self.training and self.config.distortion_mult > 0 and "distortion" in outputs:
+            loss["distortion_loss"] = self.config.distortion_mult * outputs["distortion"].mean()
+        return loss
 
     def get_image_metrics_and_images(self, outputs, batch):
         from nerfstudio_vvc.eval.metrics import image_metrics

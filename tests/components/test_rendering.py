@@ -6,7 +6,7 @@ import torch
 
 from nerfstudio_vvc.components.heads import RenderMLP, sh_basis
 from nerfstudio_vvc.components.occupancy import OccupancyGrid
-from nerfstudio_vvc.components.rendering import render_rays, to_unit_cube
+from nerfstudio_vvc.components.rendering import distortion_loss, render_rays, to_unit_cube
 
 AABB = torch.tensor([[-1.5] * 3, [1.5] * 3])
 
@@ -66,6 +66,29 @@ def test_rays_missing_the_box_still_see_far_content():
     out = render_rays(_FarShell(k), origins, dirs, AABB, None, 16, 0.0, torch.ones(3), jitter=False,
                       contraction=k, num_outer_samples=32)
     assert (out["accumulation"] > 0.99).all()
+
+
+def test_distortion_loss_matches_its_definition_and_penalises_spread_weight():
+    torch.manual_seed(0)
+    w = torch.rand(5, 9) / 9
+    s = torch.sort(torch.rand(5, 9), -1).values
+    pairwise = (w[:, :, None] * w[:, None, :] * (s[:, :, None] - s[:, None, :]).abs()).sum((1, 2))
+    torch.testing.assert_close(distortion_loss(w, s, 0.1)[:, 0], pairwise + (w**2).sum(-1) * 0.1 / 3)
+    s = torch.linspace(0.05, 0.95, 10)[None]
+    compact = torch.zeros(1, 10)
+    compact[0, 6] = 0.9
+    floater = compact.clone()
+    floater[0, 1], floater[0, 6] = 0.3, 0.6  # same opacity, a third of it in front of the surface
+    assert float(distortion_loss(floater, s, 0.1)) > 5 * float(distortion_loss(compact, s, 0.1))
+
+
+def test_renderer_returns_distortion_only_when_asked():
+    origins, dirs = _rays(16)
+    kw = dict(contraction=0.5, num_outer_samples=16)
+    plain = render_rays(_FarShell(0.5), origins, dirs, AABB, None, 8, 0.0, torch.ones(3), jitter=True, **kw)
+    assert "distortion" not in plain
+    out = render_rays(_FarShell(0.5), origins, dirs, AABB, None, 8, 0.0, torch.ones(3), jitter=True, distortion=True, **kw)
+    assert out["distortion"].shape == (16, 1) and (out["distortion"] >= 0).all() and float(out["distortion"].sum()) > 0
 
 
 def test_dilate_grows_occupancy_by_one_cell():
