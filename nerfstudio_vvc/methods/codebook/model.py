@@ -192,11 +192,14 @@ class CodebookModel(FrameModel):
         n = origins.shape[0]
         out = {"rgb": origins.new_zeros(n, 3), "accumulation": origins.new_zeros(n, 1), "depth": origins.new_zeros(n, 1),
                "num_samples": origins.new_zeros(n, 1)}
+        distortion = jitter and self.training and self._use_distortion()
+        if distortion:
+            out["distortion"] = origins.new_zeros(n, 1)
         for t in torch.unique(times).tolist():
             m = times == t
             o = render_rays(make_field(float(t)), origins[m], dirs[m], self.aabb, self.occupancy, self.config.num_samples,
                             self.near_plane, self.background, jitter=jitter, contraction=self.config.contraction,
-                            num_outer_samples=self.config.num_outer_samples)
+                            num_outer_samples=self.config.num_outer_samples, distortion=distortion)
             for k in out:
                 out[k] = out[k].index_put((torch.nonzero(m).flatten(),), o[k])
         return out
