@@ -13,6 +13,14 @@ import torch
 from torch import nn
 
 
+def occupancy_cells(box_cells: int, contraction: float = 0.0, num_outer_samples: int = 1, limit: int = 512) -> int:
+    """Cells per side of an occupancy grid whose scene box has ``box_cells`` cells per side: contracted scenes
+    (the grid covers all space, the box 1 / (1 + k) of it) get round(box_cells · (1 + k)), at most ``limit``."""
+    if contraction <= 0 or num_outer_samples <= 0:
+        return box_cells
+    return min(int(round(box_cells * (1.0 + contraction))), limit)
+
+
 class OccupancyGrid(nn.Module):
     """A [R, R, R] grid over the unit cube [0, 1]^3 marking cells that may hold density."""
 

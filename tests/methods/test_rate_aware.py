@@ -271,6 +271,10 @@ def test_distortion_loss_is_trained_in_contracted_scenes_only(contraction: float
     outputs = model.get_outputs(bundle)
     loss = model.get_loss_dict(outputs, {"image": torch.rand(32, 3)})
     assert ("distortion_loss" in loss) is (contraction > 0)
+    # the scene box keeps 16 occupancy cells per side; a contracted grid covers all space with 16 · 1.5
+    cells = 24 if contraction > 0 else 16
+    assert model.occupancy.resolution == cells and model.occupancy.binary.shape == (cells,) * 3
+    assert json.loads(model.method_config_bytes())["render"]["occupancy_resolution"] == cells
     if contraction > 0:
         assert float(loss["distortion_loss"]) > 0
         torch.testing.assert_close(loss["distortion_loss"], 0.01 * outputs["distortion"].mean())

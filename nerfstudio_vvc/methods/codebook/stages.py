@@ -206,7 +206,7 @@ def run_code(ctx: StageContext, quant: Dict[str, Any], dyn: Dict[str, Any]) -> D
     spec, dev = model.spec, ctx.device
     box = model.aabb.cpu().tolist()
     render = {"aabb": box, "near_plane": model.near_plane, "background": list(c.background_color),
-              "num_samples": c.num_samples, "occupancy_resolution": c.occupancy_resolution,
+              "num_samples": c.num_samples, "occupancy_resolution": model.occupancy_cells,
               "contraction": c.contraction, "num_outer_samples": c.num_outer_samples}
     entries = {g: int(quant["symbols"][g].shape[0]) for g in GROUPS}
     cfg = StreamConfig(spec, model.num_frames, c.fragment_size, entries, render)
@@ -232,7 +232,7 @@ def run_code(ctx: StageContext, quant: Dict[str, Any], dyn: Dict[str, Any]) -> D
                 frames = fragment_frames(model, j)
                 if name == "sequence.vvc":  # occupancy of the decoded field over the fragment's frames
                     planes = gather_planes(spec, {g: v.to(dev) for g, v in codebooks.items()}, [i.to(dev) for i in shared.indices])
-                    occ = OccupancyGrid(c.occupancy_resolution, c.occupancy_threshold).to(dev)
+                    occ = OccupancyGrid(model.occupancy_cells, c.occupancy_threshold).to(dev)
                     occ.density_ema.zero_()
                     with torch.no_grad():
                         for f in frames:

@@ -174,7 +174,7 @@ class RateAwareModel(FrameModel):
         return spec_json(self.spec, aabb=self.aabb.cpu().tolist(), near_plane=self.near_plane,
                          background=list(c.background_color), num_samples=c.num_samples,
                          contraction=c.contraction, num_outer_samples=c.num_outer_samples,
-                         occupancy_resolution=c.occupancy_resolution, lambda_rate=c.lambda_rate,
+                         occupancy_resolution=self.occupancy_cells, lambda_rate=c.lambda_rate,
                          rate_aware=c.rate_aware, adaptive_quant=c.adaptive_quant)
 
     def extra_bitstream_path(self, exponent: int) -> Optional[Path]:
