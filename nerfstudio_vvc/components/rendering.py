@@ -110,7 +110,8 @@ def render_rays(
         widths.append(w)
         start += n
     t_mid = torch.cat(ts, -1)
-    delta = torch.cat(widths, -1) * dir_norm
+    width = torch.cat(widths, -1)
+    delta = width * dir_norm
     pts = origins[:, None, :] + dirs[:, None, :] * t_mid[..., None]
     x01 = to_unit_cube(pts, aabb, contraction if unbounded else 0.0)
     if unbounded:
@@ -118,10 +119,9 @@ def render_rays(
         # it a step covers as much field as a box step of the same contracted length. With world lengths the
         # renderer's long steps behind the box (up to FAR_FACTOR box sizes) make a fresh field opaque there, so
         # every training view is first explained by a far shell — a screen each view paints alone.
-        t_lo = t_mid - offs * torch.cat(widths, -1)
+        t_lo = t_mid - offs * width
         lo01 = to_unit_cube(origins[:, None, :] + dirs[:, None, :] * t_lo[..., None], aabb, contraction)
-        hi01 = to_unit_cube(origins[:, None, :] + dirs[:, None, :] * (t_lo + torch.cat(widths, -1))[..., None], aabb,
-                            contraction)
+        hi01 = to_unit_cube(origins[:, None, :] + dirs[:, None, :] * (t_lo + width)[..., None], aabb, contraction)
         box_units = float((aabb[1] - aabb[0]).max()) * (1.0 + contraction)  # world length of one field unit in the box
         delta = torch.where(delta > 0, (hi01 - lo01).norm(dim=-1) * box_units, delta)
     mask = (delta > 0) & ((x01 >= 0) & (x01 <= 1)).all(-1)
