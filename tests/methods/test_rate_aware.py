@@ -290,26 +290,30 @@ def test_grid_tv_measures_neighbour_differences():
     assert float(grid_tv(noise)) == pytest.approx(2.0, rel=0.15)  # E[(a - b)^2] = 2 for unit normals
 
 
-def test_tv_loss_smooths_i_frame_grids_only():
-    """`tv_mult` > 0 adds the TV loss on I-frames (P-frame residuals have the proximal L1); a few optimizer steps on
-    it alone make every grid smoother."""
+@pytest.mark.parametrize("pframes", [True, False])
+def test_tv_loss_smooths_the_frame_grids(pframes: bool):
+    """`tv_mult` > 0 adds the TV loss on I-frames, and on P-frames (over reference + residual) unless `tv_pframes`
+    is off; a few optimizer steps on it alone make every I-frame grid smoother."""
     from nerfstudio.cameras.rays import RayBundle
 
     from nerfstudio_vvc.methods.rate_aware.model import grid_tv
 
-    model = _small_model(tv_mult=1.0)
+    model = _small_model(tv_mult=1.0, tv_pframes=pframes)
     model.train()
     dirs = torch.nn.functional.normalize(torch.randn(16, 3), dim=-1)
     bundle = RayBundle(origins=-3.0 * dirs, directions=dirs, pixel_area=torch.ones(16, 1))
     model.begin_frame(1, False)
-    assert "tv_loss" not in model.get_loss_dict(model.get_outputs(bundle), {"image": torch.rand(16, 3)})
+    loss = model.get_loss_dict(model.get_outputs(bundle), {"image": torch.rand(16, 3)})
+    assert ("tv_loss" in loss) is pframes
+    if pframes:  # the residual starts at zero: the loss is the reference's TV
+        expected = sum(float(grid_tv(b)) for b in model.field.base) / len(model.field.base)
+        assert float(loss["tv_loss"]) == pytest.approx(expected, rel=1e-5) and expected > 0
     model.begin_frame(0, True)
     before = [float(grid_tv(d.detach())) for d in model.field.delta]
     opt = torch.optim.Adam(model.field.delta, lr=0.05)
     for _ in range(20):
         opt.zero_grad()
         loss = model.get_loss_dict(model.get_outputs(bundle), {"image": torch.rand(16, 3)})
-        assert "tv_loss" in loss
         loss["tv_loss"].backward()
         opt.step()
     after = [float(grid_tv(d.detach())) for d in model.field.delta]
