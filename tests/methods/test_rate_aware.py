@@ -290,6 +290,12 @@ def test_grid_tv_measures_neighbour_differences():
     assert float(grid_tv(noise)) == pytest.approx(2.0, rel=0.15)  # E[(a - b)^2] = 2 for unit normals
 
 
+@pytest.mark.parametrize("bad", [-1e-2, float("nan"), float("inf")])
+def test_tv_mult_must_be_finite_and_not_negative(bad: float):
+    with pytest.raises(SystemExit, match="tv-mult must be a finite number >= 0"):
+        _small_model(tv_mult=bad)
+
+
 @pytest.mark.parametrize("pframes", [True, False])
 def test_tv_loss_smooths_the_frame_grids(pframes: bool):
     """`tv_mult` > 0 adds the TV loss on I-frames, and on P-frames (over reference + residual) unless `tv_pframes`

@@ -157,6 +157,8 @@ class RateAwareModel(FrameModel):
 
     def populate_modules(self) -> None:
         c = self.config
+        if not (c.tv_mult >= 0.0 and math.isfinite(c.tv_mult)):
+            raise SystemExit(f"--pipeline.model.tv-mult must be a finite number >= 0 (got {c.tv_mult})")
         self.spec = DiFSpec(tuple(c.basis_dims), tuple(c.basis_resolutions), tuple(c.basis_freqs),
                             c.coeff_resolution, c.hidden_dim, c.geo_dim)
         super().populate_modules()
