@@ -89,8 +89,7 @@ class RateAwareModelConfig(FrameModelConfig):
     one context-model pass over all grids costs several render passes)."""
     tv_mult: float = 0.0
     """Weight of a total-variation loss on I-frames (P-frames too with `tv_pframes`): the mean squared difference of
-    neighbouring voxels, averaged
-    over all grids (coefficient and basis). A smoothness prior for sparse real captures, off by default (DiF has
+    neighbouring voxels, averaged over all grids (coefficient and basis). A smoothness prior for sparse real captures, off by default (DiF has
     none): on Panoptic frame 0 (CPU preset, box 3.0, λ 1e-3) 3e-2 gives 23.03 dB test PSNR at 101 KB against
     21.82 dB at 153 KB; on the sharp synthetic sample it costs quality (the demo: 24.71 against 26.13 dB at
     37.6 against 46.0 KB/frame). docs/rate_aware.md, "Grid smoothness"."""
