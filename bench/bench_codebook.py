@@ -4,6 +4,7 @@
 Usage (from the repo root):
     .venv/bin/python bench/bench_codebook.py [--data ../shared/data/panoptic-basketball] [--out bench_out/codebook]
         [--frames 30] [--downscale 4] [--ks 256 1024 4096] [--contraction 0.5] [--scene-box-size 1.5]
+        [--outer-opacity world]
         [--rate-aware-summary bench_out/rd_panoptic/summary.json] [--no-lpips] [--preset vvc-codebook-cpu]
         [--dynamic-codes 256]
         [--train-args ...]
@@ -60,7 +61,8 @@ def train(args, runs: Path, name: str, k: int, extra: Sequence[str] = ()) -> Pat
         return run
     cmd = [str(BIN / "ns-train"), args.preset, "--output-dir", str(runs), "--experiment-name", "bench",
            "--timestamp", name, "--vis", "tensorboard", "--machine.device-type", args.device,
-           "--pipeline.model.contraction", str(args.contraction), *args.train_args, *extra,
+           "--pipeline.model.contraction", str(args.contraction), "--pipeline.model.outer-opacity", args.outer_opacity,
+           *args.train_args, *extra,
            "--pipeline.model.codebook-size", str(k), "vvc-data", "--data", str(args.data), "--frame-start", "0", "--num-frames",
            str(args.frames), "--downscale-factor", str(args.downscale),
            *(["--scene-box-size", str(args.scene_box_size)] if args.scene_box_size > 0 else [])]
@@ -184,6 +186,8 @@ def main(argv=None) -> int:
     ap.add_argument("--dynamic-codes", type=int, nargs="*", default=[], help="more dynamic density codes per "
                     "fragment (appearance: half) at the smallest k, forked from that run after `quantize`")
     ap.add_argument("--contraction", type=float, default=0.5)
+    ap.add_argument("--outer-opacity", choices=("contracted", "world"), default="world",
+                    help="opacity outside the box (contracted scenes): 'world' suits the Panoptic dome (docs/codebook.md)")
     ap.add_argument("--scene-box-size", type=float, default=1.5, help="0: the dataparser's default")
     ap.add_argument("--rate-aware-summary", type=Path, default=None, help="rd-sweep summary.json of vvc-rate-aware on the same frames")
     ap.add_argument("--no-lpips", action="store_true")

@@ -78,9 +78,14 @@ def render_rays(
     contraction: float = 0.0,
     num_outer_samples: int = 0,
     distortion: bool = False,
+    world_opacity: bool = False,
 ) -> Dict[str, torch.Tensor]:
     """Volume-render rays [R, 3]; returns rgb [R, 3], accumulation [R, 1], depth [R, 1], num_samples [R, 1] (samples
-    sent to the field), and with ``distortion`` the per-ray distortion loss [R, 1] (see `distortion_loss`)."""
+    sent to the field), and with ``distortion`` the per-ray distortion loss [R, 1] (see `distortion_loss`).
+
+    Contracted scenes measure a step's opacity outside the box in contracted lengths unless ``world_opacity``: then
+    in world lengths, so the long last steps make every ray's far end opaque at a low density — a wall that encloses
+    the capture (Panoptic's dome) comes for free, but open scenes paint a screen per view (docs/rate_aware.md)."""
     num_rays = origins.shape[0]
     dev = origins.device
     dir_norm = dirs.norm(dim=-1, keepdim=True)
@@ -114,7 +119,7 @@ def render_rays(
     delta = width * dir_norm
     pts = origins[:, None, :] + dirs[:, None, :] * t_mid[..., None]
     x01 = to_unit_cube(pts, aabb, contraction if unbounded else 0.0)
-    if unbounded:
+    if unbounded and not world_opacity:
         # Opacity per step measured in the contracted space, in box units: identical inside the box, and outside
         # it a step covers as much field as a box step of the same contracted length. With world lengths the
         # renderer's long steps behind the box (up to FAR_FACTOR box sizes) make a fresh field opaque there, so

@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 
 from nerfstudio_vvc.codec.bitstream.container import ChunkType, ContainerReader
 from nerfstudio_vvc.codec.errors import BitstreamError, CorruptChunkError
@@ -140,6 +141,7 @@ CONFIG_CASES = [
     (("render", "background"), [1.0, 1.0], "3 values"),
     (("render", "rate_aware"), 1, "true/false"),
     (("render", "contraction"), True, "render.contraction must be a number"),
+    (("render", "world_opacity"), 1, "true/false"),
     (("render", "warp_speed"), 2, "unknown render field"),
     (("render",), [], "'dif' and 'render' objects"),
 ]
@@ -151,6 +153,22 @@ def test_crafted_method_config_gives_typed_error(stream: Path, tmp_path: Path, p
     with pytest.raises(CorruptChunkError, match=match) as ei:
         Decoder(bad)
     assert str(bad) in str(ei.value) and "METHOD_CONFIG" in str(ei.value)
+
+
+def test_world_opacity_in_the_method_config_reaches_the_renderer(stream: Path, tmp_path: Path):
+    """`render.world_opacity` (written by `--pipeline.model.outer-opacity world`) switches the decoder's renderer to
+    world-length opacity outside the box; absent, a contracted stream renders as before."""
+    from nerfstudio_vvc.playback.registry import open_decoder
+
+    c2w = torch.tensor([[1.0, 0, 0, 0], [0, 0, -1, -3.0], [0, 1, 0, 0.2]])
+    renders = {}
+    for world in (False, True):
+        def change(meta, world=world):
+            meta["render"].update(contraction=0.5, num_outer_samples=8, **({"world_opacity": True} if world else {}))
+        dec = open_decoder(_with_config(stream, tmp_path / f"w{int(world)}.vvc", change))
+        assert dec.world_opacity is world
+        renders[world] = dec.render(dec.decode_frame(0), c2w, 10.0, 10.0, 6.0, 6.0, 12, 12)
+    assert torch.isfinite(renders[True]).all() and not torch.equal(renders[False], renders[True])
 
 
 def test_method_config_nan_and_non_json(stream: Path, tmp_path: Path):

@@ -95,8 +95,8 @@ def test_renderer_returns_distortion_only_when_asked():
 
 def test_a_fresh_field_is_not_opaque_behind_the_box():
     """Opacity outside the box is measured per contracted length: a field with the same small density everywhere
-    (a fresh one) stays transparent over the renderer's long steps behind the box. With world lengths every ray
-    was opaque at its far end from the first step, and training views were first explained by a far shell."""
+    (a fresh one) stays transparent over the renderer's long steps behind the box. With world lengths
+    (`world_opacity`, for captures enclosed by a wall) every ray is opaque at its far end from the first step."""
     class Uniform(torch.nn.Module):
         def forward(self, x01, dirs):
             return torch.full((len(x01),), 0.07), torch.ones(len(x01), 3)
@@ -107,6 +107,13 @@ def test_a_fresh_field_is_not_opaque_behind_the_box():
     through_box = 1.0 - math.exp(-0.07 * 3.0)
     # at least the box's 3 units; far from opaque (with world lengths every ray reached 1.0)
     assert (out["accumulation"] > through_box).all() and (out["accumulation"] < 0.5).all()
+    world = render_rays(Uniform(), origins, dirs, AABB, None, 32, 0.0, torch.zeros(3), jitter=True, contraction=0.5,
+                        num_outer_samples=32, world_opacity=True)
+    assert (world["accumulation"] > 0.99).all()
+    bounded = dict(contraction=0.0, num_outer_samples=32, jitter=False)  # no outside: the option changes nothing
+    assert torch.equal(render_rays(Uniform(), origins, dirs, AABB, None, 32, 0.0, torch.zeros(3), **bounded)["rgb"],
+                       render_rays(Uniform(), origins, dirs, AABB, None, 32, 0.0, torch.zeros(3), world_opacity=True,
+                                   **bounded)["rgb"])
 
 
 def test_dilate_grows_occupancy_by_one_cell():

@@ -289,6 +289,21 @@ def test_corrupted_payload_byte_gives_the_typed_error(cli_run: Path, tmp_path: P
 _rewrite = rewrite_stream
 
 
+def test_world_opacity_in_the_method_config_reaches_the_renderer(cli_run: Path, tmp_path: Path):
+    """`render.world_opacity` (`--pipeline.model.outer-opacity world`) switches the decoder's renderer to
+    world-length opacity outside the box; absent, a contracted stream renders as before."""
+    renders = {}
+    for world in (False, True):
+        def fn(gl, world=world):
+            meta = json.loads(dict(gl)[ChunkType.METHOD_CONFIG])
+            meta["render"].update(contraction=0.5, num_outer_samples=8, **({"world_opacity": True} if world else {}))
+            return [(k, json.dumps(meta).encode() if k == ChunkType.METHOD_CONFIG else v) for k, v in gl]
+        dec = open_decoder(_rewrite(cli_run / "sequence.vvc", tmp_path / f"w{int(world)}.vvc", globals_fn=fn))
+        assert dec.world_opacity is world
+        renders[world] = dec.render(dec.decode_frame(0), C2W, 20.0, 20.0, 8.0, 8.0, 12, 12)
+    assert torch.isfinite(renders[True]).all() and not torch.equal(renders[False], renders[True])
+
+
 def test_crafted_streams_give_typed_errors_naming_file_and_chunk(cli_run: Path, tmp_path: Path):
     src = cli_run / "sequence.vvc"
 
@@ -303,6 +318,7 @@ def test_crafted_streams_give_typed_errors_naming_file_and_chunk(cli_run: Path, 
         "huge planes": (config(lambda m: m["hex"].update(density_resolution=4096, time_resolution=4096)), "METHOD_CONFIG"),
         "bool as int": (config(lambda m: m["hex"].update(hidden_dim=True)), "METHOD_CONFIG"),
         "unknown field": (config(lambda m: m["render"].update(fancy=1)), "METHOD_CONFIG"),
+        "world_opacity not a bool": (config(lambda m: m["render"].update(world_opacity=1)), "METHOD_CONFIG"),
         "entries mismatch": (config(lambda m: m["codebook"]["entries"].update(density=3)), "CODEBOOK"),
         "index out of range": (lambda gl: [(k, v) for k, v in gl], None),
     }

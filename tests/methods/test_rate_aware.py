@@ -280,6 +280,30 @@ def test_distortion_loss_is_trained_in_contracted_scenes_only(contraction: float
         torch.testing.assert_close(loss["distortion_loss"], 0.01 * outputs["distortion"].mean())
 
 
+def test_outer_opacity_world_is_written_to_the_method_config():
+    """`outer_opacity='world'` reaches the renderer in training and the stream's METHOD_CONFIG (the decoder renders
+    with it: tests/codec/test_fuzz_payload.py); the default writes nothing new (older files decode as before)."""
+    from nerfstudio.cameras.rays import RayBundle
+
+    from nerfstudio_vvc.methods.rate_aware.codec import parse_method_config
+
+    dirs = torch.nn.functional.normalize(torch.randn(32, 3, generator=torch.Generator().manual_seed(1)), dim=-1)
+    acc = {}
+    for mode in ("contracted", "world"):
+        model = _small_model(contraction=0.5, outer_opacity=mode)
+        render = json.loads(model.method_config_bytes())["render"]
+        assert render.get("world_opacity", False) is (mode == "world")
+        assert parse_method_config(model.method_config_bytes()).render.get("world_opacity", False) is (mode == "world")
+        model.begin_frame(1, False)
+        model.train()
+        torch.manual_seed(0)  # the same jitter for both
+        bundle = RayBundle(origins=-3.0 * dirs, directions=dirs, pixel_area=torch.ones(32, 1))
+        with torch.no_grad():
+            acc[mode] = model.get_outputs(bundle)["accumulation"]
+    # the same field: world lengths make the long steps behind the box opaque
+    assert float(acc["world"].mean()) > float(acc["contracted"].mean()) + 0.1
+
+
 def test_grid_tv_measures_neighbour_differences():
     from nerfstudio_vvc.methods.rate_aware.model import grid_tv
 

@@ -205,6 +205,9 @@ def validate_method_config(meta: object) -> StreamConfig:
         raise TypeError("render must be an object")
     render = dict(render)
     aabb, bg = render.pop("aabb", None), render.pop("background", None)
+    world_opacity = render.pop("world_opacity", False)  # optional, written only when true
+    if not isinstance(world_opacity, bool):
+        raise TypeError(f"render.world_opacity must be true/false, got {type(world_opacity).__name__}")
     out = _fields(render, "render", _RENDER_RULES, optional=("contraction", "num_outer_samples"))
     if not isinstance(aabb, list) or len(aabb) != 2 or any(not isinstance(c, list) or len(c) != 3 for c in aabb):
         raise TypeError("render.aabb must be [[x0, y0, z0], [x1, y1, z1]]")
@@ -215,6 +218,8 @@ def validate_method_config(meta: object) -> StreamConfig:
         raise TypeError("render.background must be 3 numbers")
     out["aabb"] = box
     out["background"] = [_num(v, "render.background", float, 0.0, 1.0) for v in bg]
+    if world_opacity:
+        out["world_opacity"] = True
     return StreamConfig(spec, int(num_frames), int(fragment_size), entries, out)  # type: ignore[arg-type]
 
 

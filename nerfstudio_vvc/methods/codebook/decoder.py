@@ -44,6 +44,7 @@ class CodebookDecoder(MethodDecoder):
         self.near_plane = float(r["near_plane"])  # type: ignore[arg-type]
         self.contraction = float(r.get("contraction", 0.0))  # type: ignore[arg-type]
         self.num_outer_samples = int(r.get("num_outer_samples", 0))  # type: ignore[arg-type]
+        self.world_opacity = bool(r.get("world_opacity", False))
         self._cache: Tuple[Optional[DecodedFrame], str, Optional[Tuple[HexField, OccupancyGrid]]] = (None, "", None)
 
     def decode_record(self, record: FrameRecord, prev: Optional[DecodedFrame]) -> DecodedFrame:
@@ -62,5 +63,6 @@ class CodebookDecoder(MethodDecoder):
         field, occ = cached
         out = render_rays(field, origins.float(), dirs.float(), self.aabb.to(device), occ, self.num_samples,
                           self.near_plane, self.background.to(device), jitter=False,
-                          contraction=self.contraction, num_outer_samples=self.num_outer_samples)
+                          contraction=self.contraction, num_outer_samples=self.num_outer_samples,
+                          world_opacity=self.world_opacity)
         return {k: out[k] for k in ("rgb", "accumulation", "depth")}

@@ -199,7 +199,8 @@ class CodebookModel(FrameModel):
             m = times == t
             o = render_rays(make_field(float(t)), origins[m], dirs[m], self.aabb, self.occupancy, self.config.num_samples,
                             self.near_plane, self.background, jitter=jitter, contraction=self.config.contraction,
-                            num_outer_samples=self.config.num_outer_samples, distortion=distortion)
+                            num_outer_samples=self.config.num_outer_samples, distortion=distortion,
+                            world_opacity=self.world_opacity)
             for k in out:
                 out[k] = out[k].index_put((torch.nonzero(m).flatten(),), o[k])
         return out

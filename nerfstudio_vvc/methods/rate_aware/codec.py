@@ -146,6 +146,7 @@ RENDER_RULES: Dict[str, Rule] = {
     "occupancy_resolution": Rule(int, 1, 512),
     "contraction": Rule(float, 0.0, 100.0, optional=True),
     "num_outer_samples": Rule(int, 0, 4096, optional=True),
+    "world_opacity": Rule(bool, optional=True),  # written only when true (absent: contracted-length opacity)
     "lambda_rate": Rule(float, 0.0, 1e12, optional=True),
     "rate_aware": Rule(bool, optional=True),
     "adaptive_quant": Rule(bool, optional=True),

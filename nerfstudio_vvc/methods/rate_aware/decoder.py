@@ -34,6 +34,7 @@ class RateAwareDecoder(MethodDecoder):
         self.occupancy_resolution = int(self.render_cfg["occupancy_resolution"])
         self.contraction = float(self.render_cfg.get("contraction", 0.0))
         self.num_outer_samples = int(self.render_cfg.get("num_outer_samples", 0))
+        self.world_opacity = bool(self.render_cfg.get("world_opacity", False))
         self._field_cache: Tuple[Optional[DecodedFrame], Optional[Tuple[DiFFrameField, OccupancyGrid]]] = (None, None)
 
     def decode_record(self, record: FrameRecord, prev: Optional[DecodedFrame]) -> DecodedFrame:
@@ -67,5 +68,6 @@ class RateAwareDecoder(MethodDecoder):
             self._field_cache = (decoded, (field, occ))
         out = render_rays(field, origins.float(), dirs.float(), self.aabb.to(device), occ, self.num_samples,
                           self.near_plane, self.background.to(device), jitter=False,
-                          contraction=self.contraction, num_outer_samples=self.num_outer_samples)
+                          contraction=self.contraction, num_outer_samples=self.num_outer_samples,
+                          world_opacity=self.world_opacity)
         return {k: out[k] for k in ("rgb", "accumulation", "depth")}

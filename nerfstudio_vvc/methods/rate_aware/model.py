@@ -191,6 +191,7 @@ class RateAwareModel(FrameModel):
         return spec_json(self.spec, aabb=self.aabb.cpu().tolist(), near_plane=self.near_plane,
                          background=list(c.background_color), num_samples=c.num_samples,
                          contraction=c.contraction, num_outer_samples=c.num_outer_samples,
+                         **({"world_opacity": True} if self.world_opacity else {}),
                          occupancy_resolution=self.occupancy_cells, lambda_rate=c.lambda_rate,
                          rate_aware=c.rate_aware, adaptive_quant=c.adaptive_quant)
 
