@@ -4,14 +4,15 @@
 Usage (from the repo root):
     .venv/bin/python bench/plot_methods_rd.py --out bench_out/methods_rd \\
         [--rate-aware-summary bench_out/rd_panoptic_30f/summary.json | bench/reference/rate_aware_panoptic_30f.json] \\
-        [--codebook-summary bench_out/codebook/summary.json | bench/reference/codebook_panoptic_30f_cpu_k1024_renderer2.json]
+        [--codebook-summary bench_out/codebook/summary.json | bench/reference/codebook_panoptic_30f_cpu_k1024_worldop.json]
 
 Reads vvc-rate-aware's `ns-vvc rd-sweep` summary.json (its `full-*` points) and vvc-codebook's
 `bench/bench_codebook.py` summary.json (its k curve), checks that both cover the same number of frames, and writes
 rd_test_psnr.png and rd_test_lpips.png plus methods_rd.json (the plotted points) into --out. Prints the JSON.
 The defaults are the panoptic runs documented in docs/evaluation.md and docs/codebook.md, kept in
-`bench/reference/` (codebook: the CPU run with today's renderer, k 1024; `codebook_panoptic_30f_cpu.json`: its
-k curve with the renderer before 2026-12-02, 2 dB better; `codebook_panoptic_30f.json`: the earlier GPU run).
+`bench/reference/` (codebook: the CPU run with today's renderer and `--pipeline.model.outer-opacity world`, k 1024;
+`..._k1024_renderer2.json`: the same with contracted-length opacity, 1.8 dB worse; `codebook_panoptic_30f_cpu.json`:
+its k curve with the renderer before 2026-12-02; `codebook_panoptic_30f.json`: the earlier GPU run).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "bench_out" / "methods_rd")
     ap.add_argument("--rate-aware-summary", type=Path, default=REPO_ROOT / "bench" / "reference" / "rate_aware_panoptic_30f.json",
                     help="rd-sweep summary.json of vvc-rate-aware, or its points/ folder")
-    ap.add_argument("--codebook-summary", type=Path, default=REPO_ROOT / "bench" / "reference" / "codebook_panoptic_30f_cpu_k1024_renderer2.json")
+    ap.add_argument("--codebook-summary", type=Path, default=REPO_ROOT / "bench" / "reference" / "codebook_panoptic_30f_cpu_k1024_worldop.json")
     ap.add_argument("--title", default="panoptic-basketball, frames 0-29, 160x90, 4 test cameras")
     args = ap.parse_args(argv)
     for path in (args.rate_aware_summary, args.codebook_summary):
