@@ -129,6 +129,12 @@ def test_basic_view_x265_at_a_qp_decodes_from_the_file(tmp_path):
         return float(np.mean([np.abs(a.astype(float) - b).mean() for a, b in zip(res["decoded"], frames)]))
 
     assert err(hi) < err(lo)
+    # the encoder ran without a thread pool and with one frame thread (x265 records its options in the stream), so
+    # the bytes do not depend on the machine's cores or on thread scheduling: a resumed run writes the same file
+    options = (tmp_path / "hi.hevc").read_bytes()
+    assert b"numa-pools=none" in options and b" frame-threads=1 " in options and b" no-wpp " in options
+    assert code_basic_view(frames, tmp_path / "hi2.hevc", qp=22)["file_bytes"] == hi["file_bytes"]
+    assert (tmp_path / "hi2.hevc").read_bytes() == (tmp_path / "hi.hevc").read_bytes()
 
 
 def test_lr_schedule_warms_up_then_decays_to_zero():
