@@ -18,7 +18,8 @@ the point closest to the box centre.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Tuple
+from dataclasses import dataclass
+from typing import Callable, Dict, Mapping, Optional, Tuple
 
 import torch
 
@@ -165,3 +166,56 @@ def distortion_loss(weights: torch.Tensor, s_mid: torch.Tensor, width: float) ->
     between = 2.0 * (weights * (s_mid * w_before - ws_before)).sum(-1, keepdim=True)
     within = (weights**2).sum(-1, keepdim=True) * (width / 3.0)
     return between + within
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """How a 3D method's field is rendered: what its training model uses and its decoder must use alike.
+
+    Recorded in the METHOD_CONFIG's ``render`` object (`to_json`; each method's codec validates the object and may
+    add its own keys next to these), read back by the decoder (`from_json`), which renders with `render`.
+    """
+
+    aabb: Tuple[Tuple[float, float, float], Tuple[float, float, float]]
+    near_plane: float
+    background: Tuple[float, float, float]
+    num_samples: int
+    occupancy_resolution: int
+    """Cells per side of the occupancy grid (all of space when contracted)."""
+    contraction: float = 0.0
+    num_outer_samples: int = 0
+    world_opacity: bool = False
+    """Opacity outside the box per world length (`--pipeline.model.outer-opacity world`); written only when true,
+    so streams from before the option read back as contracted-length opacity."""
+
+    def to_json(self) -> Dict[str, object]:
+        out: Dict[str, object] = {"aabb": [list(self.aabb[0]), list(self.aabb[1])], "near_plane": self.near_plane,
+                                  "background": list(self.background), "num_samples": self.num_samples,
+                                  "occupancy_resolution": self.occupancy_resolution, "contraction": self.contraction,
+                                  "num_outer_samples": self.num_outer_samples}
+        if self.world_opacity:
+            out["world_opacity"] = True
+        return out
+
+    @classmethod
+    def from_json(cls, render: Mapping[str, object]) -> "RenderSettings":
+        """From a validated ``render`` object (keys other than these are the method's own and are ignored)."""
+        box = render["aabb"]
+        return cls(aabb=(tuple(float(v) for v in box[0]), tuple(float(v) for v in box[1])),  # type: ignore[index]
+                   near_plane=float(render["near_plane"]),  # type: ignore[arg-type]
+                   background=tuple(float(v) for v in render["background"]),  # type: ignore[union-attr]
+                   num_samples=int(render["num_samples"]),  # type: ignore[arg-type]
+                   occupancy_resolution=int(render["occupancy_resolution"]),  # type: ignore[arg-type]
+                   contraction=float(render.get("contraction", 0.0)),  # type: ignore[arg-type]
+                   num_outer_samples=int(render.get("num_outer_samples", 0)),  # type: ignore[arg-type]
+                   world_opacity=bool(render.get("world_opacity", False)))
+
+    def render(self, field: torch.nn.Module, origins: torch.Tensor, dirs: torch.Tensor,
+               occupancy: Optional[OccupancyGrid]) -> Dict[str, torch.Tensor]:
+        """Render rays [R, 3] without jitter (playback) on the rays' device: rgb, accumulation, depth, num_samples."""
+        dev = origins.device
+        return render_rays(field, origins.float(), dirs.float(), torch.tensor(self.aabb, dtype=torch.float32, device=dev),
+                           occupancy, self.num_samples, self.near_plane,
+                           torch.tensor(self.background, dtype=torch.float32, device=dev), jitter=False,
+                           contraction=self.contraction, num_outer_samples=self.num_outer_samples,
+                           world_opacity=self.world_opacity)

@@ -29,7 +29,7 @@ from nerfstudio.models.base_model import Model, ModelConfig
 
 from nerfstudio_vvc.components.frame_store import FrameStore
 from nerfstudio_vvc.components.occupancy import OccupancyGrid, occupancy_cells
-from nerfstudio_vvc.components.rendering import render_rays
+from nerfstudio_vvc.components.rendering import RenderSettings, render_rays
 from nerfstudio_vvc.playback.controls import PlaybackControls, default_view
 
 
@@ -211,6 +211,15 @@ class FrameModel(Model):
     def world_opacity(self) -> bool:
         """`outer_opacity` == 'world' (what render_rays and the METHOD_CONFIG's `world_opacity` take)."""
         return self.config.outer_opacity == "world"
+
+    def render_settings(self) -> RenderSettings:
+        """The render settings this model trains with, as its decoder will read them from the METHOD_CONFIG."""
+        c = self.config
+        box = self.aabb.cpu().tolist()
+        return RenderSettings(aabb=(tuple(box[0]), tuple(box[1])), near_plane=self.near_plane,
+                              background=tuple(c.background_color), num_samples=c.num_samples,
+                              occupancy_resolution=self.occupancy_cells, contraction=c.contraction,
+                              num_outer_samples=c.num_outer_samples, world_opacity=self.world_opacity)
 
     def _use_distortion(self) -> bool:
         return self.config.contraction > 0 and self.config.num_outer_samples > 0 and self.config.distortion_mult > 0

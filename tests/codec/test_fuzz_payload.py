@@ -166,7 +166,7 @@ def test_world_opacity_in_the_method_config_reaches_the_renderer(stream: Path, t
         def change(meta, world=world):
             meta["render"].update(contraction=0.5, num_outer_samples=8, **({"world_opacity": True} if world else {}))
         dec = open_decoder(_with_config(stream, tmp_path / f"w{int(world)}.vvc", change))
-        assert dec.world_opacity is world
+        assert dec.render_settings.world_opacity is world
         renders[world] = dec.render(dec.decode_frame(0), c2w, 10.0, 10.0, 6.0, 6.0, 12, 12)
     assert torch.isfinite(renders[True]).all() and not torch.equal(renders[False], renders[True])
 

@@ -8,7 +8,7 @@ import torch
 
 from nerfstudio_vvc.components.heads import RenderMLP, sh_basis
 from nerfstudio_vvc.components.occupancy import OccupancyGrid
-from nerfstudio_vvc.components.rendering import distortion_loss, render_rays, to_unit_cube
+from nerfstudio_vvc.components.rendering import RenderSettings, distortion_loss, render_rays, to_unit_cube
 
 AABB = torch.tensor([[-1.5] * 3, [1.5] * 3])
 
@@ -114,6 +114,31 @@ def test_a_fresh_field_is_not_opaque_behind_the_box():
     assert torch.equal(render_rays(Uniform(), origins, dirs, AABB, None, 32, 0.0, torch.zeros(3), **bounded)["rgb"],
                        render_rays(Uniform(), origins, dirs, AABB, None, 32, 0.0, torch.zeros(3), world_opacity=True,
                                    **bounded)["rgb"])
+
+
+def test_render_settings_round_trip_and_render_like_the_training_call():
+    """What a model writes into the METHOD_CONFIG is what its decoder renders with: every setting survives the JSON
+    round trip, `world_opacity` is written only when set (older streams stay byte-identical), and `render` is the
+    training renderer without jitter."""
+    import json
+
+    s = RenderSettings(aabb=((-1.5, -1.5, -1.5), (1.5, 1.5, 1.5)), near_plane=0.05, background=(1.0, 0.5, 0.0),
+                       num_samples=24, occupancy_resolution=72, contraction=0.5, num_outer_samples=16)
+    assert "world_opacity" not in s.to_json()
+    for settings in (s, RenderSettings(**{**s.__dict__, "world_opacity": True})):
+        back = RenderSettings.from_json(json.loads(json.dumps({**settings.to_json(), "lambda_rate": 1e-3})))
+        assert back == settings
+    old = RenderSettings.from_json({"aabb": [[-1, -1, -1], [1, 1, 1]], "near_plane": 0, "background": [1, 1, 1],
+                                    "num_samples": 8, "occupancy_resolution": 16})  # a stream from before contraction
+    assert (old.contraction, old.num_outer_samples, old.world_opacity) == (0.0, 0, False)
+    origins, dirs = _rays(32)
+    for world in (False, True):
+        settings = RenderSettings(**{**s.__dict__, "world_opacity": world})
+        want = render_rays(_FarShell(0.5), origins, dirs, torch.tensor(settings.aabb), None, 24, 0.05,
+                           torch.tensor([1.0, 0.5, 0.0]), jitter=False, contraction=0.5, num_outer_samples=16,
+                           world_opacity=world)
+        got = settings.render(_FarShell(0.5), origins, dirs, None)
+        assert all(torch.equal(got[k], want[k]) for k in ("rgb", "accumulation", "depth"))
 
 
 def test_dilate_grows_occupancy_by_one_cell():

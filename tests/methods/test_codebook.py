@@ -299,7 +299,7 @@ def test_world_opacity_in_the_method_config_reaches_the_renderer(cli_run: Path, 
             meta["render"].update(contraction=0.5, num_outer_samples=8, **({"world_opacity": True} if world else {}))
             return [(k, json.dumps(meta).encode() if k == ChunkType.METHOD_CONFIG else v) for k, v in gl]
         dec = open_decoder(_rewrite(cli_run / "sequence.vvc", tmp_path / f"w{int(world)}.vvc", globals_fn=fn))
-        assert dec.world_opacity is world
+        assert dec.render_settings.world_opacity is world
         renders[world] = dec.render(dec.decode_frame(0), C2W, 20.0, 20.0, 8.0, 8.0, 12, 12)
     assert torch.isfinite(renders[True]).all() and not torch.equal(renders[False], renders[True])
 

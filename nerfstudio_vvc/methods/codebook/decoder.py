@@ -13,7 +13,7 @@ import torch
 
 from nerfstudio_vvc.codec.bitstream.container import FrameRecord
 from nerfstudio_vvc.components.occupancy import OccupancyGrid
-from nerfstudio_vvc.components.rendering import render_rays
+from nerfstudio_vvc.components.rendering import RenderSettings
 from nerfstudio_vvc.methods.codebook.codec import DecodedFrame, decode_frame, decode_globals, parse_method_config
 from nerfstudio_vvc.methods.codebook.field import HexField, HexHead
 from nerfstudio_vvc.playback.decoder import MethodDecoder
@@ -37,14 +37,7 @@ class CodebookDecoder(MethodDecoder):
         self.config = parse_method_config(method_config, source=str(self.path))  # validated: types, ranges, sizes
         self.spec = self.config.spec
         self.shared = decode_globals(self.reader.global_chunk_list, self.config, source=str(self.path))
-        r = self.config.render
-        self.aabb = torch.tensor(r["aabb"], dtype=torch.float32).reshape(2, 3)
-        self.background = torch.tensor(r["background"], dtype=torch.float32).reshape(3)
-        self.num_samples = int(r["num_samples"])  # type: ignore[arg-type]
-        self.near_plane = float(r["near_plane"])  # type: ignore[arg-type]
-        self.contraction = float(r.get("contraction", 0.0))  # type: ignore[arg-type]
-        self.num_outer_samples = int(r.get("num_outer_samples", 0))  # type: ignore[arg-type]
-        self.world_opacity = bool(r.get("world_opacity", False))
+        self.render_settings = RenderSettings.from_json(self.config.render)
         self._cache: Tuple[Optional[DecodedFrame], str, Optional[Tuple[HexField, OccupancyGrid]]] = (None, "", None)
 
     def decode_record(self, record: FrameRecord, prev: Optional[DecodedFrame]) -> DecodedFrame:
@@ -61,8 +54,5 @@ class CodebookDecoder(MethodDecoder):
             cached = frame_field(self.spec, decoded, device)
             self._cache = (decoded, str(device), cached)
         field, occ = cached
-        out = render_rays(field, origins.float(), dirs.float(), self.aabb.to(device), occ, self.num_samples,
-                          self.near_plane, self.background.to(device), jitter=False,
-                          contraction=self.contraction, num_outer_samples=self.num_outer_samples,
-                          world_opacity=self.world_opacity)
+        out = self.render_settings.render(field, origins, dirs, occ)
         return {k: out[k] for k in ("rgb", "accumulation", "depth")}

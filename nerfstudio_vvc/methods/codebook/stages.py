@@ -205,11 +205,7 @@ def run_code(ctx: StageContext, quant: Dict[str, Any], dyn: Dict[str, Any]) -> D
     model, c = ctx.model, ctx.model.config
     spec, dev = model.spec, ctx.device
     box = model.aabb.cpu().tolist()
-    render = {"aabb": box, "near_plane": model.near_plane, "background": list(c.background_color),
-              "num_samples": c.num_samples, "occupancy_resolution": model.occupancy_cells,
-              "contraction": c.contraction, "num_outer_samples": c.num_outer_samples}
-    if model.world_opacity:
-        render["world_opacity"] = True  # absent: contracted-length opacity (files before the option)
+    render = model.render_settings().to_json()
     entries = {g: int(quant["symbols"][g].shape[0]) for g in GROUPS}
     cfg = StreamConfig(spec, model.num_frames, c.fragment_size, entries, render)
     shared = SharedState(quant["symbols"], quant["steps"], [i.cpu() for i in model.hex.indices], quant["mlp"])

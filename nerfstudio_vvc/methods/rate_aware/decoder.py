@@ -13,7 +13,7 @@ import torch
 from nerfstudio_vvc.codec.bitstream.container import FrameRecord
 from nerfstudio_vvc.codec.errors import CorruptChunkError
 from nerfstudio_vvc.components.occupancy import OccupancyGrid
-from nerfstudio_vvc.components.rendering import render_rays
+from nerfstudio_vvc.components.rendering import RenderSettings
 from nerfstudio_vvc.methods.rate_aware.codec import DecodedFrame, decode_frame, parse_method_config
 from nerfstudio_vvc.methods.rate_aware.field import DiFFrameField, DiFSpec
 from nerfstudio_vvc.playback.decoder import MethodDecoder
@@ -26,15 +26,8 @@ class RateAwareDecoder(MethodDecoder):
         if method_config is None:
             raise CorruptChunkError("no METHOD_CONFIG chunk", source=str(self.path), where="METHOD_CONFIG")
         self.config = parse_method_config(method_config, source=str(self.path))  # validated: types, ranges, sizes
-        self.spec, self.render_cfg = self.config.spec, self.config.render
-        self.aabb = torch.tensor(self.render_cfg["aabb"], dtype=torch.float32).reshape(2, 3)
-        self.background = torch.tensor(self.render_cfg["background"], dtype=torch.float32).reshape(3)
-        self.num_samples = int(self.render_cfg["num_samples"])
-        self.near_plane = float(self.render_cfg["near_plane"])
-        self.occupancy_resolution = int(self.render_cfg["occupancy_resolution"])
-        self.contraction = float(self.render_cfg.get("contraction", 0.0))
-        self.num_outer_samples = int(self.render_cfg.get("num_outer_samples", 0))
-        self.world_opacity = bool(self.render_cfg.get("world_opacity", False))
+        self.spec = self.config.spec
+        self.render_settings = RenderSettings.from_json(self.config.render)
         self._field_cache: Tuple[Optional[DecodedFrame], Optional[Tuple[DiFFrameField, OccupancyGrid]]] = (None, None)
 
     def decode_record(self, record: FrameRecord, prev: Optional[DecodedFrame]) -> DecodedFrame:
@@ -52,7 +45,7 @@ class RateAwareDecoder(MethodDecoder):
         field = DiFFrameField(self.spec)
         field.mlp.load_state_dict(decoded.mlp_state)
         field.set_grids(decoded.grids)
-        occ = OccupancyGrid(self.occupancy_resolution)
+        occ = OccupancyGrid(self.render_settings.occupancy_resolution)
         occ.set_binary(decoded.occupancy)
         self._field_cache = (decoded, (field, occ))
         return field, occ
@@ -66,8 +59,5 @@ class RateAwareDecoder(MethodDecoder):
             field.set_grids(decoded.grids)
             occ = occ.to(device)
             self._field_cache = (decoded, (field, occ))
-        out = render_rays(field, origins.float(), dirs.float(), self.aabb.to(device), occ, self.num_samples,
-                          self.near_plane, self.background.to(device), jitter=False,
-                          contraction=self.contraction, num_outer_samples=self.num_outer_samples,
-                          world_opacity=self.world_opacity)
+        out = self.render_settings.render(field, origins, dirs, occ)
         return {k: out[k] for k in ("rgb", "accumulation", "depth")}

@@ -188,11 +188,7 @@ class RateAwareModel(FrameModel):
 
     def method_config_bytes(self) -> bytes:
         c = self.config
-        return spec_json(self.spec, aabb=self.aabb.cpu().tolist(), near_plane=self.near_plane,
-                         background=list(c.background_color), num_samples=c.num_samples,
-                         contraction=c.contraction, num_outer_samples=c.num_outer_samples,
-                         **({"world_opacity": True} if self.world_opacity else {}),
-                         occupancy_resolution=self.occupancy_cells, lambda_rate=c.lambda_rate,
+        return spec_json(self.spec, **self.render_settings().to_json(), lambda_rate=c.lambda_rate,
                          rate_aware=c.rate_aware, adaptive_quant=c.adaptive_quant)
 
     def extra_bitstream_path(self, exponent: int) -> Optional[Path]:
