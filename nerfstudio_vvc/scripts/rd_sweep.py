@@ -182,7 +182,8 @@ class RdSweep:
     device: str = "cpu"
     """--machine.device-type for ns-train."""
     train_args: Tuple[str, ...] = ()
-    """More ns-train arguments for every run (method options, before the dataparser)."""
+    """More ns-train arguments for every run (method options, before the dataparser). On the command line they go
+    after `--` (tyro takes no values that start with `--`): `ns-vvc rd-sweep ... -- --pipeline.model.seed 1`."""
     data_args: Tuple[str, ...] = ()
     """More `vvc-data` arguments (e.g. --train-cameras ...)."""
     workers: int = 1
