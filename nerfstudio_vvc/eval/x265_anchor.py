@@ -3,7 +3,10 @@
 Settings (all overridable): libx265 through PyAV (the PyAV wheel bundles libx265), ``preset=veryfast``,
 constant-quality ``crf`` in ``DEFAULT_CRFS = (22, 28, 33, 38)``, pixel format **yuv444p** (8-bit, no
 chroma subsampling), default GOP (x265 keyint 250, so a ≤250-frame clip has one I-frame per camera),
-30 fps time base. RGB→YUV and YUV→RGB conversions are libswscale's defaults (BT.601, limited range),
+30 fps time base, and x265 **without its thread pool and with one frame thread**
+(``DETERMINISTIC_X265_PARAMS``): x265 derives its frame threads — which change the bitstream — from the
+core count, and its pooled lookahead can give a different stream for the same input from run to run, so
+the default threading would make the anchor's bytes depend on the machine. RGB→YUV and YUV→RGB conversions are libswscale's defaults (BT.601, limited range),
 identical on the encode and the decode side.
 
 Bytes
@@ -31,10 +34,14 @@ from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-__all__ = ["DEFAULT_CRFS", "encode_camera", "decode_hevc", "run_x265_anchor", "x265_anchor_point"]
+__all__ = ["DEFAULT_CRFS", "DETERMINISTIC_X265_PARAMS", "encode_camera", "decode_hevc", "run_x265_anchor", "x265_anchor_point"]
 
 DEFAULT_CRFS = (22, 28, 33, 38)
 PIX_FMT = "yuv444p"
+DETERMINISTIC_X265_PARAMS = "log-level=error:pools=none:frame-threads=1"
+"""x265 options of every encode here: no thread pool, one frame thread, so the bytes depend on neither the machine
+nor thread scheduling (x265 picks frame threads from the core count; its pooled lookahead was seen to change the
+stream between runs on a many-core machine)."""
 
 
 def _check_frames(frames: Sequence[np.ndarray]) -> tuple:
@@ -53,7 +60,7 @@ def encode_camera(
     crf: int,
     preset: str = "veryfast",
     fps: int = 30,
-    x265_params: str = "log-level=error",
+    x265_params: str = DETERMINISTIC_X265_PARAMS,
     qp: Optional[int] = None,
 ) -> Dict[str, object]:
     """Encode uint8 HxWx3 RGB frames to a raw HEVC Annex-B file at constant quality `crf`, or at the constant

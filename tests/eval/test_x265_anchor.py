@@ -43,6 +43,12 @@ def test_roundtrip_and_rd_monotonicity(tmp_path):
     lo, hi = res
     assert lo["psnr_db"] > hi["psnr_db"] and lo["ssim"] > hi["ssim"]
     assert lo["bytes_total"] > hi["bytes_total"]
+    # x265 ran without a thread pool and with one frame thread (it records its options in the stream): the anchor's
+    # bytes then depend on neither the machine's core count nor thread scheduling, and a re-run writes the same files
+    stream = (tmp_path / "crf18" / "cam_0_crf18.hevc").read_bytes()
+    assert b"numa-pools=none" in stream and b" frame-threads=1 " in stream and b" no-wpp " in stream
+    run_x265_anchor({0: frames[0]}, tmp_path / "again", crfs=(18,), use_lpips=False)
+    assert (tmp_path / "again" / "crf18" / "cam_0_crf18.hevc").read_bytes() == stream
 
 
 def test_decode_order_matches_source_order(tmp_path):

@@ -14,11 +14,7 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-# x265 without its thread pool and with one frame thread: the basic view's bytes must not depend on the machine or on
-# thread scheduling, since a resumed run has to write the same file as an uninterrupted one. x265 picks frame threads
-# (which change the bitstream) from the core count, and its pooled lookahead was seen to give a different stream on a
-# many-core CI machine for the same input. At the basic view's sizes the single-threaded encode costs well under a second.
-DETERMINISTIC_X265_PARAMS = "log-level=error:pools=none:frame-threads=1"
+from nerfstudio_vvc.eval.x265_anchor import DETERMINISTIC_X265_PARAMS, decode_hevc, encode_camera
 
 
 def viewing_directions(c2ws: np.ndarray) -> np.ndarray:
@@ -51,8 +47,8 @@ def code_basic_view(frames: Sequence[np.ndarray], path: Union[str, Path], qp: in
     Returns the encoder's statistics plus ``"decoded"``: the frames as the decoder rebuilds them from the written
     file (what the INR trains against and what the player warps), in display order.
     """
-    from nerfstudio_vvc.eval.x265_anchor import decode_hevc, encode_camera
-
+    # The basic view's bytes must not depend on the machine or on thread scheduling: a resumed run has to write the
+    # same file as an uninterrupted one. Single-threaded x265 costs well under a second at the basic view's sizes.
     stats = encode_camera(frames, path, crf=0, preset=preset, qp=qp, x265_params=DETERMINISTIC_X265_PARAMS)
     decoded: List[np.ndarray] = decode_hevc(path)["rgb"]
     if len(decoded) != len(frames):
