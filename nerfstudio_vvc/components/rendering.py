@@ -211,11 +211,15 @@ class RenderSettings:
                    world_opacity=bool(render.get("world_opacity", False)))
 
     def render(self, field: torch.nn.Module, origins: torch.Tensor, dirs: torch.Tensor,
-               occupancy: Optional[OccupancyGrid]) -> Dict[str, torch.Tensor]:
-        """Render rays [R, 3] without jitter (playback) on the rays' device: rgb, accumulation, depth, num_samples."""
+               occupancy: Optional[OccupancyGrid], jitter: bool = False, distortion: bool = False
+               ) -> Dict[str, torch.Tensor]:
+        """Render rays [R, 3] on the rays' device: rgb, accumulation, depth, num_samples (`render_rays`).
+
+        The one call both the training models (``jitter`` and, for contracted scenes, ``distortion`` while training)
+        and the decoders (neither) render with, so a decoder cannot drift from what its method trained."""
         dev = origins.device
         return render_rays(field, origins.float(), dirs.float(), torch.tensor(self.aabb, dtype=torch.float32, device=dev),
                            occupancy, self.num_samples, self.near_plane,
-                           torch.tensor(self.background, dtype=torch.float32, device=dev), jitter=False,
+                           torch.tensor(self.background, dtype=torch.float32, device=dev), jitter=jitter,
                            contraction=self.contraction, num_outer_samples=self.num_outer_samples,
-                           world_opacity=self.world_opacity)
+                           distortion=distortion, world_opacity=self.world_opacity)

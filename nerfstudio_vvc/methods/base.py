@@ -29,7 +29,7 @@ from nerfstudio.models.base_model import Model, ModelConfig
 
 from nerfstudio_vvc.components.frame_store import FrameStore
 from nerfstudio_vvc.components.occupancy import OccupancyGrid, occupancy_cells
-from nerfstudio_vvc.components.rendering import RenderSettings, render_rays
+from nerfstudio_vvc.components.rendering import RenderSettings
 from nerfstudio_vvc.playback.controls import PlaybackControls, default_view
 
 
@@ -277,21 +277,8 @@ class FrameModel(Model):
         else:
             t = float(ray_bundle.times.reshape(-1)[0]) if ray_bundle.times is not None else 0.0
             field_module, occ = self._playback_modules(self.frame_of_time(t))
-        out = render_rays(
-            field_module,
-            origins,
-            dirs,
-            self.aabb,
-            occ,
-            self.config.num_samples,
-            self.near_plane,
-            self.background,
-            jitter=self.training,
-            contraction=self.config.contraction,
-            num_outer_samples=self.config.num_outer_samples,
-            distortion=self.training and self._use_distortion(),
-            world_opacity=self.world_opacity,
-        )
+        out = self.render_settings().render(field_module, origins, dirs, occ, jitter=self.training,
+                                            distortion=self.training and self._use_distortion())
         shape = ray_bundle.origins.shape[:-1]
         return {k: v.reshape(*shape, -1) for k, v in out.items()}
 

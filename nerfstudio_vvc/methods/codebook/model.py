@@ -21,7 +21,6 @@ import torch
 from torch import nn
 
 from nerfstudio_vvc.components.occupancy import OccupancyGrid
-from nerfstudio_vvc.components.rendering import render_rays
 from nerfstudio_vvc.methods.base import FrameModel, FrameModelConfig
 from nerfstudio_vvc.methods.codebook.field import PLANES, HexField, HexHead, HexSpec, gather_planes, init_planes
 
@@ -195,12 +194,11 @@ class CodebookModel(FrameModel):
         distortion = jitter and self.training and self._use_distortion()
         if distortion:
             out["distortion"] = origins.new_zeros(n, 1)
+        settings = self.render_settings()
         for t in torch.unique(times).tolist():
             m = times == t
-            o = render_rays(make_field(float(t)), origins[m], dirs[m], self.aabb, self.occupancy, self.config.num_samples,
-                            self.near_plane, self.background, jitter=jitter, contraction=self.config.contraction,
-                            num_outer_samples=self.config.num_outer_samples, distortion=distortion,
-                            world_opacity=self.world_opacity)
+            o = settings.render(make_field(float(t)), origins[m], dirs[m], self.occupancy, jitter=jitter,
+                                distortion=distortion)
             for k in out:
                 out[k] = out[k].index_put((torch.nonzero(m).flatten(),), o[k])
         return out
