@@ -23,6 +23,7 @@ from typing import Callable, Dict, Mapping, Optional, Tuple
 
 import torch
 
+from nerfstudio_vvc.codec.method_config import check_value
 from nerfstudio_vvc.components.occupancy import OccupancyGrid
 
 FieldFn = Callable[[torch.Tensor, torch.Tensor], Tuple[torch.Tensor, torch.Tensor]]
@@ -195,6 +196,45 @@ class RenderSettings:
                                   "num_outer_samples": self.num_outer_samples}
         if self.world_opacity:
             out["world_opacity"] = True
+        return out
+
+    JSON_RULES = {"near_plane": (float, 0.0, 1e6), "num_samples": (int, 1, 4096),
+                  "occupancy_resolution": (int, 1, 512), "contraction": (float, 0.0, 100.0),
+                  "num_outer_samples": (int, 0, 4096), "world_opacity": (bool,)}
+    """Type and range of each scalar setting in the ``render`` object (``aabb`` and ``background`` are checked apart);
+    ``contraction``, ``num_outer_samples`` and ``world_opacity`` may be absent (files from before them)."""
+    JSON_OPTIONAL = ("contraction", "num_outer_samples", "world_opacity")
+
+    @classmethod
+    def validate_json(cls, render: object, extra: Optional[Mapping[str, Tuple]] = None) -> Dict[str, object]:
+        """A METHOD_CONFIG's ``render`` object with every value's type and range checked, as a new dict.
+
+        ``extra``: the method's own optional keys, name → rule (`check_value`). Unknown keys are refused (a setting the
+        decoder silently dropped would render a different picture). Raises TypeError / ValueError / KeyError naming
+        the field; a codec's METHOD_CONFIG parser turns them into ``CorruptChunkError``."""
+        if not isinstance(render, dict):
+            raise TypeError("render must be an object")
+        extra = dict(extra or {})
+        rules = {**cls.JSON_RULES, **extra}
+        unknown = sorted(set(render) - set(rules) - {"aabb", "background"})
+        if unknown:
+            raise ValueError(f"unknown render field(s) {unknown[:4]} (a new field needs a rule)")
+        out: Dict[str, object] = {}
+        box = render.get("aabb")
+        if not isinstance(box, list) or len(box) != 2 or any(not isinstance(c, list) or len(c) != 3 for c in box):
+            raise TypeError("render.aabb must be [[x0, y0, z0], [x1, y1, z1]]")
+        out["aabb"] = [[check_value(v, "render.aabb", (float, -1e6, 1e6)) for v in c] for c in box]
+        if not all(a < b for a, b in zip(*out["aabb"])):  # type: ignore[call-overload]
+            raise ValueError(f"render.aabb is empty: {box}")
+        bg = render.get("background")
+        if not isinstance(bg, list) or len(bg) != 3:
+            raise TypeError(f"render.background must be a list of 3 values, got {str(bg)[:60]}")
+        out["background"] = [check_value(v, "render.background", (float, 0.0, 1.0)) for v in bg]
+        for key, rule in rules.items():
+            if key in render:
+                out[key] = check_value(render[key], f"render.{key}", rule)
+            elif key not in cls.JSON_OPTIONAL and key not in extra:
+                raise KeyError(f"render.{key} missing")
         return out
 
     @classmethod

@@ -180,8 +180,8 @@ def test_method_config_nan_and_non_json(stream: Path, tmp_path: Path):
 
 def test_every_difspec_field_has_a_rule():
     """Adding a field to DiFSpec = adding one line to DIF_RULES (methods/rate_aware/codec.py). (A render setting
-    added to RateAwareModel.method_config_bytes without a RENDER_RULES line fails tests/methods/test_rate_aware.py,
-    whose real ns-train stream the decoder then refuses.)"""
+    added to RateAwareModel.method_config_bytes without a rule — RenderSettings.JSON_RULES or RENDER_EXTRA_RULES —
+    fails tests/methods/test_rate_aware.py, whose real ns-train stream the decoder then refuses.)"""
     assert {f.name for f in dataclasses.fields(DiFSpec)} == set(DIF_RULES)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from nerfstudio_vvc.components.heads import RenderMLP, sh_basis
@@ -139,6 +140,41 @@ def test_render_settings_round_trip_and_render_like_the_training_call():
                            world_opacity=world)
         got = settings.render(_FarShell(0.5), origins, dirs, None)
         assert all(torch.equal(got[k], want[k]) for k in ("rgb", "accumulation", "depth"))
+
+
+def test_render_settings_json_is_validated_in_one_place():
+    """Both 3D codecs check their METHOD_CONFIG's ``render`` object with `RenderSettings.validate_json`: every setting
+    a model writes passes and reads back unchanged; a method's own keys need a rule; a crafted value is a typed error
+    naming the field."""
+    import json
+
+    s = RenderSettings(aabb=((-1.5, -1.5, -1.5), (1.5, 1.5, 1.5)), near_plane=0.05, background=(1.0, 0.5, 0.0),
+                       num_samples=24, occupancy_resolution=72, contraction=0.5, num_outer_samples=16,
+                       world_opacity=True)
+    written = json.loads(json.dumps({**s.to_json(), "lambda_rate": 1e-3}))
+    checked = RenderSettings.validate_json(written, {"lambda_rate": (float, 0.0, 1.0)})
+    assert checked == written and RenderSettings.from_json(checked) == s
+    with pytest.raises(ValueError, match=r"unknown render field\(s\) \['lambda_rate'\]"):
+        RenderSettings.validate_json(written)  # a method key without a rule
+    old = {"aabb": [[-1, -1, -1], [1, 1, 1]], "near_plane": 0, "background": [1, 1, 1], "num_samples": 8,
+           "occupancy_resolution": 16}  # a stream from before contraction: optional settings may be absent
+    assert RenderSettings.validate_json(old) == old
+    cases = [({"num_samples": None}, TypeError, "render.num_samples must be an integer"),
+             ({"num_samples": True}, TypeError, "render.num_samples must be an integer"),
+             ({"occupancy_resolution": 10**6}, ValueError, "render.occupancy_resolution = 1000000 outside"),
+             ({"near_plane": float("nan")}, ValueError, "render.near_plane = nan outside"),
+             ({"world_opacity": 1}, TypeError, "render.world_opacity must be true/false"),
+             ({"aabb": [[0, 0, 0], [1, 0, 1]]}, ValueError, "render.aabb is empty"),
+             ({"aabb": [[0, 0], [1, 1]]}, TypeError, "render.aabb must be"),
+             ({"background": [1, 1]}, TypeError, "render.background must be a list of 3 values"),
+             ({"background": [1, 1, 2]}, ValueError, "render.background = 2 outside")]
+    for change, exc, match in cases:
+        with pytest.raises(exc, match=match.replace("(", r"\(").replace("[", r"\[")):
+            RenderSettings.validate_json({**old, **change})
+    with pytest.raises(KeyError, match="render.num_samples missing"):
+        RenderSettings.validate_json({k: v for k, v in old.items() if k != "num_samples"})
+    with pytest.raises(TypeError, match="render must be an object"):
+        RenderSettings.validate_json([])
 
 
 def test_dilate_grows_occupancy_by_one_cell():

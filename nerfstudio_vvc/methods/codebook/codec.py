@@ -16,7 +16,6 @@ Dequantisation is ``symbols.float32 · step`` on both sides (one helper, ``recon
 
 from __future__ import annotations
 
-import math
 import struct
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -26,9 +25,10 @@ import torch
 
 from nerfstudio_vvc.codec.bitstream.container import ChunkType, FrameRecord
 from nerfstudio_vvc.codec.errors import BitstreamError, CorruptChunkError, TruncatedError
-from nerfstudio_vvc.codec.method_config import parse_method_config_json
+from nerfstudio_vvc.codec.method_config import check_value, parse_method_config_json
 from nerfstudio_vvc.codec.masks import compress_mask, decompress_mask
 from nerfstudio_vvc.codec.weights import compress_int_tensor, decompress_int_tensor, decompress_state_dict
+from nerfstudio_vvc.components.rendering import RenderSettings
 from nerfstudio_vvc.methods.codebook.codebook import dequantize
 from nerfstudio_vvc.methods.codebook.field import GROUPS, HexHead, HexSpec, gather_planes, spec_json
 
@@ -145,11 +145,7 @@ class StreamConfig:
 
 
 def _num(v: object, name: str, kind: type, lo: float, hi: float) -> object:
-    if isinstance(v, bool) or not isinstance(v, (int,) if kind is int else (int, float)):
-        raise TypeError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {type(v).__name__}")
-    if not math.isfinite(v) or not lo <= v <= hi:
-        raise ValueError(f"{name} = {v!r} outside [{lo}, {hi}]")
-    return kind(v)
+    return check_value(v, name, (kind, lo, hi))
 
 
 def _fields(obj: object, name: str, rules: Dict[str, Tuple[type, float, float]], optional: Sequence[str] = ()) -> dict:
@@ -170,8 +166,6 @@ def _fields(obj: object, name: str, rules: Dict[str, Tuple[type, float, float]],
 
 _HEX_RULES = {"density_resolution": (int, 2, 4096), "time_resolution": (int, 2, 4096), "density_dim": (int, 1, 256),
               "appearance_dim": (int, 1, 256), "hidden_dim": (int, 1, 1024)}
-_RENDER_RULES = {"near_plane": (float, 0.0, 1e6), "num_samples": (int, 1, 4096), "occupancy_resolution": (int, 1, 512),
-                 "contraction": (float, 0.0, 100.0), "num_outer_samples": (int, 0, 4096)}
 
 
 def validate_method_config(meta: object) -> StreamConfig:
@@ -200,26 +194,7 @@ def validate_method_config(meta: object) -> StreamConfig:
     if not isinstance(ent, dict) or set(ent) != set(GROUPS):
         raise TypeError(f"codebook.entries must name {list(GROUPS)}")
     entries = {g: int(_num(ent[g], f"codebook.entries.{g}", int, 1, spec.num_codes(g) + 1)) for g in GROUPS}  # type: ignore[arg-type]
-    render = meta["render"]
-    if not isinstance(render, dict):
-        raise TypeError("render must be an object")
-    render = dict(render)
-    aabb, bg = render.pop("aabb", None), render.pop("background", None)
-    world_opacity = render.pop("world_opacity", False)  # optional, written only when true
-    if not isinstance(world_opacity, bool):
-        raise TypeError(f"render.world_opacity must be true/false, got {type(world_opacity).__name__}")
-    out = _fields(render, "render", _RENDER_RULES, optional=("contraction", "num_outer_samples"))
-    if not isinstance(aabb, list) or len(aabb) != 2 or any(not isinstance(c, list) or len(c) != 3 for c in aabb):
-        raise TypeError("render.aabb must be [[x0, y0, z0], [x1, y1, z1]]")
-    box = [[_num(v, "render.aabb", float, -1e6, 1e6) for v in c] for c in aabb]
-    if not all(a < b for a, b in zip(box[0], box[1])):
-        raise ValueError(f"render.aabb is empty: {aabb}")
-    if not isinstance(bg, list) or len(bg) != 3:
-        raise TypeError("render.background must be 3 numbers")
-    out["aabb"] = box
-    out["background"] = [_num(v, "render.background", float, 0.0, 1.0) for v in bg]
-    if world_opacity:
-        out["world_opacity"] = True
+    out = RenderSettings.validate_json(meta["render"])
     return StreamConfig(spec, int(num_frames), int(fragment_size), entries, out)  # type: ignore[arg-type]
 
 

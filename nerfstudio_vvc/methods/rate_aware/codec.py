@@ -25,7 +25,9 @@ from nerfstudio_vvc.codec.bitstream.container import ChunkType, FrameRecord
 from nerfstudio_vvc.codec.context import IntegerGridContextModel
 from nerfstudio_vvc.codec.errors import BitstreamError, CorruptChunkError, TruncatedError
 from nerfstudio_vvc.codec.masks import compress_mask, decompress_mask
+from nerfstudio_vvc.codec.method_config import check_value
 from nerfstudio_vvc.codec.weights import decompress_state_dict
+from nerfstudio_vvc.components.rendering import RenderSettings
 from nerfstudio_vvc.methods.rate_aware.field import DiFFrameField, DiFSpec
 
 _GRID_HDR = struct.Struct("<BB4H")  # grid id, residual flag, C, D, H, W
@@ -136,20 +138,13 @@ DIF_RULES: Dict[str, Rule] = {
     "hidden_dim": Rule(int, 1, 1024),
     "geo_dim": Rule(int, 0, 256, optional=True, default=0),  # files before it had the view-independent MLP
 }
-# One line per render setting in the METHOD_CONFIG (unknown keys are refused: a setting the decoder
-# silently dropped would render a different picture).
-RENDER_RULES: Dict[str, Rule] = {
-    "aabb": Rule(float, -1e6, 1e6, seq=True, max_len=6),  # [[x0, y0, z0], [x1, y1, z1]], flattened for the check
-    "near_plane": Rule(float, 0.0, 1e6),
-    "background": Rule(float, 0.0, 1.0, seq=True, max_len=3),
-    "num_samples": Rule(int, 1, 4096),
-    "occupancy_resolution": Rule(int, 1, 512),
-    "contraction": Rule(float, 0.0, 100.0, optional=True),
-    "num_outer_samples": Rule(int, 0, 4096, optional=True),
-    "world_opacity": Rule(bool, optional=True),  # written only when true (absent: contracted-length opacity)
-    "lambda_rate": Rule(float, 0.0, 1e12, optional=True),
-    "rate_aware": Rule(bool, optional=True),
-    "adaptive_quant": Rule(bool, optional=True),
+# The method's own keys in the METHOD_CONFIG's `render` object, next to the shared render settings that
+# `RenderSettings.validate_json` checks (unknown keys are refused: a setting the decoder silently dropped would render
+# a different picture). Informational: the decoder does not need them.
+RENDER_EXTRA_RULES: Dict[str, Tuple] = {
+    "lambda_rate": (float, 0.0, 1e12),
+    "rate_aware": (bool,),
+    "adaptive_quant": (bool,),
 }
 MAX_GRID_ELEMS = 1 << 26
 """Bound on the total number of grid voxels a METHOD_CONFIG may declare (the decoder allocates them).
@@ -158,16 +153,7 @@ MAX_METHOD_CONFIG_BYTES = 1 << 16
 
 
 def _check_value(v: object, rule: Rule, name: str) -> object:
-    if rule.kind is bool:
-        if not isinstance(v, bool):
-            raise TypeError(f"{name} must be true/false, got {type(v).__name__}")
-        return v
-    ok_types = (int,) if rule.kind is int else (int, float)
-    if isinstance(v, bool) or not isinstance(v, ok_types):
-        raise TypeError(f"{name} must be {'an integer' if rule.kind is int else 'a number'}, got {type(v).__name__}")
-    if not math.isfinite(v) or (rule.lo is not None and v < rule.lo) or (rule.hi is not None and v > rule.hi):
-        raise ValueError(f"{name} = {v!r} outside [{rule.lo}, {rule.hi}]")
-    return rule.kind(v)
+    return check_value(v, name, (bool,) if rule.kind is bool else (rule.kind, rule.lo, rule.hi))
 
 
 def check_field(value: object, rule: Rule, name: str) -> object:
@@ -203,9 +189,6 @@ def validate_method_config(meta: object) -> StreamConfig:
     unknown = sorted(set(dif) - set(DIF_RULES))
     if unknown:
         raise ValueError(f"unknown DiF field(s) {unknown[:4]} (a new field needs a rule in DIF_RULES)")
-    unknown = sorted(set(render) - set(RENDER_RULES))
-    if unknown:
-        raise ValueError(f"unknown render field(s) {unknown[:4]} (a new field needs a rule in RENDER_RULES)")
     defaults = {f.name: f.default for f in dataclasses.fields(DiFSpec)}
     kw = {}
     for name, rule in DIF_RULES.items():
@@ -221,23 +204,7 @@ def validate_method_config(meta: object) -> StreamConfig:
     total = sum(math.prod(s) for s in spec.grid_shapes())
     if total > MAX_GRID_ELEMS:
         raise ValueError(f"grids of {total} voxels exceed the decoder's bound {MAX_GRID_ELEMS}")
-    out: Dict[str, object] = {}
-    for name, rule in RENDER_RULES.items():
-        v = render.get(name)
-        if name == "aabb":
-            if not isinstance(v, list) or len(v) != 2 or any(not isinstance(c, list) or len(c) != 3 for c in v):
-                raise TypeError("render.aabb must be [[x0, y0, z0], [x1, y1, z1]]")
-            flat = check_field(v[0] + v[1], rule, "render.aabb")
-            if not all(a < b for a, b in zip(flat[:3], flat[3:])):  # type: ignore[index]
-                raise ValueError(f"render.aabb is empty: {v}")
-            out[name] = [list(flat[:3]), list(flat[3:])]  # type: ignore[index]
-        elif name in render:
-            val = check_field(v, rule, f"render.{name}")
-            if name == "background" and len(val) != 3:  # type: ignore[arg-type]
-                raise ValueError("render.background must have 3 values")
-            out[name] = list(val) if isinstance(val, tuple) else val
-        elif not rule.optional:
-            raise KeyError(f"render.{name} missing")
+    out = RenderSettings.validate_json(render, RENDER_EXTRA_RULES)
     return StreamConfig(spec, out)
 
 
