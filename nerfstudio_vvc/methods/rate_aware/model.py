@@ -91,8 +91,9 @@ class RateAwareModelConfig(FrameModelConfig):
     """Weight of a total-variation loss on I-frames (P-frames too with `tv_pframes`): the mean squared difference of
     neighbouring voxels, averaged over all grids (coefficient and basis). A smoothness prior for sparse real captures, off by default (DiF has
     none): on Panoptic frame 0 (CPU preset, box 3.0, λ 1e-3) 3e-2 gives 23.03 dB test PSNR at 101 KB against
-    21.82 dB at 153 KB; on the sharp synthetic sample it costs quality (the demo: 24.71 against 26.13 dB at
-    37.6 against 46.0 KB/frame). docs/rate_aware.md, "Grid smoothness"."""
+    21.82 dB at 153 KB, and with `--iframe-iterations 3600` frames 0–9 reach 25.08 dB at 12.7 KB/frame; on the
+    sharp synthetic sample it costs quality (the demo: 24.71 against 26.13 dB at 37.6 against 46.0 KB/frame).
+    docs/rate_aware.md, "Grid smoothness"."""
     tv_pframes: bool = False
     """Apply `tv_mult` in P-frames too, to the reference plus the residual. Off: on Panoptic frames 0–9 (tv 3e-2)
     it gave 22.73 dB / LPIPS 0.190 at 33.4 KB/frame against 22.44 dB / 0.149 at 33.8 KB/frame with I-frames only —
