@@ -91,7 +91,7 @@ class RateAwareModelConfig(FrameModelConfig):
     """Weight of a total-variation loss on I-frames (P-frames too with `tv_pframes`): the mean squared difference of
     neighbouring voxels, averaged over all grids (coefficient and basis). A smoothness prior for sparse real captures, off by default (DiF has
     none): on Panoptic frame 0 (CPU preset, box 3.0, λ 1e-3) 3e-2 gives 23.03 dB test PSNR at 101 KB against
-    21.82 dB at 153 KB, and with `--iframe-iterations 3600` frames 0–9 reach 25.08 dB at 12.7 KB/frame; on the
+    21.82 dB at 153 KB, and with `--iframe-iterations 3600` frames 0–9 reach 25.1 / 26.2 dB (seeds 0 / 1) at 13 KB/frame; on the
     sharp synthetic sample it costs quality (the demo: 24.71 against 26.13 dB at 37.6 against 46.0 KB/frame).
     docs/rate_aware.md, "Grid smoothness"."""
     tv_pframes: bool = False
