@@ -23,7 +23,6 @@ from typing import Callable, Dict, Mapping, Optional, Tuple
 
 import torch
 
-from nerfstudio_vvc.codec.method_config import check_value
 from nerfstudio_vvc.components.occupancy import OccupancyGrid
 
 FieldFn = Callable[[torch.Tensor, torch.Tensor], Tuple[torch.Tensor, torch.Tensor]]
@@ -212,6 +211,9 @@ class RenderSettings:
         ``extra``: the method's own optional keys, name → rule (`check_value`). Unknown keys are refused (a setting the
         decoder silently dropped would render a different picture). Raises TypeError / ValueError / KeyError naming
         the field; a codec's METHOD_CONFIG parser turns them into ``CorruptChunkError``."""
+        from nerfstudio_vvc.codec.method_config import check_value  # the codec package imports constriction: not at
+        # module level, which the method entry points load (tests/training/test_training_run.py: imports stay light)
+
         if not isinstance(render, dict):
             raise TypeError("render must be an object")
         extra = dict(extra or {})
