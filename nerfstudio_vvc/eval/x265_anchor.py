@@ -6,8 +6,8 @@ chroma subsampling), default GOP (x265 keyint 250, so a ≤250-frame clip has on
 30 fps time base, and x265 **without its thread pool and with one frame thread**
 (``DETERMINISTIC_X265_PARAMS``): x265 derives its frame threads — which change the bitstream — from the
 core count, and its pooled lookahead can give a different stream for the same input from run to run, so
-the default threading would make the anchor's bytes depend on the machine. RGB→YUV and YUV→RGB conversions are libswscale's defaults (BT.601, limited range),
-identical on the encode and the decode side.
+the default threading would make the anchor's bytes depend on the machine. RGB→YUV and YUV→RGB conversions
+are libswscale's defaults (BT.601, limited range), identical on the encode and the decode side.
 
 Bytes
   Each camera's bitstream is written as a raw HEVC Annex-B elementary stream ``cam_<id>_crf<q>.hevc``
@@ -34,7 +34,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-__all__ = ["DEFAULT_CRFS", "DETERMINISTIC_X265_PARAMS", "encode_camera", "decode_hevc", "run_x265_anchor", "x265_anchor_point"]
+__all__ = ["DEFAULT_CRFS", "DETERMINISTIC_X265_PARAMS", "encode_camera", "decode_hevc", "run_x265_anchor",
+           "x265_anchor_point"]
 
 DEFAULT_CRFS = (22, 28, 33, 38)
 PIX_FMT = "yuv444p"
