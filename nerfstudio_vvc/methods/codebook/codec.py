@@ -148,7 +148,7 @@ def _num(v: object, name: str, kind: type, lo: float, hi: float) -> object:
     return check_value(v, name, (kind, lo, hi))
 
 
-def _fields(obj: object, name: str, rules: Dict[str, Tuple[type, float, float]], optional: Sequence[str] = ()) -> dict:
+def _fields(obj: object, name: str, rules: Dict[str, Tuple[type, float, float]]) -> dict:
     if not isinstance(obj, dict):
         raise TypeError(f"{name} must be an object")
     unknown = sorted(set(obj) - set(rules))
@@ -157,8 +157,6 @@ def _fields(obj: object, name: str, rules: Dict[str, Tuple[type, float, float]],
     out = {}
     for key, (kind, lo, hi) in rules.items():
         if key not in obj:
-            if key in optional:
-                continue
             raise KeyError(f"{name}.{key} missing")
         out[key] = _num(obj[key], f"{name}.{key}", kind, lo, hi)
     return out
