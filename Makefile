@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.nerfstudio-vvc-installed
 
-.PHONY: install demo test test-all bench clean-demo browser-deps
+.PHONY: install lint demo test test-all bench clean-demo browser-deps
 
 $(STAMP): pyproject.toml constraints.txt tools/install_lpips_weights.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml constraints.txt tools/install_lpips_weights.py
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# ruff (pyflakes, import order, line length 120; settings in pyproject.toml) on the package, tests, bench and tools
+lint: install
+	$(VENV)/bin/ruff check nerfstudio_vvc tests bench tools
 
 demo: install
 	$(VENV)/bin/ns-vvc demo

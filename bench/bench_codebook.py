@@ -59,13 +59,38 @@ def train(args, runs: Path, name: str, k: int, extra: Sequence[str] = ()) -> Pat
     run = runs / "bench" / args.preset / name
     if "code" in _done(run):
         return run
-    cmd = [str(BIN / "ns-train"), args.preset, "--output-dir", str(runs), "--experiment-name", "bench",
-           "--timestamp", name, "--vis", "tensorboard", "--machine.device-type", args.device,
-           "--pipeline.model.contraction", str(args.contraction), "--pipeline.model.outer-opacity", args.outer_opacity,
-           *args.train_args, *extra,
-           "--pipeline.model.codebook-size", str(k), "vvc-data", "--data", str(args.data), "--frame-start", "0", "--num-frames",
-           str(args.frames), "--downscale-factor", str(args.downscale),
-           *(["--scene-box-size", str(args.scene_box_size)] if args.scene_box_size > 0 else [])]
+    cmd = [
+        str(BIN / "ns-train"),
+        args.preset,
+        "--output-dir",
+        str(runs),
+        "--experiment-name",
+        "bench",
+        "--timestamp",
+        name,
+        "--vis",
+        "tensorboard",
+        "--machine.device-type",
+        args.device,
+        "--pipeline.model.contraction",
+        str(args.contraction),
+        "--pipeline.model.outer-opacity",
+        args.outer_opacity,
+        *args.train_args,
+        *extra,
+        "--pipeline.model.codebook-size",
+        str(k),
+        "vvc-data",
+        "--data",
+        str(args.data),
+        "--frame-start",
+        "0",
+        "--num-frames",
+        str(args.frames),
+        "--downscale-factor",
+        str(args.downscale),
+        *(["--scene-box-size", str(args.scene_box_size)] if args.scene_box_size > 0 else []),
+    ]
     print(" ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, env=_env())
     return run
@@ -75,7 +100,9 @@ def fork_run(base: Path, dst: Path, redo_from: str = REDO_FROM) -> None:
     """A copy of `base` whose stages from `redo_from` on are not done (the earlier ones reused)."""
     if dst.exists():
         return
-    shutil.copytree(base, dst, ignore=shutil.ignore_patterns("frames", "*.vvc", "*.part", "eval*", "planes_float32.bin"))
+    shutil.copytree(
+        base, dst, ignore=shutil.ignore_patterns("frames", "*.vvc", "*.part", "eval*", "planes_float32.bin")
+    )
     state = json.loads((dst / "stages.json").read_text())
     keep = state["done"][: state["done"].index(redo_from)]
     state["done"] = keep
@@ -90,9 +117,22 @@ def evaluate(run: Path, stream: str, lpips: bool) -> Dict:
     out = run / f"eval-{stream.removesuffix('.vvc')}"
     metrics = out / "metrics.json"
     if not metrics.exists():
-        subprocess.run([str(BIN / "ns-vvc"), "eval", str(run / stream), "--load-config", str(run / "config.yml"),
-                        "--output-dir", str(out), "--train-views", "0", *([] if lpips else ["--no-lpips"])],
-                       check=True, env=_env())
+        subprocess.run(
+            [
+                str(BIN / "ns-vvc"),
+                "eval",
+                str(run / stream),
+                "--load-config",
+                str(run / "config.yml"),
+                "--output-dir",
+                str(out),
+                "--train-views",
+                "0",
+                *([] if lpips else ["--no-lpips"]),
+            ],
+            check=True,
+            env=_env(),
+        )
     m = json.loads(metrics.read_text())
     return _row(m["frames"], m["file_bytes"])
 
@@ -100,9 +140,18 @@ def evaluate(run: Path, stream: str, lpips: bool) -> Dict:
 def _row(frames: List[Dict], nbytes: int) -> Dict:
     import numpy as np
 
-    mean = lambda k: float(np.mean([f[k] for f in frames if f.get(k) is not None])) if any(f.get(k) is not None for f in frames) else None  # noqa: E731
-    return {"psnr_db": mean("psnr_db"), "ssim": mean("ssim"), "lpips": mean("lpips"), "total_mb": nbytes / 1e6,
-            "kb_per_frame": nbytes / 1e3 / max(len(frames), 1)}
+    mean = lambda k: (
+        float(np.mean([f[k] for f in frames if f.get(k) is not None]))
+        if any(f.get(k) is not None for f in frames)
+        else None
+    )  # noqa: E731
+    return {
+        "psnr_db": mean("psnr_db"),
+        "ssim": mean("ssim"),
+        "lpips": mean("lpips"),
+        "total_mb": nbytes / 1e6,
+        "kb_per_frame": nbytes / 1e3 / max(len(frames), 1),
+    }
 
 
 def evaluate_float_planes(run: Path, lpips: bool) -> Dict:
@@ -127,11 +176,19 @@ def evaluate_float_planes(run: Path, lpips: bool) -> Dict:
             h, w = bundle.origins.shape[:2]
             o, d, t = bundle.origins.reshape(-1, 3), bundle.directions.reshape(-1, 3), bundle.times.reshape(-1)
             with torch.no_grad():
-                rgb = torch.cat([model.render_grouped(o[i:i + 4096], d[i:i + 4096], t[i:i + 4096], jitter=False)["rgb"]
-                                 for i in range(0, len(o), 4096)]).reshape(h, w, 3)
+                rgb = torch.cat(
+                    [
+                        model.render_grouped(o[i : i + 4096], d[i : i + 4096], t[i : i + 4096], jitter=False)["rgb"]
+                        for i in range(0, len(o), 4096)
+                    ]
+                ).reshape(h, w, 3)
             per.append(image_metrics(rgb.clamp(0, 1).cpu(), batch["image"].cpu()[..., :3], use_lpips=lpips))
-        frames.append({k: sum(p[k] for p in per) / len(per) if all(p.get(k) is not None for p in per) else None
-                       for k in ("psnr_db", "ssim", "lpips")})
+        frames.append(
+            {
+                k: sum(p[k] for p in per) / len(per) if all(p.get(k) is not None for p in per) else None
+                for k in ("psnr_db", "ssim", "lpips")
+            }
+        )
     row = _row(frames, (run / "planes_float32.bin").stat().st_size)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(row, indent=1))
@@ -164,8 +221,13 @@ def decode_timing(path: Path, repeats: int = 3) -> Dict:
             frame_field(dec.spec, prev, torch.device("cpu"))
             (firsts if dec.is_iframe(f) else others).append(time.perf_counter() - t0)
     med = statistics.median
-    return {"open_globals_s": med(opens), "fragment_first_frame_s": med(firsts), "fragment_first_frame_max_s": max(firsts),
-            "other_frame_s": med(others) if others else None, "torch_threads": torch.get_num_threads()}
+    return {
+        "open_globals_s": med(opens),
+        "fragment_first_frame_s": med(firsts),
+        "fragment_first_frame_max_s": max(firsts),
+        "other_frame_s": med(others) if others else None,
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 def minutes(run: Path, stages: Optional[List[str]] = None) -> float:
@@ -181,15 +243,35 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--frames", type=int, default=30)
     ap.add_argument("--downscale", type=int, default=4)
-    ap.add_argument("--ks", type=int, nargs="+", default=[256, 1024, 4096], help="codebook sizes; the first after "
-                    "the preset's default 1024 is trained, the others reuse its training")
-    ap.add_argument("--dynamic-codes", type=int, nargs="*", default=[], help="more dynamic density codes per "
-                    "fragment (appearance: half) at the smallest k, forked from that run after `quantize`")
+    ap.add_argument(
+        "--ks",
+        type=int,
+        nargs="+",
+        default=[256, 1024, 4096],
+        help="codebook sizes; the first after the preset's default 1024 is trained, the others reuse its training",
+    )
+    ap.add_argument(
+        "--dynamic-codes",
+        type=int,
+        nargs="*",
+        default=[],
+        help="more dynamic density codes per "
+        "fragment (appearance: half) at the smallest k, forked from that run after `quantize`",
+    )
     ap.add_argument("--contraction", type=float, default=0.5)
-    ap.add_argument("--outer-opacity", choices=("contracted", "world"), default="world",
-                    help="opacity outside the box (contracted scenes): 'world' suits the Panoptic dome (docs/codebook.md)")
+    ap.add_argument(
+        "--outer-opacity",
+        choices=("contracted", "world"),
+        default="world",
+        help="opacity outside the box (contracted scenes): 'world' suits the Panoptic dome (docs/codebook.md)",
+    )
     ap.add_argument("--scene-box-size", type=float, default=1.5, help="0: the dataparser's default")
-    ap.add_argument("--rate-aware-summary", type=Path, default=None, help="rd-sweep summary.json of vvc-rate-aware on the same frames")
+    ap.add_argument(
+        "--rate-aware-summary",
+        type=Path,
+        default=None,
+        help="rd-sweep summary.json of vvc-rate-aware on the same frames",
+    )
     ap.add_argument("--no-lpips", action="store_true")
     ap.add_argument("--train-args", nargs=argparse.REMAINDER, default=[], help="extra ns-train arguments (last)")
     args = ap.parse_args(argv)
@@ -217,29 +299,56 @@ def main(argv=None) -> int:
         name = f"k{dyn_k}-dyn{n}"
         run = runs / "bench" / args.preset / name
         fork_run(runs / "bench" / args.preset / f"k{dyn_k}", run, redo_from="dynamic")
-        train(args, runs, name, dyn_k, ["--pipeline.model.dynamic-density-codes", str(n),
-                                        "--pipeline.model.dynamic-appearance-codes", str(max(n // 2, 1))])
-        dynamic_curve.append({"k": dyn_k, "dynamic_density_codes": n, "dynamic_appearance_codes": max(n // 2, 1),
-                              **evaluate(run, "sequence.vvc", lpips),
-                              "dynamic_seconds": json.loads((run / "stages.json").read_text())["stats"]["dynamic"]["seconds"]})
+        train(
+            args,
+            runs,
+            name,
+            dyn_k,
+            [
+                "--pipeline.model.dynamic-density-codes",
+                str(n),
+                "--pipeline.model.dynamic-appearance-codes",
+                str(max(n // 2, 1)),
+            ],
+        )
+        dynamic_curve.append(
+            {
+                "k": dyn_k,
+                "dynamic_density_codes": n,
+                "dynamic_appearance_codes": max(n // 2, 1),
+                **evaluate(run, "sequence.vvc", lpips),
+                "dynamic_seconds": json.loads((run / "stages.json").read_text())["stats"]["dynamic"]["seconds"],
+            }
+        )
     ablation = {
         "uncompressed planes": evaluate_float_planes(base, lpips),
         "without dynamic codes": evaluate(base, "sequence-nodyn.vvc", lpips),
         "with dynamic codes": evaluate(base, "sequence.vvc", lpips),
     }
     stages = json.loads((base / "stages.json").read_text())
-    summary = {"scene": str(args.data), "frames": args.frames, "downscale": args.downscale, "preset": args.preset,
-               "ablation": ablation, "k_curve": curve, "dynamic_curve": dynamic_curve,
-               "train_minutes": minutes(base, ["train"]), "compression_minutes": minutes(base) - minutes(base, ["train"]),
-               "stage_seconds": {k: v["seconds"] for k, v in stages["stats"].items()},
-               "peak_rss_mb": stages.get("peak_rss_mb"), "decode_cpu": decode_timing(base / "sequence.vvc")}
+    summary = {
+        "scene": str(args.data),
+        "frames": args.frames,
+        "downscale": args.downscale,
+        "preset": args.preset,
+        "ablation": ablation,
+        "k_curve": curve,
+        "dynamic_curve": dynamic_curve,
+        "train_minutes": minutes(base, ["train"]),
+        "compression_minutes": minutes(base) - minutes(base, ["train"]),
+        "stage_seconds": {k: v["seconds"] for k, v in stages["stats"].items()},
+        "peak_rss_mb": stages.get("peak_rss_mb"),
+        "decode_cpu": decode_timing(base / "sequence.vvc"),
+    }
     from nerfstudio_vvc.eval.plots import plot_rd_curves
 
     curves = {"vvc-codebook (k)": curve}
     if args.rate_aware_summary and args.rate_aware_summary.exists():
         ra = json.loads(args.rate_aware_summary.read_text())
         curves["vvc-rate-aware"] = [p for p in ra.get("points", []) if str(p.get("run", "")).startswith("full")]
-    plot_rd_curves(curves, metric="psnr_db", out_png=args.out / "rd_psnr.png", title=f"{args.data.name}, {args.frames} frames")
+    plot_rd_curves(
+        curves, metric="psnr_db", out_png=args.out / "rd_psnr.png", title=f"{args.data.name}, {args.frames} frames"
+    )
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary, indent=1))
     return 0

@@ -56,9 +56,17 @@ def bench(nominal: int, repeat: int) -> dict:
         return s.to_bytes()
 
     t_ea, data_a = _timed(enc_a, repeat)
-    t_da, out = _timed(lambda: CoderSession("decode", data_a).code_laplace_fixed(None, n, 0.0, scale, lo, hi, esc), repeat)
+    t_da, out = _timed(
+        lambda: CoderSession("decode", data_a).code_laplace_fixed(None, n, 0.0, scale, lo, hi, esc), repeat
+    )
     assert np.array_equal(out, sym)
-    res["a_fixed"] = {"enc_sym_s": n / t_ea, "dec_sym_s": n / t_da, "enc_s": t_ea, "dec_s": t_da, "bits_per_sym": 8 * len(data_a) / n}
+    res["a_fixed"] = {
+        "enc_sym_s": n / t_ea,
+        "dec_sym_s": n / t_da,
+        "enc_s": t_ea,
+        "dec_s": t_da,
+        "bits_per_sym": 8 * len(data_a) / n,
+    }
 
     # (b) per-symbol parameters
     rng = np.random.default_rng(0)
@@ -73,7 +81,13 @@ def bench(nominal: int, repeat: int) -> dict:
     t_eb, data_b = _timed(enc_b, repeat)
     t_db, out = _timed(lambda: CoderSession("decode", data_b).code_laplace(None, means, scales, lo, hi, esc), repeat)
     assert np.array_equal(out, sym)
-    res["b_per_symbol"] = {"enc_sym_s": n / t_eb, "dec_sym_s": n / t_db, "enc_s": t_eb, "dec_s": t_db, "bits_per_sym": 8 * len(data_b) / n}
+    res["b_per_symbol"] = {
+        "enc_sym_s": n / t_eb,
+        "dec_sym_s": n / t_db,
+        "enc_s": t_eb,
+        "dec_s": t_db,
+        "bits_per_sym": 8 * len(data_b) / n,
+    }
 
     # (c) context model (random weights: speed does not depend on training)
     prev = (grid + torch.randint(-1, 2, grid.shape)).long()
@@ -83,7 +97,13 @@ def bench(nominal: int, repeat: int) -> dict:
         t_ec, data_c = _timed(lambda: im.compress(grid, prev), repeat)
         t_dc, out = _timed(lambda: im.decompress(data_c, shape, prev), repeat)
         assert torch.equal(out, grid)
-        res[key] = {"enc_sym_s": n / t_ec, "dec_sym_s": n / t_dc, "enc_s": t_ec, "dec_s": t_dc, "bits_per_sym": 8 * len(data_c) / n}
+        res[key] = {
+            "enc_sym_s": n / t_ec,
+            "dec_sym_s": n / t_dc,
+            "enc_s": t_ec,
+            "dec_s": t_dc,
+            "bits_per_sym": 8 * len(data_c) / n,
+        }
     t_dc = res["c_context"]["dec_s"]
     res["c8_over_a_decode_time"] = res["c_context_hidden8"]["dec_s"] / t_da
     res["c_over_a_decode_time"] = t_dc / t_da

@@ -52,16 +52,54 @@ def run(out: Path, name: str, data: Path, contraction: float, train_args: List[s
     runs = out / "runs"
     run_dir = runs / "ff" / PRESET / name
     if not (run_dir / "sequence.vvc").exists() or not (run_dir / "progress.json").exists():
-        subprocess.run([str(BIN / "ns-train"), PRESET, "--output-dir", str(runs), "--experiment-name", "ff",
-                        "--timestamp", name, "--vis", "tensorboard", "--machine.device-type", "cpu", "--max-frames", "1",
-                        "--pipeline.model.contraction", str(contraction), *train_args,
-                        "vvc-data", "--data", str(data), "--num-frames", "1", "--downscale-factor", "1"],
-                       check=True, env=_env())
+        subprocess.run(
+            [
+                str(BIN / "ns-train"),
+                PRESET,
+                "--output-dir",
+                str(runs),
+                "--experiment-name",
+                "ff",
+                "--timestamp",
+                name,
+                "--vis",
+                "tensorboard",
+                "--machine.device-type",
+                "cpu",
+                "--max-frames",
+                "1",
+                "--pipeline.model.contraction",
+                str(contraction),
+                *train_args,
+                "vvc-data",
+                "--data",
+                str(data),
+                "--num-frames",
+                "1",
+                "--downscale-factor",
+                "1",
+            ],
+            check=True,
+            env=_env(),
+        )
     ev = out / f"eval-{name}"
     if not (ev / "metrics.json").exists():
-        subprocess.run([str(BIN / "ns-vvc"), "eval", str(run_dir / "sequence.vvc"), "--load-config",
-                        str(run_dir / "config.yml"), "--output-dir", str(ev), "--train-views", "0", "--no-lpips"],
-                       check=True, env=_env())
+        subprocess.run(
+            [
+                str(BIN / "ns-vvc"),
+                "eval",
+                str(run_dir / "sequence.vvc"),
+                "--load-config",
+                str(run_dir / "config.yml"),
+                "--output-dir",
+                str(ev),
+                "--train-views",
+                "0",
+                "--no-lpips",
+            ],
+            check=True,
+            env=_env(),
+        )
     return ev
 
 
@@ -94,8 +132,11 @@ def split_psnr(ev: Path, ev_bounded: Path, ev_far: Path) -> Dict:
         rows["near"].append(_psnr(gt, pred, ~far3))
         rows["far"].append(_psnr(gt, pred, far3))
         far_fraction.append(float(far.mean()))
-    return {**{f"psnr_{k}_db": float(np.nanmean(v)) for k, v in rows.items()},
-            "far_pixel_fraction": float(np.mean(far_fraction)), "images": len(far_fraction)}
+    return {
+        **{f"psnr_{k}_db": float(np.nanmean(v)) for k, v in rows.items()},
+        "far_pixel_fraction": float(np.mean(far_fraction)),
+        "images": len(far_fraction),
+    }
 
 
 def main(argv=None) -> int:
@@ -115,16 +156,24 @@ def _bench(args) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     bounded, far = sample(args.out, far=False), sample(args.out, far=True)
     c = args.contraction
-    evals = {"bounded, no contraction": run(args.out, "bounded-c0", bounded, 0.0, args.train_args),
-             f"bounded, contraction {c:g}": run(args.out, f"bounded-c{c:g}", bounded, c, args.train_args),
-             f"far floor, contraction {c:g}": run(args.out, f"far-c{c:g}", far, c, args.train_args)}
+    evals = {
+        "bounded, no contraction": run(args.out, "bounded-c0", bounded, 0.0, args.train_args),
+        f"bounded, contraction {c:g}": run(args.out, f"bounded-c{c:g}", bounded, c, args.train_args),
+        f"far floor, contraction {c:g}": run(args.out, f"far-c{c:g}", far, c, args.train_args),
+    }
     ev_b, ev_f = evals["bounded, no contraction"], evals[f"far floor, contraction {c:g}"]
-    summary = {"scale": "sample scene frame 0, 128², 24 training + 4 test cameras, vvc-rate-aware-cpu, CPU, one seed",
-               "train_args": args.train_args, "rows": {}}
+    summary = {
+        "scale": "sample scene frame 0, 128², 24 training + 4 test cameras, vvc-rate-aware-cpu, CPU, one seed",
+        "train_args": args.train_args,
+        "rows": {},
+    }
     for name, ev in evals.items():
         m = json.loads((ev / "metrics.json").read_text())
-        summary["rows"][name] = {"file_bytes": m["file_bytes"], "psnr_db_eval": m["frames"][0]["psnr_db"],
-                                 **split_psnr(ev, ev_b, ev_f)}
+        summary["rows"][name] = {
+            "file_bytes": m["file_bytes"],
+            "psnr_db_eval": m["frames"][0]["psnr_db"],
+            **split_psnr(ev, ev_b, ev_f),
+        }
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary, indent=1))
     return 0

@@ -79,15 +79,26 @@ def measure(run: Path, lpips: bool) -> Dict:
     inr = [v for v in views["per_view"].values() if v["role"] == "inr"]
     mean = lambda k: sum(v[k] for v in inr) / len(inr) if all(v[k] is not None for v in inr) else None  # noqa: E731
     return {
-        "file_bytes": path.stat().st_size, "kb_per_frame": path.stat().st_size / 1000 / n_frames, "bpp": views["summary"]["bpp"],
-        "hevc_bytes": comp["hevc_bytes"], "inr_bytes": comp["inr_bytes"],
-        "non_basic_psnr_db": mean("psnr_db"), "non_basic_ssim": mean("ssim"), "non_basic_lpips": mean("lpips"),
-        "basic_view_psnr_db": views["summary"]["basic_view_psnr_db"], "basic_camera": comp["basic_camera"],
+        "file_bytes": path.stat().st_size,
+        "kb_per_frame": path.stat().st_size / 1000 / n_frames,
+        "bpp": views["summary"]["bpp"],
+        "hevc_bytes": comp["hevc_bytes"],
+        "inr_bytes": comp["inr_bytes"],
+        "non_basic_psnr_db": mean("psnr_db"),
+        "non_basic_ssim": mean("ssim"),
+        "non_basic_lpips": mean("lpips"),
+        "basic_view_psnr_db": views["summary"]["basic_view_psnr_db"],
+        "basic_camera": comp["basic_camera"],
         "per_view": views["per_view"],
-        "decode_open_s": open_s, "decode_view_frames_per_s": views["summary"]["decode_view_frames_per_s"],
-        "compression_ratios": comp["compression_ratios"], "entropy_coding": comp["entropy_coding"],
+        "decode_open_s": open_s,
+        "decode_view_frames_per_s": views["summary"]["decode_view_frames_per_s"],
+        "compression_ratios": comp["compression_ratios"],
+        "entropy_coding": comp["entropy_coding"],
         "stage_seconds": {k: v.get("seconds") for k, v in stages["stats"].items()},
-        "train_minutes": sum(v.get("seconds", 0.0) for k, v in stages["stats"].items() if k in ("fit", "finetune", "qat")) / 60,
+        "train_minutes": sum(
+            v.get("seconds", 0.0) for k, v in stages["stats"].items() if k in ("fit", "finetune", "qat")
+        )
+        / 60,
         "peak_rss_mb": stages.get("peak_rss_mb"),
     }
 
@@ -111,11 +122,20 @@ def main(argv=None) -> int:
     runs_dir = args.out / "runs"
     names = list(RUNS) if args.ablations else ["full"]
     rows = {n: measure(train(args, runs_dir, n), not args.no_lpips) for n in names}
-    summary = {"scale": {"data": str(args.data), "cameras": args.cameras, "frames": args.frames, "downscale": args.downscale,
-                         "preset": args.preset, "train_args": args.train_args, "device": args.device},
-               "runs": rows,
-               "note": "sizes are the bytes of sequence.vvc; qualities from the views decoded from it; Huffman and the "
-                       "Q / Q+P ratios are comparisons, not sizes of a file"}
+    summary = {
+        "scale": {
+            "data": str(args.data),
+            "cameras": args.cameras,
+            "frames": args.frames,
+            "downscale": args.downscale,
+            "preset": args.preset,
+            "train_args": args.train_args,
+            "device": args.device,
+        },
+        "runs": rows,
+        "note": "sizes are the bytes of sequence.vvc; qualities from the views decoded from it; Huffman and the "
+        "Q / Q+P ratios are comparisons, not sizes of a file",
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary, indent=1))

@@ -38,13 +38,21 @@ def main(argv=None) -> int:
     ap.add_argument("--no-lpips", action="store_true")
     ap.add_argument("--contraction", type=float, default=0.5,
                     help="scene contraction (the dome wall and floor beyond the box are represented); 0 = bounded box")
-    ap.add_argument("--scene-box-size", type=float, default=1.5,
-                    help="half-size of the scene box (without contraction 3.0 is needed to hold the Panoptic dome wall)")
+    ap.add_argument(
+        "--scene-box-size",
+        type=float,
+        default=1.5,
+        help="half-size of the scene box (without contraction 3.0 is needed to hold the Panoptic dome wall)",
+    )
     ap.add_argument("--runs", nargs="*", default=None, help="only these sweep runs (e.g. full-0.001 baseline)")
     ap.add_argument("--no-x265", action="store_true", help="skip the x265 anchor")
     ap.add_argument("--seed", type=int, default=0, help="I-frame initialisation seed (run twice to measure noise)")
-    ap.add_argument("--train-args", nargs=argparse.REMAINDER, default=[],
-                    help="extra ns-train arguments for every point (last), e.g. --pipeline.model.distortion-mult 0.01")
+    ap.add_argument(
+        "--train-args",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="extra ns-train arguments for every point (last), e.g. --pipeline.model.distortion-mult 0.01",
+    )
     args = ap.parse_args(argv)
     if not (args.data / "train_meta.json").exists():
         print(f"panoptic-basketball not found at {args.data}; nothing to benchmark")
@@ -60,12 +68,26 @@ def main(argv=None) -> int:
         runs = (*runs, "wo-adaptive", "wo-dynamic")
     if args.runs:
         runs = tuple(args.runs)
-    train_args = ("--pipeline.model.contraction", str(args.contraction), "--pipeline.model.seed", str(args.seed),
-                  *args.train_args)
-    sweep = RdSweep(data=args.data, out=args.out, runs=runs, lambdas=lambdas, num_frames=args.frames, downscale=args.downscale,
-                    gop_size=args.gop, lpips=not args.no_lpips, train_args=train_args,
-                    x265_crfs=() if args.no_x265 else RdSweep.x265_crfs,
-                    data_args=("--scene-box-size", str(args.scene_box_size)))
+    train_args = (
+        "--pipeline.model.contraction",
+        str(args.contraction),
+        "--pipeline.model.seed",
+        str(args.seed),
+        *args.train_args,
+    )
+    sweep = RdSweep(
+        data=args.data,
+        out=args.out,
+        runs=runs,
+        lambdas=lambdas,
+        num_frames=args.frames,
+        downscale=args.downscale,
+        gop_size=args.gop,
+        lpips=not args.no_lpips,
+        train_args=train_args,
+        x265_crfs=() if args.no_x265 else RdSweep.x265_crfs,
+        data_args=("--scene-box-size", str(args.scene_box_size)),
+    )
     summary = sweep.main()
     summary = {k: v for k, v in summary.items() if k != "markdown"}
     for p in summary["points"]:

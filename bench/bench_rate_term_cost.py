@@ -82,12 +82,23 @@ def main(argv=None) -> int:
             acc.append(time.perf_counter() - t0)
     r, q = statistics.median(t_render), statistics.median(t_rate)
     k = max(int(model.config.rate_every), 1)
-    print(json.dumps({
-        "preset": args.preset, "data": str(data), "rays": cfg.pipeline.datamanager.train_num_rays_per_batch,
-        "warm_steps": args.warm_steps, "occupied_fraction": round(float(model.occupancy.binary.float().mean()), 4),
-        "threads": torch.get_num_threads(), "render_pass_s": round(r, 4), "rate_pass_s": round(q, 4),
-        "rate_over_render": round(q / r, 3), "rate_every": k, "rate_per_step_over_render": round(q / r / k, 3),
-    }))
+    print(
+        json.dumps(
+            {
+                "preset": args.preset,
+                "data": str(data),
+                "rays": cfg.pipeline.datamanager.train_num_rays_per_batch,
+                "warm_steps": args.warm_steps,
+                "occupied_fraction": round(float(model.occupancy.binary.float().mean()), 4),
+                "threads": torch.get_num_threads(),
+                "render_pass_s": round(r, 4),
+                "rate_pass_s": round(q, 4),
+                "rate_over_render": round(q / r, 3),
+                "rate_every": k,
+                "rate_per_step_over_render": round(q / r / k, 3),
+            }
+        )
+    )
     return 0
 
 

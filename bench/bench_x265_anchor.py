@@ -82,7 +82,9 @@ def main(argv=None) -> int:
         "load_s": round(load_s, 3),
         "points": [{k: v for k, v in r.items() if k != "per_frame"} for r in results],
     }
-    (args.out / "results.json").write_text(json.dumps({**summary, "per_frame": {r["crf"]: r["per_frame"] for r in results}}, indent=2))
+    (args.out / "results.json").write_text(
+        json.dumps({**summary, "per_frame": {r["crf"]: r["per_frame"] for r in results}}, indent=2)
+    )
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -34,18 +34,35 @@ def rate_aware_curve(summary: Dict) -> List[Dict]:
         if not str(p.get("run", "")).startswith("full"):
             continue
         test = p.get("test") or {}
-        out.append({"point": p.get("point"), "kb_per_frame": p.get("kb_per_frame"), "file_bytes": p.get("file_bytes"),
-                    "i_kb": p.get("i_kb"), "p_kb": p.get("p_kb"),
-                    "psnr_db": test.get("psnr_db"), "ssim": test.get("ssim"), "lpips": test.get("lpips")})
+        out.append(
+            {
+                "point": p.get("point"),
+                "kb_per_frame": p.get("kb_per_frame"),
+                "file_bytes": p.get("file_bytes"),
+                "i_kb": p.get("i_kb"),
+                "p_kb": p.get("p_kb"),
+                "psnr_db": test.get("psnr_db"),
+                "ssim": test.get("ssim"),
+                "lpips": test.get("lpips"),
+            }
+        )
     return out
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "bench_out" / "methods_rd")
-    ap.add_argument("--rate-aware-summary", type=Path, default=REPO_ROOT / "bench" / "reference" / "rate_aware_panoptic_30f.json",
-                    help="rd-sweep summary.json of vvc-rate-aware, or its points/ folder")
-    ap.add_argument("--codebook-summary", type=Path, default=REPO_ROOT / "bench" / "reference" / "codebook_panoptic_30f_cpu_k1024_worldop.json")
+    ap.add_argument(
+        "--rate-aware-summary",
+        type=Path,
+        default=REPO_ROOT / "bench" / "reference" / "rate_aware_panoptic_30f.json",
+        help="rd-sweep summary.json of vvc-rate-aware, or its points/ folder",
+    )
+    ap.add_argument(
+        "--codebook-summary",
+        type=Path,
+        default=REPO_ROOT / "bench" / "reference" / "codebook_panoptic_30f_cpu_k1024_worldop.json",
+    )
     ap.add_argument("--title", default="panoptic-basketball, frames 0-29, 160x90, 4 test cameras")
     args = ap.parse_args(argv)
     for path in (args.rate_aware_summary, args.codebook_summary):
@@ -78,8 +95,12 @@ def _plot(args, ra: Dict, cb: Dict, curves: Dict) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     plot_rd_curves(curves, metric="psnr_db", out_png=args.out / "rd_test_psnr.png", title=args.title)
     plot_rd_curves(curves, metric="lpips", out_png=args.out / "rd_test_lpips.png", title=args.title)
-    result = {"title": args.title, "curves": curves, "rate_aware_scale": ra.get("scale"),
-              "codebook_source": cb.get("source", str(args.codebook_summary))}
+    result = {
+        "title": args.title,
+        "curves": curves,
+        "rate_aware_scale": ra.get("scale"),
+        "codebook_source": cb.get("source", str(args.codebook_summary)),
+    }
     (args.out / "methods_rd.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
     return 0

@@ -114,7 +114,9 @@ class CoderSession:
         return out
 
     # -- coding calls (same sequence on both sides)
-    def _run(self, sym: Optional[np.ndarray], model, params: tuple, n: int, lo: int, hi: int, escape: bool) -> np.ndarray:
+    def _run(
+        self, sym: Optional[np.ndarray], model, params: tuple, n: int, lo: int, hi: int, escape: bool
+    ) -> np.ndarray:
         if self.mode == "encode":
             if sym is None:
                 raise ValueError("encode mode needs symbols")
@@ -134,21 +136,27 @@ class CoderSession:
             raise CorruptChunkError(f"range decoder failed ({e})", where=self.where) from None
         return self._escape_out(np.asarray(coded), lo, hi, escape)
 
-    def code_laplace(self, sym: Optional[np.ndarray], means: np.ndarray, scales: np.ndarray, lo: int, hi: int, escape: bool = False) -> np.ndarray:
+    def code_laplace(
+        self, sym: Optional[np.ndarray], means: np.ndarray, scales: np.ndarray, lo: int, hi: int, escape: bool = False
+    ) -> np.ndarray:
         """Per-symbol quantized Laplace(mean, scale) on [lo, hi]; params are float64 arrays."""
         means = np.clip(np.ascontiguousarray(means, dtype=np.float64).reshape(-1), lo, hi)
         scales = np.maximum(np.ascontiguousarray(scales, dtype=np.float64).reshape(-1), _MIN_SCALE)
         model = constriction.stream.model.QuantizedLaplace(lo, hi)
         return self._run(sym, model, (means, scales), means.size, lo, hi, escape)
 
-    def code_gaussian(self, sym: Optional[np.ndarray], means: np.ndarray, stds: np.ndarray, lo: int, hi: int, escape: bool = False) -> np.ndarray:
+    def code_gaussian(
+        self, sym: Optional[np.ndarray], means: np.ndarray, stds: np.ndarray, lo: int, hi: int, escape: bool = False
+    ) -> np.ndarray:
         """Per-symbol quantized Gaussian(mean, std) on [lo, hi]."""
         means = np.clip(np.ascontiguousarray(means, dtype=np.float64).reshape(-1), lo, hi)
         stds = np.maximum(np.ascontiguousarray(stds, dtype=np.float64).reshape(-1), _MIN_SCALE)
         model = constriction.stream.model.QuantizedGaussian(lo, hi)
         return self._run(sym, model, (means, stds), means.size, lo, hi, escape)
 
-    def code_laplace_fixed(self, sym: Optional[np.ndarray], n: int, mean: float, scale: float, lo: int, hi: int, escape: bool = False) -> np.ndarray:
+    def code_laplace_fixed(
+        self, sym: Optional[np.ndarray], n: int, mean: float, scale: float, lo: int, hi: int, escape: bool = False
+    ) -> np.ndarray:
         """``n`` i.i.d. symbols with one quantized Laplace (factorized model)."""
         mean = float(min(max(mean, lo), hi))
         model = constriction.stream.model.QuantizedLaplace(lo, hi, mean, max(float(scale), _MIN_SCALE))

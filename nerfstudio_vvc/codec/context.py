@@ -93,7 +93,9 @@ def phase_context(
     return buf[:, :, a:, b:, c:]
 
 
-def make_context_buffer(shape: Sequence[int], prev: Optional[torch.Tensor], device: torch.device | str = "cpu") -> torch.Tensor:
+def make_context_buffer(
+    shape: Sequence[int], prev: Optional[torch.Tensor], device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """Zero padded context buffer with the clamped reference in channel 1 (see phase_context)."""
     c, d, h, w = shape
     buf = torch.zeros(c, 2, d + 2, h + 2, w + 2, dtype=torch.float32, device=device)
@@ -264,7 +266,13 @@ class IntegerGridContextModel:
         # one grouped conv over all channels: per-(channel, hidden) bias is added inside the conv
         xg = x.reshape(1, c * CTX_IN, *x.shape[2:])
         if x.is_cuda:  # float64 + round is exact for any conv algorithm (errors << 0.5)
-            pre = F.conv3d(xg.double(), self._grouped_w1(c, x.device, torch.float64), bias.to(x.device, torch.float64), stride=2, groups=c)
+            pre = F.conv3d(
+                xg.double(),
+                self._grouped_w1(c, x.device, torch.float64),
+                bias.to(x.device, torch.float64),
+                stride=2,
+                groups=c,
+            )
             pre = torch.round_(pre)
         else:  # float32 is exact here: every partial sum < 2**24 (constants.py)
             pre = F.conv3d(xg.float(), self._grouped_w1(c, x.device, torch.float32), bias.float(), stride=2, groups=c)
@@ -276,7 +284,9 @@ class IntegerGridContextModel:
         return mean_index(out[:, 0], fb).reshape(c, *spatial), scale_index(out[:, 1], fb).reshape(c, *spatial)
 
     # -- shared encode/decode path
-    def _code(self, session: CoderSession, work: torch.Tensor, prev: Optional[torch.Tensor], lo: int, hi: int, esc: bool) -> torch.Tensor:
+    def _code(
+        self, session: CoderSession, work: torch.Tensor, prev: Optional[torch.Tensor], lo: int, hi: int, esc: bool
+    ) -> torch.Tensor:
         encode = session.mode == "encode"
         if self.b_chan is not None and work.shape[0] > self.b_chan.shape[0]:
             raise ValueError(f"grid has {work.shape[0]} channels, model has {self.b_chan.shape[0]}")
@@ -308,12 +318,21 @@ class IntegerGridContextModel:
         self._code(s, g, prev_sym, lo, hi, esc)
         return pack_range(lo, hi, esc) + s.to_bytes()
 
-    def decompress(self, data: bytes, shape: Sequence[int], prev_sym: Optional[torch.Tensor] = None, device: torch.device | str = "cpu") -> torch.Tensor:
+    def decompress(
+        self,
+        data: bytes,
+        shape: Sequence[int],
+        prev_sym: Optional[torch.Tensor] = None,
+        device: torch.device | str = "cpu",
+    ) -> torch.Tensor:
         shape = tuple(int(n) for n in shape)
         self._check(shape, prev_sym)
         if self.b_chan is not None and shape[0] > self.b_chan.shape[0]:
-            raise CorruptChunkError(f"grid has {shape[0]} channels, the entropy model codes {self.b_chan.shape[0]}",
-                                    where="grid payload", offset=0)
+            raise CorruptChunkError(
+                f"grid has {shape[0]} channels, the entropy model codes {self.b_chan.shape[0]}",
+                where="grid payload",
+                offset=0,
+            )
         lo, hi, esc, pos = unpack_range(data, 0, where="grid payload")
         s = CoderSession("decode", data[pos:], where="grid payload")
         work = torch.zeros(shape, dtype=torch.int64, device=device)
@@ -345,9 +364,22 @@ class IntegerGridContextModel:
         if len(data) < _MODEL_HDR.size:
             raise TruncatedError("context model header truncated", where="entropy model", offset=0)
         magic, ver, hid, nc, s1, s2 = _MODEL_HDR.unpack_from(data, 0)
-        if magic != _MODEL_MAGIC or ver != 1 or not 1 <= hid <= 64 or not SHIFT_MIN <= s1 <= S1_MAX or not SHIFT_MIN <= s2 <= S2_MAX:
+        if (
+            magic != _MODEL_MAGIC
+            or ver != 1
+            or not 1 <= hid <= 64
+            or not SHIFT_MIN <= s1 <= S1_MAX
+            or not SHIFT_MIN <= s2 <= S2_MAX
+        ):
             raise CorruptChunkError("bad context model header", where="entropy model", offset=0)
-        sizes = [(hid * CTX_IN * 27, "<i1"), (2 * hid, "<i2"), (NUM_PHASES * hid, "<i4"), (hid, "<i4"), (nc * hid, "<i4"), (2, "<i8")]
+        sizes = [
+            (hid * CTX_IN * 27, "<i1"),
+            (2 * hid, "<i2"),
+            (NUM_PHASES * hid, "<i4"),
+            (hid, "<i4"),
+            (nc * hid, "<i4"),
+            (2, "<i8"),
+        ]
         need = _MODEL_HDR.size + sum(n * np.dtype(t).itemsize for n, t in sizes)
         if need != len(data):
             raise (TruncatedError if need > len(data) else CorruptChunkError)(
@@ -359,5 +391,16 @@ class IntegerGridContextModel:
             pos += n * np.dtype(t).itemsize
         w1, w2, bp, bn, bc, b2 = arrs
         if w1.abs().max() > W1_MAX or cls._bias_bound(bp, bn, bc) > BIAS1_SUM_MAX or b2.abs().max() > B2_MAX:
-            raise CorruptChunkError("model weights out of the exactness bounds", where="entropy model", offset=_MODEL_HDR.size)
-        return cls(w1.reshape(hid, CTX_IN, 3, 3, 3), s1, bp.reshape(NUM_PHASES, hid), bn, bc.reshape(nc, hid) if nc else None, w2.reshape(2, hid), s2, b2)
+            raise CorruptChunkError(
+                "model weights out of the exactness bounds", where="entropy model", offset=_MODEL_HDR.size
+            )
+        return cls(
+            w1.reshape(hid, CTX_IN, 3, 3, 3),
+            s1,
+            bp.reshape(NUM_PHASES, hid),
+            bn,
+            bc.reshape(nc, hid) if nc else None,
+            w2.reshape(2, hid),
+            s2,
+            b2,
+        )

@@ -81,8 +81,11 @@ class Stream:
 
     def to_bytes(self) -> bytes:
         """Serialise with valid record/chunk CRCs and a valid trailing index (what a writer would produce)."""
-        parts = [PRELUDE.pack(FILE_MAGIC, FORMAT_VERSION_MAJOR, FORMAT_VERSION_MINOR),
-                 _encode_record(KIND_HEADER, self.header_json), _encode_record(KIND_GLOBALS, _encode_chunks(self.global_chunks))]
+        parts = [
+            PRELUDE.pack(FILE_MAGIC, FORMAT_VERSION_MAJOR, FORMAT_VERSION_MINOR),
+            _encode_record(KIND_HEADER, self.header_json),
+            _encode_record(KIND_GLOBALS, _encode_chunks(self.global_chunks)),
+        ]
         off = sum(len(p) for p in parts)
         entries = []
         for idx, is_i, chunks in self.frames:
@@ -96,11 +99,52 @@ class Stream:
 
 
 # ----------------------------------------------------------------------------------- mutations
-_INT_SPECIALS = (0, 1, -1, 2, 0x7F, 0x80, 0xFF, 0x7FFF, 0x8000, 0xFFFF, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF,
-                 1 << 62, (1 << 63) - 1, 1 << 63, (1 << 64) - 1)
+_INT_SPECIALS = (
+    0,
+    1,
+    -1,
+    2,
+    0x7F,
+    0x80,
+    0xFF,
+    0x7FFF,
+    0x8000,
+    0xFFFF,
+    0x7FFFFFFF,
+    0x80000000,
+    0xFFFFFFFF,
+    1 << 62,
+    (1 << 63) - 1,
+    1 << 63,
+    (1 << 64) - 1,
+)
 _FLOATS = (math.nan, math.inf, -math.inf, 0.0, -0.0, -1.0, 1e-45, 1e-300, 3.4e38, 1e300, -1e30)
-_JSON_VALUES: Tuple[Any, ...] = ("x", "", None, True, False, {}, [], [1, 2], [[]], 1.5, 0, -1, 1 << 62, -(1 << 62),
-                                 10**40, 1e308, -1e308, 1e-320, math.nan, math.inf, -math.inf, 65536, 100000, 4097)
+_JSON_VALUES: Tuple[Any, ...] = (
+    "x",
+    "",
+    None,
+    True,
+    False,
+    {},
+    [],
+    [1, 2],
+    [[]],
+    1.5,
+    0,
+    -1,
+    1 << 62,
+    -(1 << 62),
+    10**40,
+    1e308,
+    -1e308,
+    1e-320,
+    math.nan,
+    math.inf,
+    -math.inf,
+    65536,
+    100000,
+    4097,
+)
 
 
 def _pick_chunk(rng: random.Random, s: Stream) -> Tuple[Chunks, int]:
@@ -381,8 +425,10 @@ def worker_main(argv: Sequence[str]) -> None:
         path.write_bytes(data)
         outcome, detail = classify(decode, path, a.timeout)
         named = outcome != "typed" or str(path) in detail
-        print(json.dumps({"case": case, "outcome": outcome, "mutation": desc, "detail": detail[:300], "named": named}),
-              flush=True)
+        print(
+            json.dumps({"case": case, "outcome": outcome, "mutation": desc, "detail": detail[:300], "named": named}),
+            flush=True,
+        )
     path.unlink(missing_ok=True)
 
 
@@ -444,8 +490,14 @@ class FuzzResult:
         return sum(self.counts.values())
 
     def to_json(self) -> Dict[str, Any]:
-        return {"cases": self.cases, "counts": self.counts, "typed_unnamed": self.typed_unnamed,
-                "seconds": round(self.seconds, 1), "worker_restarts": self.restarts, "findings": self.findings[:50]}
+        return {
+            "cases": self.cases,
+            "counts": self.counts,
+            "typed_unnamed": self.typed_unnamed,
+            "seconds": round(self.seconds, 1),
+            "worker_restarts": self.restarts,
+            "findings": self.findings[:50],
+        }
 
 
 class _Worker:
@@ -457,8 +509,13 @@ class _Worker:
         self.cases_file.write_text("".join(f"{c}\n" for c in cases))
         self.err_file = workdir / f"stderr-{_Worker._n}.txt"
         with open(self.err_file, "w") as err:
-            self.proc = subprocess.Popen(cmd + ["--cases-file", str(self.cases_file)], stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.PIPE, stderr=err, env=env)
+            self.proc = subprocess.Popen(
+                cmd + ["--cases-file", str(self.cases_file)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                env=env,
+            )
         self.pending = list(cases)  # cases given, not yet reported (in order)
         self.buf = ""
         self.ready = False
@@ -471,8 +528,16 @@ class _Worker:
             return ""
 
 
-def run_fuzz(stream: Path, decode: str, cases: int = 1000, seed: int = 0, workers: int = 1, timeout_s: float = 10.0,
-             mem_mb: int = 1024, startup_s: float = 180.0) -> FuzzResult:
+def run_fuzz(
+    stream: Path,
+    decode: str,
+    cases: int = 1000,
+    seed: int = 0,
+    workers: int = 1,
+    timeout_s: float = 10.0,
+    mem_mb: int = 1024,
+    startup_s: float = 180.0,
+) -> FuzzResult:
     """Fuzz ``decode`` with ``cases`` mutations of ``stream`` in ``workers`` subprocesses."""
     t0 = time.monotonic()
     counts: Counter = Counter({k: 0 for k in OUTCOMES})
@@ -480,8 +545,24 @@ def run_fuzz(stream: Path, decode: str, cases: int = 1000, seed: int = 0, worker
     unnamed = restarts = 0
     env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     tmp = tempfile.TemporaryDirectory(prefix="vvc-fuzz-")
-    cmd = [sys.executable, "-m", "nerfstudio_vvc.codec.fuzz", "worker", "--stream", str(stream), "--decode", decode,
-           "--seed", str(seed), "--timeout", str(timeout_s), "--mem-mb", str(mem_mb), "--workdir", tmp.name]
+    cmd = [
+        sys.executable,
+        "-m",
+        "nerfstudio_vvc.codec.fuzz",
+        "worker",
+        "--stream",
+        str(stream),
+        "--decode",
+        decode,
+        "--seed",
+        str(seed),
+        "--timeout",
+        str(timeout_s),
+        "--mem-mb",
+        str(mem_mb),
+        "--workdir",
+        tmp.name,
+    ]
     todo = list(range(cases))
     n = max(1, min(workers, len(todo)))
     live = [_Worker(cmd, todo[i::n], env, Path(tmp.name)) for i in range(n)]
@@ -518,7 +599,9 @@ def run_fuzz(stream: Path, decode: str, cases: int = 1000, seed: int = 0, worker
                     case = w.pending.pop(0)
                     kind = "oom" if rc in (-signal.SIGKILL, -signal.SIGABRT) else "crash"
                     counts[kind] += 1
-                    findings.append({"case": case, "outcome": kind, "detail": f"worker exit {rc}: {w.stderr_tail()[-300:]}"})
+                    findings.append(
+                        {"case": case, "outcome": kind, "detail": f"worker exit {rc}: {w.stderr_tail()[-300:]}"}
+                    )
                     restarts += 1
                     if w.pending:
                         live.append(_Worker(cmd, w.pending, env, Path(tmp.name)))

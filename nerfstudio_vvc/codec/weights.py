@@ -25,10 +25,27 @@ MAX_GROUPS = 256
 MIN_GROUP_ELEMS = 256  # per-row models only pay off (16 header bytes each) for long rows
 MAX_ELEMS = 1 << 26  # 512 MiB of int64 symbols; callers that know the shape pass expected_shape
 _F2 = struct.Struct("<dd")
-_DTYPES = {0: torch.float32, 1: torch.float16, 2: torch.bfloat16, 3: torch.float64, 4: torch.int64, 5: torch.int32, 6: torch.int16, 7: torch.int8, 8: torch.uint8, 9: torch.bool}
+_DTYPES = {
+    0: torch.float32,
+    1: torch.float16,
+    2: torch.bfloat16,
+    3: torch.float64,
+    4: torch.int64,
+    5: torch.int32,
+    6: torch.int16,
+    7: torch.int8,
+    8: torch.uint8,
+    9: torch.bool,
+}
 _DTYPE_CODES = {v: k for k, v in _DTYPES.items()}
-_INT_RANGE = {torch.int64: (-(1 << 63), (1 << 63) - 1), torch.int32: (-(1 << 31), (1 << 31) - 1),
-              torch.int16: (-(1 << 15), (1 << 15) - 1), torch.int8: (-128, 127), torch.uint8: (0, 255), torch.bool: (0, 1)}
+_INT_RANGE = {
+    torch.int64: (-(1 << 63), (1 << 63) - 1),
+    torch.int32: (-(1 << 31), (1 << 31) - 1),
+    torch.int16: (-(1 << 15), (1 << 15) - 1),
+    torch.int8: (-128, 127),
+    torch.uint8: (0, 255),
+    torch.bool: (0, 1),
+}
 
 
 def _groups(shape: tuple[int, ...]) -> int:
@@ -77,7 +94,9 @@ def decompress_int_tensor(data: bytes, expected_shape: Optional[tuple[int, ...]]
     shape = list(peek_int_tensor_shape(data))
     ndim = len(shape)
     if expected_shape is not None and tuple(shape) != tuple(expected_shape):
-        raise CorruptChunkError(f"tensor shape {tuple(shape)}, expected {tuple(expected_shape)}", where="int tensor", offset=1)
+        raise CorruptChunkError(
+            f"tensor shape {tuple(shape)}, expected {tuple(expected_shape)}", where="int tensor", offset=1
+        )
     pos = 1 + 4 * ndim + 4
     (g,) = struct.unpack_from("<I", data, 1 + 4 * ndim)
     n = int(np.prod(shape, dtype=object)) if ndim else 1  # exact (an int64 product could wrap)
@@ -163,7 +182,9 @@ def decompress_categorical(data: bytes, expected_shape: tuple[int, ...]) -> torc
     """Inverse of ``compress_categorical``; the shape must be `expected_shape` and the counts must add up to it."""
     shape = peek_int_tensor_shape(data)
     if tuple(shape) != tuple(expected_shape):
-        raise CorruptChunkError(f"tensor shape {tuple(shape)}, expected {tuple(expected_shape)}", where="categorical tensor", offset=1)
+        raise CorruptChunkError(
+            f"tensor shape {tuple(shape)}, expected {tuple(expected_shape)}", where="categorical tensor", offset=1
+        )
     n = int(np.prod(shape, dtype=object)) if shape else 1
     pos = 1 + 4 * len(shape)
     if len(data) < pos + 8:
@@ -174,7 +195,9 @@ def decompress_categorical(data: bytes, expected_shape: tuple[int, ...]) -> torc
         raise CorruptChunkError(f"{k} categories (1..{MAX_CATEGORIES})", where="categorical tensor", offset=pos - 4)
     counts, pos = _read_varints(data, pos, k)
     if n and sum(counts) != n:
-        raise CorruptChunkError(f"histogram counts {sum(counts)} symbols, the tensor has {n}", where="categorical tensor", offset=pos)
+        raise CorruptChunkError(
+            f"histogram counts {sum(counts)} symbols, the tensor has {n}", where="categorical tensor", offset=pos
+        )
     s = CoderSession("decode", data[pos:], where="categorical tensor")
     out = s.code_categorical(None, n, np.asarray(counts)) if n else np.zeros(0, np.int64)
     s.finish_decode()
@@ -215,7 +238,12 @@ def compress_state_dict(
             st, sym, kind = 1.0, t.to(torch.int64), 1
             deq[name] = t.clone()
         payload = compress_int_tensor(sym)
-        parts.append(struct.pack("<H", len(nb)) + nb + struct.pack("<BBdI", kind, _DTYPE_CODES[t.dtype], st, len(payload)) + payload)
+        parts.append(
+            struct.pack("<H", len(nb))
+            + nb
+            + struct.pack("<BBdI", kind, _DTYPE_CODES[t.dtype], st, len(payload))
+            + payload
+        )
     return b"".join(parts), deq
 
 
@@ -261,7 +289,9 @@ def decompress_state_dict(
                 raise CorruptChunkError(f"unexpected tensor {name!r:.80}", where=where, offset=pos)
             exp_shape, exp_dtype = expected[name]
             if dtype != exp_dtype:
-                raise CorruptChunkError(f"tensor {name!r} has dtype {dtype}, expected {exp_dtype}", where=where, offset=pos)
+                raise CorruptChunkError(
+                    f"tensor {name!r} has dtype {dtype}, expected {exp_dtype}", where=where, offset=pos
+                )
         if (kind == 0) != dtype.is_floating_point:
             raise CorruptChunkError(f"tensor kind {kind} does not match dtype {dtype}", where=where, offset=pos)
         try:
@@ -272,7 +302,9 @@ def decompress_state_dict(
         if kind == 0:
             val = (sym.double() * st).to(dtype)
             if not bool(torch.isfinite(val).all()):
-                raise CorruptChunkError(f"tensor {name!r} dequantizes to non-finite values", where=where, offset=pos - plen)
+                raise CorruptChunkError(
+                    f"tensor {name!r} dequantizes to non-finite values", where=where, offset=pos - plen
+                )
         else:
             if sym.numel() and (int(sym.min()) < _INT_RANGE[dtype][0] or int(sym.max()) > _INT_RANGE[dtype][1]):
                 raise CorruptChunkError(f"tensor {name!r} values outside {dtype}", where=where, offset=pos - plen)

@@ -54,7 +54,9 @@ def to_unit_cube(pts: torch.Tensor, aabb: torch.Tensor, contraction: float = 0.0
     return (u + 1.0) * 0.5
 
 
-def _segment(lo: torch.Tensor, hi: torch.Tensor, n: int, offs: torch.Tensor, disparity: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+def _segment(
+    lo: torch.Tensor, hi: torch.Tensor, n: int, offs: torch.Tensor, disparity: bool
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Sample distances [R, n] and their interval lengths along [lo, hi] (uniform in t or in 1/t)."""
     s = torch.linspace(0.0, 1.0, n + 1, device=lo.device)
     if disparity:
@@ -105,13 +107,16 @@ def render_rays(
         near = torch.full_like(a, near_plane)
         far = torch.maximum(b + 1e-3, (FAR_FACTOR * float((aabb[1] - aabb[0]).max()) * 0.5) / dir_norm[:, 0])
         n_pre = max(num_outer_samples // 4, 1)
-        segments = [(near, torch.maximum(a, near), n_pre, False), (a, b, num_samples, False),
-                    (b.clamp_min(1e-3), far, num_outer_samples - n_pre, True)]
+        segments = [
+            (near, torch.maximum(a, near), n_pre, False),
+            (a, b, num_samples, False),
+            (b.clamp_min(1e-3), far, num_outer_samples - n_pre, True),
+        ]
     total = sum(n for *_, n, _ in segments)
     offs = torch.rand(num_rays, total, device=dev) if jitter else torch.full((num_rays, total), 0.5, device=dev)
     ts, widths, start = [], [], 0
     for lo, hi, n, disp in segments:
-        t, w = _segment(lo, hi, n, offs[:, start:start + n], disp)
+        t, w = _segment(lo, hi, n, offs[:, start : start + n], disp)
         ts.append(t)
         widths.append(w)
         start += n
@@ -189,17 +194,27 @@ class RenderSettings:
     so streams from before the option read back as contracted-length opacity."""
 
     def to_json(self) -> Dict[str, object]:
-        out: Dict[str, object] = {"aabb": [list(self.aabb[0]), list(self.aabb[1])], "near_plane": self.near_plane,
-                                  "background": list(self.background), "num_samples": self.num_samples,
-                                  "occupancy_resolution": self.occupancy_resolution, "contraction": self.contraction,
-                                  "num_outer_samples": self.num_outer_samples}
+        out: Dict[str, object] = {
+            "aabb": [list(self.aabb[0]), list(self.aabb[1])],
+            "near_plane": self.near_plane,
+            "background": list(self.background),
+            "num_samples": self.num_samples,
+            "occupancy_resolution": self.occupancy_resolution,
+            "contraction": self.contraction,
+            "num_outer_samples": self.num_outer_samples,
+        }
         if self.world_opacity:
             out["world_opacity"] = True
         return out
 
-    JSON_RULES = {"near_plane": (float, 0.0, 1e6), "num_samples": (int, 1, 4096),
-                  "occupancy_resolution": (int, 1, 512), "contraction": (float, 0.0, 100.0),
-                  "num_outer_samples": (int, 0, 4096), "world_opacity": (bool,)}
+    JSON_RULES = {
+        "near_plane": (float, 0.0, 1e6),
+        "num_samples": (int, 1, 4096),
+        "occupancy_resolution": (int, 1, 512),
+        "contraction": (float, 0.0, 100.0),
+        "num_outer_samples": (int, 0, 4096),
+        "world_opacity": (bool,),
+    }
     """Type and range of each scalar setting in the ``render`` object (``aabb`` and ``background`` are checked apart);
     ``contraction``, ``num_outer_samples`` and ``world_opacity`` may be absent (files from before them)."""
     JSON_OPTIONAL = ("contraction", "num_outer_samples", "world_opacity")
@@ -243,25 +258,43 @@ class RenderSettings:
     def from_json(cls, render: Mapping[str, object]) -> "RenderSettings":
         """From a validated ``render`` object (keys other than these are the method's own and are ignored)."""
         box = render["aabb"]
-        return cls(aabb=(tuple(float(v) for v in box[0]), tuple(float(v) for v in box[1])),  # type: ignore[index]
-                   near_plane=float(render["near_plane"]),  # type: ignore[arg-type]
-                   background=tuple(float(v) for v in render["background"]),  # type: ignore[union-attr]
-                   num_samples=int(render["num_samples"]),  # type: ignore[arg-type]
-                   occupancy_resolution=int(render["occupancy_resolution"]),  # type: ignore[arg-type]
-                   contraction=float(render.get("contraction", 0.0)),  # type: ignore[arg-type]
-                   num_outer_samples=int(render.get("num_outer_samples", 0)),  # type: ignore[arg-type]
-                   world_opacity=bool(render.get("world_opacity", False)))
+        return cls(
+            aabb=(tuple(float(v) for v in box[0]), tuple(float(v) for v in box[1])),  # type: ignore[index]
+            near_plane=float(render["near_plane"]),  # type: ignore[arg-type]
+            background=tuple(float(v) for v in render["background"]),  # type: ignore[union-attr]
+            num_samples=int(render["num_samples"]),  # type: ignore[arg-type]
+            occupancy_resolution=int(render["occupancy_resolution"]),  # type: ignore[arg-type]
+            contraction=float(render.get("contraction", 0.0)),  # type: ignore[arg-type]
+            num_outer_samples=int(render.get("num_outer_samples", 0)),  # type: ignore[arg-type]
+            world_opacity=bool(render.get("world_opacity", False)),
+        )
 
-    def render(self, field: torch.nn.Module, origins: torch.Tensor, dirs: torch.Tensor,
-               occupancy: Optional[OccupancyGrid], jitter: bool = False, distortion: bool = False
-               ) -> Dict[str, torch.Tensor]:
+    def render(
+        self,
+        field: torch.nn.Module,
+        origins: torch.Tensor,
+        dirs: torch.Tensor,
+        occupancy: Optional[OccupancyGrid],
+        jitter: bool = False,
+        distortion: bool = False,
+    ) -> Dict[str, torch.Tensor]:
         """Render rays [R, 3] on the rays' device: rgb, accumulation, depth, num_samples (`render_rays`).
 
         The one call both the training models (``jitter`` and, for contracted scenes, ``distortion`` while training)
         and the decoders (neither) render with, so a decoder cannot drift from what its method trained."""
         dev = origins.device
-        return render_rays(field, origins.float(), dirs.float(), torch.tensor(self.aabb, dtype=torch.float32, device=dev),
-                           occupancy, self.num_samples, self.near_plane,
-                           torch.tensor(self.background, dtype=torch.float32, device=dev), jitter=jitter,
-                           contraction=self.contraction, num_outer_samples=self.num_outer_samples,
-                           distortion=distortion, world_opacity=self.world_opacity)
+        return render_rays(
+            field,
+            origins.float(),
+            dirs.float(),
+            torch.tensor(self.aabb, dtype=torch.float32, device=dev),
+            occupancy,
+            self.num_samples,
+            self.near_plane,
+            torch.tensor(self.background, dtype=torch.float32, device=dev),
+            jitter=jitter,
+            contraction=self.contraction,
+            num_outer_samples=self.num_outer_samples,
+            distortion=distortion,
+            world_opacity=self.world_opacity,
+        )

@@ -13,8 +13,6 @@ from typing import Dict, List, Literal, Optional, Tuple, Type, Union
 
 import numpy as np
 import torch
-from PIL import Image
-
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.configs.dataparser_configs import AnnotatedDataParserUnion
@@ -22,7 +20,7 @@ from nerfstudio.data.datamanagers.base_datamanager import DataManager, DataManag
 from nerfstudio.data.dataparsers.base_dataparser import DataparserOutputs
 from nerfstudio.data.datasets.base_dataset import InputDataset
 from nerfstudio.model_components.ray_generators import RayGenerator
-from nerfstudio.utils.rich_utils import CONSOLE
+from PIL import Image
 
 from nerfstudio_vvc.data.dataparser import VvcDataParserConfig
 

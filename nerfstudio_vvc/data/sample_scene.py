@@ -277,7 +277,9 @@ def make_sample(
 
         cam_ids = list(range(len(cam_pos)))
         split_of = {c: ("test" if c in test_idx else "train") for c in cam_ids}
-        metas: Dict[str, dict] = {s: {"w": W, "h": H, "k": [], "w2c": [], "fn": [], "cam_id": []} for s in ("train", "test")}
+        metas: Dict[str, dict] = {
+            s: {"w": W, "h": H, "k": [], "w2c": [], "fn": [], "cam_id": []} for s in ("train", "test")
+        }
         marker_pos = []
         for t, mi in enumerate(idx):
             fr = frames[mi]
@@ -297,8 +299,14 @@ def make_sample(
                     s[key].append([])
             for c in cam_ids:
                 img = p.getCameraImage(
-                    W * ss, H * ss, views[c], proj, renderer=p.ER_TINY_RENDERER, shadow=int(shadows),
-                    lightDirection=[1.0, 3.0, 2.0], physicsClientId=cid,
+                    W * ss,
+                    H * ss,
+                    views[c],
+                    proj,
+                    renderer=p.ER_TINY_RENDERER,
+                    shadow=int(shadows),
+                    lightDirection=[1.0, 3.0, 2.0],
+                    physicsClientId=cid,
                 )
                 rgb = np.reshape(np.asarray(img[2], dtype=np.uint8), (H * ss, W * ss, 4))[:, :, :3].astype(np.float64)
                 seg = np.reshape(np.asarray(img[4]), (H * ss, W * ss))
@@ -331,19 +339,35 @@ def make_sample(
         with open(out_dir / f"{split}_meta.json", "w") as f:
             json.dump(m, f)
     settings = {
-        "num_frames": num_frames, "num_cameras": num_cameras, "num_test_cameras": num_test_cameras,
-        "resolution": [W, H], "seed": seed, "motion": motion, "motion_stride": motion_stride, "fps": fps,
-        "fov_deg": fov_deg, "radius": radius, "ring_heights": list(ring_heights), "target": list(target),
-        "test_cam_ids": test_idx, "background": list(BACKGROUND), "world_up": [0, 1, 0],
-        "supersample": ss, "far_floor": bool(far_floor),
+        "num_frames": num_frames,
+        "num_cameras": num_cameras,
+        "num_test_cameras": num_test_cameras,
+        "resolution": [W, H],
+        "seed": seed,
+        "motion": motion,
+        "motion_stride": motion_stride,
+        "fps": fps,
+        "fov_deg": fov_deg,
+        "radius": radius,
+        "ring_heights": list(ring_heights),
+        "target": list(target),
+        "test_cam_ids": test_idx,
+        "background": list(BACKGROUND),
+        "world_up": [0, 1, 0],
+        "supersample": ss,
+        "far_floor": bool(far_floor),
         "view_matrices": {str(c): list(map(float, v)) for c, v in enumerate(views)},
-        "projection_matrix": proj, "marker_radius": marker_radius if marker else None, "marker_positions": marker_pos,
+        "projection_matrix": proj,
+        "marker_radius": marker_radius if marker else None,
+        "marker_positions": marker_pos,
     }
     with open(out_dir / "scene.json", "w") as f:
         json.dump(settings, f, indent=1)
     (out_dir / "README.md").write_text(_readme(settings))
     if verbose:
-        print(f"sample scene: {num_frames} frames x {len(cam_pos)} cameras at {W}x{H} in {time.time() - t0:.1f} s -> {out_dir}")
+        print(
+            f"sample scene: {num_frames} frames x {len(cam_pos)} cameras at {W}x{H} in {time.time() - t0:.1f} s -> {out_dir}"
+        )
     return out_dir
 
 
@@ -355,15 +379,15 @@ def _readme(s: dict) -> str:
     return f"""# nerfstudio-vvc sample scene
 
 Synthetic multi-view video rendered with pybullet's TinyRenderer (CPU, deterministic) by
-`nerfstudio_vvc.data.sample_scene.make_sample` (seed {s['seed']}).
+`nerfstudio_vvc.data.sample_scene.make_sample` (seed {s["seed"]}).
 
-- Content: the DeepMimic humanoid from `pybullet_data` replaying the `{s['motion']}` motion-capture clip
-  (every {s['motion_stride']} mocap frame(s): {s['fps']:.1f} fps), colour-textured, on a textured 3x3 m floor
+- Content: the DeepMimic humanoid from `pybullet_data` replaying the `{s["motion"]}` motion-capture clip
+  (every {s["motion_stride"]} mocap frame(s): {s["fps"]:.1f} fps), colour-textured, on a textured 3x3 m floor
   patch; a red marker ball (radius 0.06 m) circles it (`scene.json` lists its centre per frame).
-- {s['num_frames']} frames x {s['num_cameras'] + s['num_test_cameras']} cameras ({s['num_cameras']} train,
-  test cameras {s['test_cam_ids']} interleaved in azimuth), {s['resolution'][0]}x{s['resolution'][1]} PNG,
-  vertical FOV {s['fov_deg']} deg, dome radius {s['radius']} m, ring heights {s['ring_heights']} m, all looking
-  at {s['target']}.
+- {s["num_frames"]} frames x {s["num_cameras"] + s["num_test_cameras"]} cameras ({s["num_cameras"]} train,
+  test cameras {s["test_cam_ids"]} interleaved in azimuth), {s["resolution"][0]}x{s["resolution"][1]} PNG,
+  vertical FOV {s["fov_deg"]} deg, dome radius {s["radius"]} m, ring heights {s["ring_heights"]} m, all looking
+  at {s["target"]}.
 - Background: constant white (pixels with no object in pybullet's segmentation mask).
 - World frame: y up (metres), floor at y = 0.
 - Layout (CMU Panoptic / Dynamic 3D Gaussians): `train_meta.json`, `test_meta.json` with `w`, `h`, per frame
@@ -403,10 +427,18 @@ class MakeSampleConfig:
 
     def main(self) -> Path:
         return make_sample(
-            self.out, num_frames=self.num_frames, num_cameras=self.num_cameras,
-            num_test_cameras=self.num_test_cameras, resolution=self.resolution, seed=self.seed,
-            motion=self.motion, motion_stride=self.motion_stride, marker=self.marker,
-            supersample=self.supersample, far_floor=self.far_floor, verbose=True,
+            self.out,
+            num_frames=self.num_frames,
+            num_cameras=self.num_cameras,
+            num_test_cameras=self.num_test_cameras,
+            resolution=self.resolution,
+            seed=self.seed,
+            motion=self.motion,
+            motion_stride=self.motion_stride,
+            marker=self.marker,
+            supersample=self.supersample,
+            far_floor=self.far_floor,
+            verbose=True,
         )
 
 

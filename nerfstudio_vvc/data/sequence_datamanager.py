@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple, Type
 
 import torch
-
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.utils.rich_utils import CONSOLE
 
@@ -50,7 +49,9 @@ class SequenceDataManager(FrameDataManager):
         self._frames_loaded = n_f
         self._rows_of_frame: Dict[int, torch.Tensor] = {f: torch.nonzero(frame_of == f).flatten() for f in range(n_f)}
         self.frame = -1
-        CONSOLE.print(f"{len(indices)} training images of {n_f} frames in memory ({images.numel() / 2**20:.0f} MiB uint8)")
+        CONSOLE.print(
+            f"{len(indices)} training images of {n_f} frames in memory ({images.numel() / 2**20:.0f} MiB uint8)"
+        )
 
     @property
     def frames_loaded(self) -> int:

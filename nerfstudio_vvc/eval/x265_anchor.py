@@ -216,7 +216,8 @@ def x265_anchor_point(
         "width": w,
         "height": h,
         "per_frame": [
-            {"frame_idx": i, "kb": float(per_frame_bytes[i]) / 1000.0, "is_iframe": bool(iframe_any[i])} for i in range(n)
+            {"frame_idx": i, "kb": float(per_frame_bytes[i]) / 1000.0, "is_iframe": bool(iframe_any[i])}
+            for i in range(n)
         ],
         "bitstream_dir": str(out_dir),
     }

@@ -14,7 +14,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from nerfstudio.utils.rich_utils import CONSOLE
 
 

@@ -40,8 +40,18 @@ vvc_mv_inr = MethodSpecification(
 )
 
 vvc_mv_inr_cpu = MethodSpecification(
-    config=_config("vvc-mv-inr-cpu", MVInrModelConfig(conv_channels=(48, 32, 24, 16, 16), epochs=150, finetune_epochs=15,
-                                                      qat_epochs=15, lr=2e-3, finetune_lr=5e-4, batch_size=2)),
+    config=_config(
+        "vvc-mv-inr-cpu",
+        MVInrModelConfig(
+            conv_channels=(48, 32, 24, 16, 16),
+            epochs=150,
+            finetune_epochs=15,
+            qat_epochs=15,
+            lr=2e-3,
+            finetune_lr=5e-4,
+            batch_size=2,
+        ),
+    ),
     description="Implicit-explicit multi-view video codec, CPU preset (conv channels 48-32-24-16-16, 150 + 15 + 15 epochs, "
-                "lr 2e-3, 2 images per step).",
+    "lr 2e-3, 2 images per step).",
 )

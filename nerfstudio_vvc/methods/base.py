@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional, Tuple, Type
 
 import torch
-from torch import nn
-
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.models.base_model import Model, ModelConfig
+from torch import nn
 
 from nerfstudio_vvc.components.frame_store import FrameStore
 from nerfstudio_vvc.components.occupancy import OccupancyGrid, occupancy_cells

@@ -24,10 +24,8 @@ import time
 from typing import Any, Callable, Optional, Protocol, Tuple
 
 import torch
-from torch import nn
-
 from nerfstudio.viewer.viewer_elements import ViewerButton, ViewerCheckbox, ViewerControl, ViewerSlider, ViewerText
-
+from torch import nn
 
 View = Tuple[Tuple[float, ...], Tuple[float, ...], Tuple[float, ...]]
 
@@ -76,7 +74,12 @@ class PlaybackControls(nn.Module):
         self.play_button = ViewerButton("Play", cb_hook=lambda _: self.play())
         self.pause_button = ViewerButton("Pause", cb_hook=lambda _: self.pause(), visible=False)
         self.playback_loop = ViewerCheckbox("Loop", True, hint="Restart at the first frame after the last")
-        self.readout_frame = ViewerText("Frame info", "", disabled=True, hint="frame/last · I or P · the frame's bytes in the file · its decode time")
+        self.readout_frame = ViewerText(
+            "Frame info",
+            "",
+            disabled=True,
+            hint="frame/last · I or P · the frame's bytes in the file · its decode time",
+        )
         self.readout_status = ViewerText("Playback", "", disabled=True, hint="What is playing")
         self.viewer_hook = _ViewerHook(self._attach_viewer)
         self._viewer: Any = None

@@ -13,10 +13,9 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 import yaml
+from nerfstudio.utils.rich_utils import CONSOLE
 from PIL import Image
 from rich.table import Table
-
-from nerfstudio.utils.rich_utils import CONSOLE
 
 from nerfstudio_vvc.data.datamanager import load_rgb
 from nerfstudio_vvc.eval.metrics import ImageMetrics
@@ -79,18 +78,27 @@ def eval_decoded_views(decoder, load_config: Path, out_dir: Path, use_lpips: boo
             m = metric(pred, gt)
             rows.append({"camera": cam.cam_id, "frame": d.frame_idx, "role": "basic" if i == cfg.basic else "inr", **m})
             if d.frame_idx == decoder.frames()[0]:
-                Image.fromarray(np.concatenate([gt.numpy(), pred.numpy()], axis=1)).save(out_dir / f"cam{cam.cam_id:03d}.png")
+                Image.fromarray(np.concatenate([gt.numpy(), pred.numpy()], axis=1)).save(
+                    out_dir / f"cam{cam.cam_id:03d}.png"
+                )
     per_view = {}
     for cam in cfg.cameras:
         r = [x for x in rows if x["camera"] == cam.cam_id]
-        per_view[cam.cam_id] = {"role": r[0]["role"], **{k: _mean([x[k] for x in r]) for k in ("psnr_db", "ssim", "lpips")}}
+        per_view[cam.cam_id] = {
+            "role": r[0]["role"],
+            **{k: _mean([x[k] for x in r]) for k in ("psnr_db", "ssim", "lpips")},
+        }
     size = decoder.path.stat().st_size
     pixels = len(cfg.cameras) * len(decoder.frames()) * cfg.width * cfg.height
     summary = {
-        "file_bytes": size, "kb_per_frame": size / 1000 / max(len(decoder.frames()), 1), "bpp": 8 * size / pixels,
+        "file_bytes": size,
+        "kb_per_frame": size / 1000 / max(len(decoder.frames()), 1),
+        "bpp": 8 * size / pixels,
         "inr_views_psnr_db": _mean([v["psnr_db"] for v in per_view.values() if v["role"] == "inr"]),
         "basic_view_psnr_db": _mean([v["psnr_db"] for v in per_view.values() if v["role"] == "basic"]),
-        "decode_view_frames_per_s": len(cfg.cameras) * len(decoder.frames()) / max(sum(decoder.decode_seconds.values()), 1e-9),
+        "decode_view_frames_per_s": len(cfg.cameras)
+        * len(decoder.frames())
+        / max(sum(decoder.decode_seconds.values()), 1e-9),
     }
     table = Table(title=f"decoded views of {decoder.path} ({size} bytes, {summary['bpp']:.4f} bpp)")
     for col in ("camera", "role", "PSNR dB", "SSIM", "LPIPS"):
@@ -99,8 +107,10 @@ def eval_decoded_views(decoder, load_config: Path, out_dir: Path, use_lpips: boo
     for cid, v in per_view.items():
         table.add_row(str(cid), v["role"], fmt(v["psnr_db"], 2), fmt(v["ssim"], 4), fmt(v["lpips"], 4))
     CONSOLE.print(table)
-    CONSOLE.print(f"INR views {fmt(summary['inr_views_psnr_db'], 2)} dB · basic view {fmt(summary['basic_view_psnr_db'], 2)} dB"
-                  f" · {summary['kb_per_frame']:.1f} KB/frame · decode {summary['decode_view_frames_per_s']:.1f} view-frames/s")
+    CONSOLE.print(
+        f"INR views {fmt(summary['inr_views_psnr_db'], 2)} dB · basic view {fmt(summary['basic_view_psnr_db'], 2)} dB"
+        f" · {summary['kb_per_frame']:.1f} KB/frame · decode {summary['decode_view_frames_per_s']:.1f} view-frames/s"
+    )
     result = {"file": str(decoder.path), "summary": summary, "per_view": per_view, "frames": rows}
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=1))
     return result

@@ -14,13 +14,12 @@ from typing import Dict, List, Literal, Optional
 
 import numpy as np
 import torch
+import tyro
+from nerfstudio.utils.eval_utils import eval_setup
+from nerfstudio.utils.rich_utils import CONSOLE
 from PIL import Image
 from rich.progress import track
 from rich.table import Table
-import tyro
-
-from nerfstudio.utils.eval_utils import eval_setup
-from nerfstudio.utils.rich_utils import CONSOLE
 
 from nerfstudio_vvc.eval.metrics import image_metrics
 
@@ -220,9 +219,20 @@ class EvalBitstream:
             extra[f] = {"bytes": decoder.frame_bytes(f), "type": kind}
             r.update(bytes=extra[f]["bytes"], type=kind, decode_s=decoder.decode_seconds.get(f))
         CONSOLE.print(metrics_table(rows, f"decoded from {self.bitstream} ({self.bitstream.stat().st_size} bytes)", extra))
-        summary = fit_vs_generalisation(pipeline, rows, decoder.frames(), self.train_views) if self.train_views > 0 else {}
-        (out / "metrics.json").write_text(json.dumps({"file": str(self.bitstream), "file_bytes": self.bitstream.stat().st_size,
-                                                      "frames": rows, "summary": summary}, indent=1))
+        summary = (
+            fit_vs_generalisation(pipeline, rows, decoder.frames(), self.train_views) if self.train_views > 0 else {}
+        )
+        (out / "metrics.json").write_text(
+            json.dumps(
+                {
+                    "file": str(self.bitstream),
+                    "file_bytes": self.bitstream.stat().st_size,
+                    "frames": rows,
+                    "summary": summary,
+                },
+                indent=1,
+            )
+        )
         CONSOLE.print(f"side-by-side images and metrics.json in {out}")
         return rows
 
@@ -252,16 +262,20 @@ class DecodeBitstream:
             raise SystemExit(f"{self.bitstream}: holds no complete frame (a file cut before its first frame ended)")
         if self.as_dataset:
             if not hasattr(decoder, "write_dataset"):
-                raise SystemExit(f"{self.bitstream}: {decoder.header.method_id} codes a 3D representation, not camera "
-                                 "views: --as-dataset is for view codecs (vvc-mv-inr)")
+                raise SystemExit(
+                    f"{self.bitstream}: {decoder.header.method_id} codes a 3D representation, not camera "
+                    "views: --as-dataset is for view codecs (vvc-mv-inr)"
+                )
             test = None
             if self.test_views_from is not None:
                 from nerfstudio_vvc.playback.eval_views import test_frames_of
 
                 test = test_frames_of(self.test_views_from, len(decoder.frames()))
             path = decoder.write_dataset(self.out, test_frames=test)
-            CONSOLE.print(f"{len(decoder.frames())} frames decoded into {path} (train with: ns-train <method> vvc-data "
-                          f"--data {self.out})")
+            CONSOLE.print(
+                f"{len(decoder.frames())} frames decoded into {path} (train with: ns-train <method> vvc-data "
+                f"--data {self.out})"
+            )
             return
         decoder.decode_to_store(self.out)
         for f in decoder.frames():

@@ -19,11 +19,10 @@ from typing import Dict, List, Optional, Tuple, Type
 
 import torch
 import tyro
-from torch import nn
-
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.models.base_model import Model, ModelConfig
+from torch import nn
 
 from nerfstudio_vvc.playback.controls import PlaybackControls, default_view
 from nerfstudio_vvc.playback.player import FramePlayer
@@ -74,8 +73,11 @@ class FilePlaybackModel(Model):
             out = self.player.decoder.render_rays(self.player.get(frame), origins, dirs)
         else:  # a frame the file does not hold: nothing is drawn
             n = origins.shape[0]
-            out = {"rgb": torch.zeros(n, 3, device=origins.device), "accumulation": torch.zeros(n, 1, device=origins.device),
-                   "depth": torch.zeros(n, 1, device=origins.device)}
+            out = {
+                "rgb": torch.zeros(n, 3, device=origins.device),
+                "accumulation": torch.zeros(n, 1, device=origins.device),
+                "depth": torch.zeros(n, 1, device=origins.device),
+            }
         return {k: v.reshape(*shape, -1) for k, v in out.items()}
 
 
@@ -85,8 +87,9 @@ class FilePlaybackPipeline(nn.Module):
     def __init__(self, model: FilePlaybackModel, datapath: Path) -> None:
         super().__init__()
         self.model = model
-        self.datamanager = SimpleNamespace(includes_time=True, train_dataset=[], eval_dataset=None,
-                                           get_datapath=lambda: datapath)
+        self.datamanager = SimpleNamespace(
+            includes_time=True, train_dataset=[], eval_dataset=None, get_datapath=lambda: datapath
+        )
 
 
 def build_model(bitstream: Path, device: str = "cpu", cache_size: int = 8) -> FilePlaybackModel:
@@ -130,12 +133,17 @@ class PlayBitstream:
             raise SystemExit(str(exc)) from None
         pipeline = FilePlaybackPipeline(model, self.bitstream.parent)
         log_dir = Path(tempfile.mkdtemp(prefix="ns-vvc-play-"))
-        viewer = Viewer(ViewerConfig(websocket_port=self.websocket_port, websocket_host=self.websocket_host),
-                        log_filename=log_dir / "viewer_log_filename.txt", datapath=self.bitstream.parent,
-                        pipeline=pipeline, train_lock=threading.Lock())
+        viewer = Viewer(
+            ViewerConfig(websocket_port=self.websocket_port, websocket_host=self.websocket_host),
+            log_filename=log_dir / "viewer_log_filename.txt",
+            datapath=self.bitstream.parent,
+            pipeline=pipeline,
+            train_lock=threading.Lock(),
+        )
         viewer.control_panel._max_res.value = self.max_res
-        writer.setup_local_writer(LoggingConfig(local_writer=LocalWriterConfig(enable=False)), max_iter=1,
-                                  banner_messages=viewer.viewer_info)
+        writer.setup_local_writer(
+            LoggingConfig(local_writer=LocalWriterConfig(enable=False)), max_iter=1, banner_messages=viewer.viewer_info
+        )
         viewer.init_scene(train_dataset=[], train_state="completed")  # type: ignore[arg-type]
         viewer.update_scene(step=0)
         CONSOLE.print(f"{model.player.decoder.describe()}: " + "; ".join(viewer.viewer_info))

@@ -6,8 +6,6 @@ Subcommands import their modules lazily so `ns-vvc --help` stays fast.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
-from pathlib import Path
 from typing import List, Optional, Tuple, Union
 
 import tyro
@@ -57,7 +55,9 @@ def entrypoint() -> None:
     cmd = tyro.cli(Commands, args=argv)
     if passthrough is not None:
         if not hasattr(cmd, "train_args"):
-            raise SystemExit("ns-vvc: error: `-- ARGS` (ns-train arguments) works with encode-parallel and rd-sweep only")
+            raise SystemExit(
+                "ns-vvc: error: `-- ARGS` (ns-train arguments) works with encode-parallel and rd-sweep only"
+            )
         method, data = passthrough
         cmd.train_args = (*cmd.train_args, *method)  # type: ignore[attr-defined]
         cmd.data_args = (*cmd.data_args, *data)  # type: ignore[attr-defined]

@@ -53,22 +53,58 @@ class Demo:
         bindir = Path(sys.executable).parent
         sample = self.out / "sample"
         if not (sample / "train_meta.json").exists():
-            self.run([str(bindir / "ns-vvc"), "make-sample", "--out", str(sample), "--num-frames", str(self.num_frames)])
+            self.run(
+                [str(bindir / "ns-vvc"), "make-sample", "--out", str(sample), "--num-frames", str(self.num_frames)]
+            )
         preset = f"{self.method}-cpu" if self.method == "vvc-rate-aware" else self.method
         run_dir = self.out / "runs" / "sample" / preset / "demo"
-        self.run([
-            str(bindir / "ns-train"), preset,
-            "--output-dir", str(self.out / "runs"), "--experiment-name", "sample", "--timestamp", "demo",
-            "--vis", "tensorboard", "--machine.device-type", "cpu",
-            "--gop-size", str(self.gop_size), "--max-frames", str(self.num_frames), *self.iteration_args(),
-            *self.extra_args,
-            "vvc-data", "--data", str(sample),
-        ])
+        self.run(
+            [
+                str(bindir / "ns-train"),
+                preset,
+                "--output-dir",
+                str(self.out / "runs"),
+                "--experiment-name",
+                "sample",
+                "--timestamp",
+                "demo",
+                "--vis",
+                "tensorboard",
+                "--machine.device-type",
+                "cpu",
+                "--gop-size",
+                str(self.gop_size),
+                "--max-frames",
+                str(self.num_frames),
+                *self.iteration_args(),
+                *self.extra_args,
+                "vvc-data",
+                "--data",
+                str(sample),
+            ]
+        )
         if self.method == "vvc-rate-aware":
             bitstream = run_dir / "sequence.vvc"
-            self.run([str(bindir / "ns-vvc"), "eval", str(bitstream), "--load-config", str(run_dir / "config.yml"),
-                      "--output-dir", str(self.out / "eval")])
+            self.run(
+                [
+                    str(bindir / "ns-vvc"),
+                    "eval",
+                    str(bitstream),
+                    "--load-config",
+                    str(run_dir / "config.yml"),
+                    "--output-dir",
+                    str(self.out / "eval"),
+                ]
+            )
         else:
-            self.run([str(bindir / "ns-vvc"), "eval-run", "--load-config", str(run_dir / "config.yml"),
-                      "--output-dir", str(self.out / "eval")])
+            self.run(
+                [
+                    str(bindir / "ns-vvc"),
+                    "eval-run",
+                    "--load-config",
+                    str(run_dir / "config.yml"),
+                    "--output-dir",
+                    str(self.out / "eval"),
+                ]
+            )
         CONSOLE.print(f"demo finished in {time.perf_counter() - t0:.0f} s; images in {self.out / 'eval'}")

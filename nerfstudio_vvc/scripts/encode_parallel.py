@@ -27,7 +27,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -65,7 +65,11 @@ def frames_done(run_dir: Path, start: int) -> int:
     """Frames of a GOP run finished so far (0 when it has not finished one)."""
     try:
         info = json.loads((run_dir / "progress.json").read_text())
-        return max(int(info["frames_done"]) - int(info.get("first_frame", 0)), 0) if int(info.get("first_frame", 0)) == start else 0
+        return (
+            max(int(info["frames_done"]) - int(info.get("first_frame", 0)), 0)
+            if int(info.get("first_frame", 0)) == start
+            else 0
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return 0
 
@@ -105,8 +109,10 @@ def encode_gop(cmd: List[str], run_dir: str, log: str, gop: Gop, threads: int, f
     t0 = time.time()
     resumed_at = frames_done(run_path, gop.start)
     with open(log_path, "ab") as logf:
-        logf.write(f"\n=== attempt on {socket.gethostname()} pid {os.getpid()}, {resumed_at} frames already done\n$ "
-                   f"{' '.join(cmd)}\n".encode())
+        logf.write(
+            f"\n=== attempt on {socket.gethostname()} pid {os.getpid()}, {resumed_at} frames already done\n$ "
+            f"{' '.join(cmd)}\n".encode()
+        )
         logf.flush()
         proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
         while proc.poll() is None:
@@ -118,9 +124,15 @@ def encode_gop(cmd: List[str], run_dir: str, log: str, gop: Gop, threads: int, f
                 proc.wait()
                 os._exit(1)  # the worker process dies: Ray sees a lost worker, not an exception
     if proc.returncode != 0 or not gop_finished(run_path, gop):
-        raise EncodeError(f"GOP {gop.index} (frames {gop.start}..{gop.end - 1}): ns-train exit {proc.returncode}; "
-                          f"log {log_path}")
-    return {"gop": gop.index, "host": socket.gethostname(), "seconds": time.time() - t0, "resumed_at_frame": gop.start + resumed_at}
+        raise EncodeError(
+            f"GOP {gop.index} (frames {gop.start}..{gop.end - 1}): ns-train exit {proc.returncode}; log {log_path}"
+        )
+    return {
+        "gop": gop.index,
+        "host": socket.gethostname(),
+        "seconds": time.time() - t0,
+        "resumed_at_frame": gop.start + resumed_at,
+    }
 
 
 def parse_num_frames(data: Path, data_args: Tuple[str, ...]) -> int:
@@ -138,10 +150,12 @@ def local_cores() -> int:
         return os.cpu_count() or 1
 
 
-def plan_workers(address: Optional[str], requested: int, num_tasks: int,
-                 threads_per_worker: Optional[int]) -> Tuple[int, int]:
+def plan_workers(
+    address: Optional[str], requested: int, num_tasks: int, threads_per_worker: Optional[int]
+) -> Tuple[int, int, Dict[str, float]]:
     """Start (or join) Ray and size the pool: at most one worker per CPU core Ray has (said when capped) and per
-    task, and torch threads per worker so that the workers together do not oversubscribe the cores."""
+    task, and torch threads per worker so that the workers together do not oversubscribe the cores. Returns
+    (workers, threads per worker, the cluster's resources)."""
     from nerfstudio.utils.rich_utils import CONSOLE
 
     resources = init_ray(address, local_cores())
@@ -151,7 +165,18 @@ def plan_workers(address: Optional[str], requested: int, num_tasks: int,
         CONSOLE.print(f"--workers {workers} is more than the {cores} CPU cores Ray has: using {cores} workers")
         workers = cores
     workers = max(min(workers, num_tasks), 1)
-    return workers, threads_per_worker or max(cores // workers, 1)
+    return workers, threads_per_worker or max(cores // workers, 1), resources
+
+
+def gpus_per_task(device: str, gpus_per_worker: float, resources: Dict[str, float]) -> float:
+    """GPUs each Ray task asks for: `gpus_per_worker` on a cuda device, else 0; a clear exit when the cluster has
+    fewer GPUs than one task needs (`resources`: `ray.cluster_resources()`)."""
+    num_gpus = gpus_per_worker if device.startswith("cuda") else 0
+    if num_gpus and resources.get("GPU", 0) < num_gpus:
+        raise SystemExit(
+            f"--device {device}: the Ray cluster has {resources.get('GPU', 0):g} GPUs, a task needs {num_gpus:g}"
+        )
+    return num_gpus
 
 
 def init_ray(address: Optional[str], cores: int) -> Dict[str, float]:
@@ -207,29 +232,58 @@ class EncodeParallel:
         return self.out / "logs" / f"{gop.name}.log"
 
     def _common(self) -> List[str]:
-        return ["--vis", "tensorboard", "--machine.device-type", self.device, "--machine.seed", str(self.seed),
-                "--gop-size", str(self.gop_size)]
+        return [
+            "--vis",
+            "tensorboard",
+            "--machine.device-type",
+            self.device,
+            "--machine.seed",
+            str(self.seed),
+            "--gop-size",
+            str(self.gop_size),
+        ]
 
     def _data(self) -> List[str]:
         return ["vvc-data", "--data", str(self.data), *self.data_args]
 
     def gop_command(self, gop: Gop) -> List[str]:
         exe = Path(sys.executable).parent / "ns-train"
-        return [str(exe), self.method, "--output-dir", str(self.out / "runs"), "--experiment-name", "gops",
-                "--timestamp", gop.name, *self._common(), "--first-frame", str(gop.start), "--max-frames", str(gop.end),
-                *self.train_args, *self._data()]
+        return [
+            str(exe),
+            self.method,
+            "--output-dir",
+            str(self.out / "runs"),
+            "--experiment-name",
+            "gops",
+            "--timestamp",
+            gop.name,
+            *self._common(),
+            "--first-frame",
+            str(gop.start),
+            "--max-frames",
+            str(gop.end),
+            *self.train_args,
+            *self._data(),
+        ]
 
     def sequential_command(self, n: int, threads: int) -> List[str]:
         """The single `ns-train` run this encode equals byte for byte. Float reductions on the CPU may depend on
         the number of torch threads, so the equivalence holds at the same thread count as the GOP runs."""
-        return [f"OMP_NUM_THREADS={threads}", "ns-train", self.method, *self._common(), "--max-frames", str(n),
-                *self.train_args, *self._data()]
+        return [
+            f"OMP_NUM_THREADS={threads}",
+            "ns-train",
+            self.method,
+            *self._common(),
+            "--max-frames",
+            str(n),
+            *self.train_args,
+            *self._data(),
+        ]
 
     def main(self) -> Path:
         import ray
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
         from nerfstudio.utils.rich_utils import CONSOLE
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         from nerfstudio_vvc.codec.bitstream.merge import merge_containers
 
@@ -237,30 +291,40 @@ class EncodeParallel:
             raise SystemExit(f"{self.data}: no such scene folder")
         if self.workers < 1:
             raise SystemExit("--workers must be at least 1")
-        own = {"--gop-size": "--gop-size", "--first-frame": None, "--max-frames": "--num-frames",
-               "--machine.seed": "--seed", "--machine.device-type": "--device", "--timestamp": None, "--output-dir": "--out"}
+        own = {
+            "--gop-size": "--gop-size",
+            "--first-frame": None,
+            "--max-frames": "--num-frames",
+            "--machine.seed": "--seed",
+            "--machine.device-type": "--device",
+            "--timestamp": None,
+            "--output-dir": "--out",
+        }
         for a in self.train_args:
             flag = a.split("=", 1)[0]
             if flag in own:
-                raise SystemExit(f"encode-parallel sets {flag} of every GOP run itself"
-                                 + (f": use its {own[flag]} option" if own[flag] else ""))
+                raise SystemExit(
+                    f"encode-parallel sets {flag} of every GOP run itself"
+                    + (f": use its {own[flag]} option" if own[flag] else "")
+                )
         total = parse_num_frames(self.data, self.data_args)
         n = total if self.num_frames is None else min(total, self.num_frames)
         gops = split_gops(n, self.gop_size)
         self.out.mkdir(parents=True, exist_ok=True)
 
         t_start = time.time()
-        workers, threads = plan_workers(self.address, self.workers, len(gops), self.threads_per_worker)
-        num_gpus = self.gpus_per_worker if self.device.startswith("cuda") else 0
-        if num_gpus and resources.get("GPU", 0) < num_gpus:
-            raise SystemExit(f"--device {self.device}: the Ray cluster has {resources.get('GPU', 0):g} GPUs, "
-                             f"a task needs {num_gpus:g}")
-        task = ray.remote(encode_gop).options(num_cpus=threads, num_gpus=num_gpus, max_retries=self.max_retries,
-                                              retry_exceptions=True)
+        workers, threads, resources = plan_workers(self.address, self.workers, len(gops), self.threads_per_worker)
+        num_gpus = gpus_per_task(self.device, self.gpus_per_worker, resources)
+        task = ray.remote(encode_gop).options(
+            num_cpus=threads, num_gpus=num_gpus, max_retries=self.max_retries, retry_exceptions=True
+        )
         todo = [g for g in gops if not gop_finished(self.run_dir(g), g)]
-        CONSOLE.print(f"{n} frames in {len(gops)} GOPs of {self.gop_size}; {len(gops) - len(todo)} already done; "
-                      f"{workers} workers x {threads} threads" + (f", {num_gpus:g} GPU each" if num_gpus else "")
-                      + f" on {'Ray at ' + self.address if self.address else 'this machine'}")
+        CONSOLE.print(
+            f"{n} frames in {len(gops)} GOPs of {self.gop_size}; {len(gops) - len(todo)} already done; "
+            f"{workers} workers x {threads} threads"
+            + (f", {num_gpus:g} GPU each" if num_gpus else "")
+            + f" on {'Ray at ' + self.address if self.address else 'this machine'}"
+        )
         fault = os.environ.get(FAULT_ENV) or None
         results: Dict[int, Dict[str, Any]] = {}
         queue = list(todo)
@@ -271,7 +335,9 @@ class EncodeParallel:
             while queue or running:
                 while queue and len(running) < workers:  # at most `workers` tasks in flight
                     g = queue.pop(0)
-                    ref = task.remote(self.gop_command(g), str(self.run_dir(g)), str(self.log_path(g)), g, threads, fault)
+                    ref = task.remote(
+                        self.gop_command(g), str(self.run_dir(g)), str(self.log_path(g)), g, threads, fault
+                    )
                     running[ref] = g
                 ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
                 for ref in ready:
@@ -282,23 +348,44 @@ class EncodeParallel:
                         for other in running:
                             ray.cancel(other, force=True)
                         cause = getattr(exc, "cause", None) or exc
-                        raise EncodeError(f"GOP {g.index} (frames {g.start}..{g.end - 1}) failed after "
-                                          f"{self.max_retries} retries: {' '.join(str(cause).split())[:400]}; "
-                                          f"log {self.log_path(g)}; rerun the same command to resume") from None
+                        raise EncodeError(
+                            f"GOP {g.index} (frames {g.start}..{g.end - 1}) failed after "
+                            f"{self.max_retries} retries: {' '.join(str(cause).split())[:400]}; "
+                            f"log {self.log_path(g)}; rerun the same command to resume"
+                        ) from None
                 done = sum(min(frames_done(self.run_dir(g), g.start), g.end - g.start) for g in gops)
-                bar.update(frames_task, completed=done,
-                           description=f"frames ({len(gops) - len(queue) - len(running)}/{len(gops)} GOPs done)")
+                bar.update(
+                    frames_task,
+                    completed=done,
+                    description=f"frames ({len(gops) - len(queue) - len(running)}/{len(gops)} GOPs done)",
+                )
         out = self.out / "sequence.vvc"
         res = merge_containers([self.run_dir(g) / "sequence.vvc" for g in gops], out, expect_frames=range(n))
         wall = time.time() - t_start
         summary = {
-            "method": self.method, "frames": n, "gop_size": self.gop_size, "workers": workers, "threads_per_worker": threads,
-            "gpus_per_worker": num_gpus, "address": self.address, "wall_s": wall, "file_bytes": res.nbytes,
-            "gops": [{"gop": g.index, "frames": [g.start, g.end - 1], "run": str(self.run_dir(g)),
-                      **results.get(g.index, {"skipped": "already done"})} for g in gops],
+            "method": self.method,
+            "frames": n,
+            "gop_size": self.gop_size,
+            "workers": workers,
+            "threads_per_worker": threads,
+            "gpus_per_worker": num_gpus,
+            "address": self.address,
+            "wall_s": wall,
+            "file_bytes": res.nbytes,
+            "gops": [
+                {
+                    "gop": g.index,
+                    "frames": [g.start, g.end - 1],
+                    "run": str(self.run_dir(g)),
+                    **results.get(g.index, {"skipped": "already done"}),
+                }
+                for g in gops
+            ],
             "sequential_equivalent": " ".join(self.sequential_command(n, threads)),
         }
         (self.out / "encode.json").write_text(json.dumps(summary, indent=1))
-        CONSOLE.print(f"{out}: {n} frames, {res.nbytes} bytes, in {wall:.0f} s "
-                      f"(byte-identical to: {summary['sequential_equivalent']})")
+        CONSOLE.print(
+            f"{out}: {n} frames, {res.nbytes} bytes, in {wall:.0f} s "
+            f"(byte-identical to: {summary['sequential_equivalent']})"
+        )
         return out

@@ -24,7 +24,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -105,12 +105,20 @@ def mv_inr_runs() -> Dict[str, SweepRun]:
     first point (paper Table III: without grid embedding, without inter-view compensation)."""
     from nerfstudio_vvc.method_configs.mv_inr import RD_POINTS
 
-    runs = {f"c{c}-qp{qp}": SweepRun(f"c{c}-qp{qp}", "MV-INR", ("--pipeline.model.grid-channels", str(c),
-                                                                 "--pipeline.model.qp", str(qp))) for c, qp in RD_POINTS}
+    runs = {
+        f"c{c}-qp{qp}": SweepRun(
+            f"c{c}-qp{qp}", "MV-INR", ("--pipeline.model.grid-channels", str(c), "--pipeline.model.qp", str(qp))
+        )
+        for c, qp in RD_POINTS
+    }
     c, qp = RD_POINTS[0]
     point = ("--pipeline.model.grid-channels", str(c), "--pipeline.model.qp", str(qp))
-    runs["wo-embedding"] = SweepRun("wo-embedding", "w/o grid embedding", (*point, "--pipeline.model.grid-embedding", "False"))
-    runs["wo-compensation"] = SweepRun("wo-compensation", "w/o compensation", (*point, "--pipeline.model.compensation", "False"))
+    runs["wo-embedding"] = SweepRun(
+        "wo-embedding", "w/o grid embedding", (*point, "--pipeline.model.grid-embedding", "False")
+    )
+    runs["wo-compensation"] = SweepRun(
+        "wo-compensation", "w/o compensation", (*point, "--pipeline.model.compensation", "False")
+    )
     return runs
 
 
@@ -123,13 +131,25 @@ def codebook_runs() -> Dict[str, SweepRun]:
     from nerfstudio_vvc.method_configs.codebook import RD_CODEBOOK_SIZES
 
     nodyn = (("-nodyn", "sequence-nodyn.vvc", "w/o dynamic codes"),)
-    runs = {f"k-{k}": SweepRun(f"k-{k}", "Full", ("--pipeline.model.codebook-size", str(k)), extra_streams=nodyn)
-            for k in RD_CODEBOOK_SIZES}
+    runs = {
+        f"k-{k}": SweepRun(f"k-{k}", "Full", ("--pipeline.model.codebook-size", str(k)), extra_streams=nodyn)
+        for k in RD_CODEBOOK_SIZES
+    }
     for b in (6, 10):
-        runs[f"bits-{b}"] = SweepRun(f"bits-{b}", "codebook bits", ("--pipeline.model.codebook-bits", str(b)), extra_streams=nodyn)
+        runs[f"bits-{b}"] = SweepRun(
+            f"bits-{b}", "codebook bits", ("--pipeline.model.codebook-bits", str(b)), extra_streams=nodyn
+        )
     for n in (16, 256):
-        runs[f"dyn-{n}"] = SweepRun(f"dyn-{n}", "dynamic codes per fragment", (
-            "--pipeline.model.dynamic-density-codes", str(n), "--pipeline.model.dynamic-appearance-codes", str(max(n // 2, 1))))
+        runs[f"dyn-{n}"] = SweepRun(
+            f"dyn-{n}",
+            "dynamic codes per fragment",
+            (
+                "--pipeline.model.dynamic-density-codes",
+                str(n),
+                "--pipeline.model.dynamic-appearance-codes",
+                str(max(n // 2, 1)),
+            ),
+        )
     return runs
 
 
@@ -210,9 +230,16 @@ class RdSweep:
         return self.out / "points" / f"{point}.json"
 
     def scale(self) -> Dict[str, object]:
-        return {"scene": str(self.data), "preset": self.preset, "frames": self.num_frames, "frame_start": self.frame_start,
-                "downscale": self.downscale, "gop_size": self.gop_size, "train_view_cameras": self.train_view_cameras,
-                "data_args": list(self.data_args)}
+        return {
+            "scene": str(self.data),
+            "preset": self.preset,
+            "frames": self.num_frames,
+            "frame_start": self.frame_start,
+            "downscale": self.downscale,
+            "gop_size": self.gop_size,
+            "train_view_cameras": self.train_view_cameras,
+            "data_args": list(self.data_args),
+        }
 
     # ------------------------------------------------------------------ steps
     def _ns_train(self, run: SweepRun, threads: Optional[int] = None) -> None:
@@ -220,18 +247,44 @@ class RdSweep:
             return
         exe = Path(sys.executable).parent / "ns-train"
         gop = [] if is_sequence_preset(self.preset) else ["--gop-size", str(self.gop_size)]
-        cmd = [str(exe), self.preset, "--output-dir", str(self.out / "runs"), "--experiment-name", "sweep",
-               "--timestamp", run.name, "--vis", "tensorboard", "--machine.device-type", self.device,
-               *gop, "--max-frames", str(self.num_frames), *self.train_args, *run.args,
-               "vvc-data", "--data", str(self.data), "--frame-start", str(self.frame_start),
-               "--num-frames", str(self.num_frames), "--downscale-factor", str(self.downscale), *self.data_args]
+        cmd = [
+            str(exe),
+            self.preset,
+            "--output-dir",
+            str(self.out / "runs"),
+            "--experiment-name",
+            "sweep",
+            "--timestamp",
+            run.name,
+            "--vis",
+            "tensorboard",
+            "--machine.device-type",
+            self.device,
+            *gop,
+            "--max-frames",
+            str(self.num_frames),
+            *self.train_args,
+            *run.args,
+            "vvc-data",
+            "--data",
+            str(self.data),
+            "--frame-start",
+            str(self.frame_start),
+            "--num-frames",
+            str(self.num_frames),
+            "--downscale-factor",
+            str(self.downscale),
+            *self.data_args,
+        ]
         print("$ " + " ".join(cmd), flush=True)
         env = dict(os.environ, PYTHONWARNINGS="ignore")
         if threads:
             env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         proc = subprocess.run(cmd, env=env)
         if proc.returncode != 0:
-            raise SweepError(f"run {run.name}: ns-train failed (exit {proc.returncode}); rerun to resume: {' '.join(cmd)}")
+            raise SweepError(
+                f"run {run.name}: ns-train failed (exit {proc.returncode}); rerun to resume: {' '.join(cmd)}"
+            )
 
     def _measure(self, run: SweepRun, point: str, bitstream: Path) -> Dict[str, object]:
         """Decode `bitstream` and render test (and some training) views from the decoded frames only."""
@@ -245,38 +298,65 @@ class RdSweep:
         test_rows = render_test_views(pipeline, frames=frames, out_dir=pdir, use_lpips=self.lpips, split="test")
         train_rows: List[Dict] = []
         if self.train_view_cameras >= 0:
-            train_rows = render_test_views(pipeline, frames=frames, out_dir=None, use_lpips=self.lpips, split="train",
-                                           max_cameras=self.train_view_cameras)
+            train_rows = render_test_views(
+                pipeline,
+                frames=frames,
+                out_dir=None,
+                use_lpips=self.lpips,
+                split="train",
+                max_cameras=self.train_view_cameras,
+            )
         progress_path = self.run_dir(run) / "progress.json"
         progress = json.loads(progress_path.read_text())["frames"] if progress_path.exists() else []
         stages_path = self.run_dir(run) / "stages.json"  # whole-sequence methods: encode = all stages / frames
-        seq_s = (sum(v.get("seconds", 0.0) for v in json.loads(stages_path.read_text())["stats"].values())
-                 if stages_path.exists() and not progress else None)
+        seq_s = (
+            sum(v.get("seconds", 0.0) for v in json.loads(stages_path.read_text())["stats"].values())
+            if stages_path.exists() and not progress
+            else None
+        )
         per_frame = []
         for i, f in enumerate(frames):
             st = progress[f] if f < len(progress) else {}
-            per_frame.append({
-                "frame_idx": f, "is_iframe": decoder.is_iframe(f), "bytes": decoder.frame_bytes(f),
-                "kb": decoder.frame_bytes(f) / 1000.0,
-                "test": {k: test_rows[i][k] for k in ("psnr_db", "ssim", "lpips")},
-                "train": {k: train_rows[i][k] for k in ("psnr_db", "ssim", "lpips")} if train_rows else None,
-                "train_s": st.get("train_s"), "code_s": st.get("finalize_s"), "decode_s": decoder.decode_seconds.get(f),
-            })
+            per_frame.append(
+                {
+                    "frame_idx": f,
+                    "is_iframe": decoder.is_iframe(f),
+                    "bytes": decoder.frame_bytes(f),
+                    "kb": decoder.frame_bytes(f) / 1000.0,
+                    "test": {k: test_rows[i][k] for k in ("psnr_db", "ssim", "lpips")},
+                    "train": {k: train_rows[i][k] for k in ("psnr_db", "ssim", "lpips")} if train_rows else None,
+                    "train_s": st.get("train_s"),
+                    "code_s": st.get("finalize_s"),
+                    "decode_s": decoder.decode_seconds.get(f),
+                }
+            )
         file_bytes = bitstream.stat().st_size
-        kinds = {"I": [p["kb"] for p in per_frame if p["is_iframe"]], "P": [p["kb"] for p in per_frame if not p["is_iframe"]]}
+        kinds = {
+            "I": [p["kb"] for p in per_frame if p["is_iframe"]],
+            "P": [p["kb"] for p in per_frame if not p["is_iframe"]],
+        }
         mean = lambda xs: float(np.mean(xs)) if xs else None  # noqa: E731
         enc = [p["train_s"] + p["code_s"] for p in per_frame if p["train_s"] is not None and p["code_s"] is not None]
         if seq_s is not None:
             enc = [seq_s / max(len(frames), 1)]
         return {
-            "point": point, "run": run.name, "curve": run.curve_of(point), "bitstream": str(bitstream), "file_bytes": file_bytes,
-            "num_frames": len(frames), "kb_per_frame": file_bytes / 1000.0 / max(len(frames), 1),
-            "i_kb": mean(kinds["I"]), "p_kb": mean(kinds["P"]),
-            "test": mean_metrics(test_rows), "train": mean_metrics(train_rows) if train_rows else None,
-            "encode_s_per_frame": mean(enc), "decode_s_per_frame": mean([p["decode_s"] for p in per_frame if p["decode_s"] is not None]),
-            "per_frame": per_frame, "scale": self.scale(),
+            "point": point,
+            "run": run.name,
+            "curve": run.curve_of(point),
+            "bitstream": str(bitstream),
+            "file_bytes": file_bytes,
+            "num_frames": len(frames),
+            "kb_per_frame": file_bytes / 1000.0 / max(len(frames), 1),
+            "i_kb": mean(kinds["I"]),
+            "p_kb": mean(kinds["P"]),
+            "test": mean_metrics(test_rows),
+            "train": mean_metrics(train_rows) if train_rows else None,
+            "encode_s_per_frame": mean(enc),
+            "decode_s_per_frame": mean([p["decode_s"] for p in per_frame if p["decode_s"] is not None]),
+            "per_frame": per_frame,
+            "scale": self.scale(),
             "note": "encode = training + coding of the frame (a learned codec trains to encode); multi-stream Baseline "
-                    "runs share one training, so their encode seconds include it once per stream",
+            "runs share one training, so their encode seconds include it once per stream",
         }
 
     def _measure_views(self, run: SweepRun, point: str, bitstream: Path) -> Dict[str, object]:
@@ -302,32 +382,72 @@ class RdSweep:
             if not run_finished(e2e_dir, len(frames)):
                 exe = Path(sys.executable).parent / "ns-train"
                 gop = [] if is_sequence_preset(self.e2e_preset) else ["--gop-size", str(self.gop_size)]
-                cmd = [str(exe), self.e2e_preset, "--output-dir", str(self.out / "runs"), "--experiment-name", "e2e",
-                       "--timestamp", point, "--vis", "tensorboard", "--machine.device-type", self.device, *gop,
-                       *self.e2e_args, "vvc-data", "--data", str(dataset)]
+                cmd = [
+                    str(exe),
+                    self.e2e_preset,
+                    "--output-dir",
+                    str(self.out / "runs"),
+                    "--experiment-name",
+                    "e2e",
+                    "--timestamp",
+                    point,
+                    "--vis",
+                    "tensorboard",
+                    "--machine.device-type",
+                    self.device,
+                    *gop,
+                    *self.e2e_args,
+                    "vvc-data",
+                    "--data",
+                    str(dataset),
+                ]
                 print("$ " + " ".join(cmd), flush=True)
                 proc = subprocess.run(cmd, env=dict(os.environ, PYTHONWARNINGS="ignore"))
                 if proc.returncode != 0:
-                    raise SweepError(f"point {point}: end-to-end {self.e2e_preset} run failed (exit {proc.returncode}); "
-                                     f"rerun to resume: {' '.join(cmd)}")
+                    raise SweepError(
+                        f"point {point}: end-to-end {self.e2e_preset} run failed (exit {proc.returncode}); "
+                        f"rerun to resume: {' '.join(cmd)}"
+                    )
             dec3d, pipeline = decoded_pipeline(e2e_dir / "sequence.vvc", e2e_dir / "config.yml", pdir / "e2e_decoded")
-            test = mean_metrics(render_test_views(pipeline, frames=dec3d.frames(), out_dir=pdir, use_lpips=self.lpips,
-                                                  split="test"))
+            test = mean_metrics(
+                render_test_views(pipeline, frames=dec3d.frames(), out_dir=pdir, use_lpips=self.lpips, split="test")
+            )
         rows = views["frames"]
-        train = {k: (float(np.mean([r[k] for r in rows if r[k] is not None])) if any(r[k] is not None for r in rows) else None)
-                 for k in ("psnr_db", "ssim", "lpips")}
+        train = {
+            k: (
+                float(np.mean([r[k] for r in rows if r[k] is not None]))
+                if any(r[k] is not None for r in rows)
+                else None
+            )
+            for k in ("psnr_db", "ssim", "lpips")
+        }
         stages = json.loads((self.run_dir(run) / "stages.json").read_text())["stats"]
         file_bytes = bitstream.stat().st_size
         return {
-            "point": point, "run": run.name, "curve": run.curve_of(point), "bitstream": str(bitstream), "file_bytes": file_bytes,
-            "num_frames": len(frames), "kb_per_frame": file_bytes / 1000.0 / max(len(frames), 1), "i_kb": None, "p_kb": None,
-            "bpp": views["summary"]["bpp"], "test": test, "train": train, "views": views["summary"], "per_view": views["per_view"],
+            "point": point,
+            "run": run.name,
+            "curve": run.curve_of(point),
+            "bitstream": str(bitstream),
+            "file_bytes": file_bytes,
+            "num_frames": len(frames),
+            "kb_per_frame": file_bytes / 1000.0 / max(len(frames), 1),
+            "i_kb": None,
+            "p_kb": None,
+            "bpp": views["summary"]["bpp"],
+            "test": test,
+            "train": train,
+            "views": views["summary"],
+            "per_view": views["per_view"],
             "encode_s_per_frame": sum(v.get("seconds", 0.0) for v in stages.values()) / max(len(frames), 1),
-            "decode_s_per_frame": float(np.mean(list(decoder.decode_seconds.values()))) if decoder.decode_seconds else None,
+            "decode_s_per_frame": float(np.mean(list(decoder.decode_seconds.values())))
+            if decoder.decode_seconds
+            else None,
             "scale": self.scale(),
-            "note": ("train = every coded view decoded from the file against its original (what x265 simulcast is compared "
-                     f"on); test = the test cameras rendered by {self.e2e_preset or 'nothing'} trained on the decoded views "
-                     "(its own bitstream not counted): bytes are the MV-INR file only"),
+            "note": (
+                "train = every coded view decoded from the file against its original (what x265 simulcast is compared "
+                f"on); test = the test cameras rendered by {self.e2e_preset or 'nothing'} trained on the decoded views "
+                "(its own bitstream not counted): bytes are the MV-INR file only"
+            ),
         }
 
     def _x265(self) -> Optional[List[Dict[str, object]]]:
@@ -341,22 +461,35 @@ class RdSweep:
         from nerfstudio_vvc.eval.x265_anchor import run_x265_anchor
 
         frames = self._train_frames()
-        points = run_x265_anchor(frames, self.out / "x265", crfs=self.x265_crfs, preset=self.x265_preset, use_lpips=self.lpips)
+        points = run_x265_anchor(
+            frames, self.out / "x265", crfs=self.x265_crfs, preset=self.x265_preset, use_lpips=self.lpips
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"scale": self.scale(), "crfs": list(self.x265_crfs), "points": points}, indent=1))
         return points
 
     def _train_frames(self) -> Dict[object, List[np.ndarray]]:
         """The training cameras' images exactly as the methods see them (same frames, same downscale)."""
-        from nerfstudio_vvc.data.dataparser import VvcDataParserConfig
-        from nerfstudio_vvc.data.datamanager import load_rgb
-
         import tyro
 
+        from nerfstudio_vvc.data.datamanager import load_rgb
+        from nerfstudio_vvc.data.dataparser import VvcDataParserConfig
+
         # the same dataparser arguments as the runs (e.g. --train-cameras / --max-train-cameras): same views
-        cfg = tyro.cli(VvcDataParserConfig, args=["--data", str(self.data), "--frame-start", str(self.frame_start),
-                                                  "--num-frames", str(self.num_frames), "--downscale-factor",
-                                                  str(self.downscale), *self.data_args])
+        cfg = tyro.cli(
+            VvcDataParserConfig,
+            args=[
+                "--data",
+                str(self.data),
+                "--frame-start",
+                str(self.frame_start),
+                "--num-frames",
+                str(self.num_frames),
+                "--downscale-factor",
+                str(self.downscale),
+                *self.data_args,
+            ],
+        )
         outputs = cfg.setup().get_dataparser_outputs("train")
         meta = outputs.metadata
         frames: Dict[object, List[Tuple[int, np.ndarray]]] = {}
@@ -388,19 +521,19 @@ class RdSweep:
     def _run_on_ray(self, runs: List[SweepRun]) -> None:
         """The runs as Ray tasks, at most `workers` at once; finished points are skipped as in the serial path."""
         import ray
+        from nerfstudio.utils.rich_utils import CONSOLE
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        from nerfstudio.utils.rich_utils import CONSOLE
-
-        from nerfstudio_vvc.scripts.encode_parallel import plan_workers
+        from nerfstudio_vvc.scripts.encode_parallel import gpus_per_task, plan_workers
 
         todo = [r for r in runs if any(not self.point_json(p).exists() for p in r.bitstreams())]
         if not todo:
             return
-        workers, threads = plan_workers(self.address, self.workers, len(todo), self.threads_per_worker)
-        num_gpus = 1 if self.device.startswith("cuda") else 0
-        task = ray.remote(_sweep_run_task).options(num_cpus=threads, num_gpus=num_gpus, max_retries=self.max_retries,
-                                                   retry_exceptions=True)
+        workers, threads, resources = plan_workers(self.address, self.workers, len(todo), self.threads_per_worker)
+        num_gpus = gpus_per_task(self.device, 1, resources)
+        task = ray.remote(_sweep_run_task).options(
+            num_cpus=threads, num_gpus=num_gpus, max_retries=self.max_retries, retry_exceptions=True
+        )
         CONSOLE.print(f"{len(todo)} of {len(runs)} RD runs to do; {workers} workers x {threads} threads")
         queue, running = list(todo), {}
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
@@ -419,15 +552,16 @@ class RdSweep:
                         for other in running:
                             ray.cancel(other, force=True)
                         cause = getattr(exc, "cause", None) or exc
-                        raise SweepError(f"run {run.name} failed after {self.max_retries} retries: "
-                                         f"{' '.join(str(cause).split())[:400]}; rerun the same command to resume") from None
+                        raise SweepError(
+                            f"run {run.name} failed after {self.max_retries} retries: "
+                            f"{' '.join(str(cause).split())[:400]}; rerun the same command to resume"
+                        ) from None
                     bar.advance(t)
 
     # ------------------------------------------------------------------ main
     def main(self) -> Dict[str, object]:
-        from rich.progress import track
-
         from nerfstudio.utils.rich_utils import CONSOLE
+        from rich.progress import track
 
         if not self.data.exists():
             raise SystemExit(f"{self.data}: no such scene folder")
@@ -488,7 +622,9 @@ def pareto(rates: Sequence[float], quals: Sequence[float]) -> Tuple[List[int], L
     non-monotonic, which BD-rate rejects."""
     kept, dropped = [], []
     for i, (r, q) in enumerate(zip(rates, quals)):
-        dominated = any((rj <= r and qj >= q) and (rj < r or qj > q) for j, (rj, qj) in enumerate(zip(rates, quals)) if j != i)
+        dominated = any(
+            (rj <= r and qj >= q) and (rj < r or qj > q) for j, (rj, qj) in enumerate(zip(rates, quals)) if j != i
+        )
         (dropped if dominated else kept).append(i)
     return kept, dropped
 
@@ -504,7 +640,11 @@ def rate_at_quality(rates: Sequence[float], quals: Sequence[float], q: float) ->
 
 
 BD_METRICS: Tuple[Tuple[str, str, int], ...] = (
-    ("test", "psnr_db", 1), ("test", "ssim", 1), ("test", "lpips", -1), ("train", "psnr_db", 1))
+    ("test", "psnr_db", 1),
+    ("test", "ssim", 1),
+    ("test", "lpips", -1),
+    ("train", "psnr_db", 1),
+)
 """(split, metric, sign) pairs that get BD figures; sign −1 marks lower-is-better metrics (LPIPS)."""
 
 
@@ -526,32 +666,44 @@ def _bd(anchor, test, sign: int = 1) -> Dict[str, object]:
     return out
 
 
-def summarize(points: Sequence[Dict], x265: Optional[Sequence[Dict]], scale: Dict[str, object],
-              reference: str = "Baseline") -> Dict[str, object]:
+def summarize(
+    points: Sequence[Dict], x265: Optional[Sequence[Dict]], scale: Dict[str, object], reference: str = "Baseline"
+) -> Dict[str, object]:
     """RD table (markdown) + BD-rate of every curve against `reference`, and Full/Baseline byte ratios."""
     fmt = lambda v, f="{:.2f}": "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f.format(v)  # noqa: E731
-    lines = [f"RD sweep: {scale['scene']}, preset {scale['preset']}, {scale['frames']} frames from {scale['frame_start']}, "
-             f"downscale {scale['downscale']}, GOP {scale['gop_size']}"
-             f"{', data args ' + ' '.join(scale['data_args']) if scale.get('data_args') else ''}. KB = 1000 bytes of the file the decoder reads, "
-             "per frame; metrics from renders of the decoded file.", "",
-             "| curve | point | KB/frame | I KB | P KB | test PSNR | test SSIM | test LPIPS | train PSNR | train SSIM | enc s/frame | dec s/frame |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"RD sweep: {scale['scene']}, preset {scale['preset']}, {scale['frames']} frames from {scale['frame_start']}, "
+        f"downscale {scale['downscale']}, GOP {scale['gop_size']}"
+        f"{', data args ' + ' '.join(scale['data_args']) if scale.get('data_args') else ''}. KB = 1000 bytes of the file the decoder reads, "
+        "per frame; metrics from renders of the decoded file.",
+        "",
+        "| curve | point | KB/frame | I KB | P KB | test PSNR | test SSIM | test LPIPS | train PSNR | train SSIM | enc s/frame | dec s/frame |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for p in points:
         t, tr = p.get("test") or {}, p.get("train") or {}
-        lines.append(f"| {p['curve']} | {p['point']} | {fmt(p['kb_per_frame'])} | {fmt(p.get('i_kb'))} | {fmt(p.get('p_kb'))} | "
-                     f"{fmt(t.get('psnr_db'))} | {fmt(t.get('ssim'), '{:.4f}')} | {fmt(t.get('lpips'), '{:.4f}')} | "
-                     f"{fmt(tr.get('psnr_db'))} | {fmt(tr.get('ssim'), '{:.4f}')} | {fmt(p.get('encode_s_per_frame'), '{:.1f}')} | "
-                     f"{fmt(p.get('decode_s_per_frame'), '{:.2f}')} |")
+        lines.append(
+            f"| {p['curve']} | {p['point']} | {fmt(p['kb_per_frame'])} | {fmt(p.get('i_kb'))} | {fmt(p.get('p_kb'))} | "
+            f"{fmt(t.get('psnr_db'))} | {fmt(t.get('ssim'), '{:.4f}')} | {fmt(t.get('lpips'), '{:.4f}')} | "
+            f"{fmt(tr.get('psnr_db'))} | {fmt(tr.get('ssim'), '{:.4f}')} | {fmt(p.get('encode_s_per_frame'), '{:.1f}')} | "
+            f"{fmt(p.get('decode_s_per_frame'), '{:.2f}')} |"
+        )
     for a in x265 or []:
-        lines.append(f"| x265 (train views) | crf{a['crf']} | {fmt(a['kb_per_frame'])} | | | n/a | n/a | n/a | "
-                     f"{fmt(a['psnr_db'])} | {fmt(a.get('ssim'), '{:.4f}')} | | |")
+        lines.append(
+            f"| x265 (train views) | crf{a['crf']} | {fmt(a['kb_per_frame'])} | | | n/a | n/a | n/a | "
+            f"{fmt(a['psnr_db'])} | {fmt(a.get('ssim'), '{:.4f}')} | | |"
+        )
     bd: Dict[str, Dict[str, object]] = {}
     dropped: Dict[str, List[str]] = {}
     front: Dict[Tuple[str, str], Dict[str, Tuple[List[float], List[float]]]] = {}
     for split, metric, sign in BD_METRICS:
         raw = _curves(points, split, metric)
         if split == "train" and x265:
-            raw["x265"] = ([a["kb_per_frame"] for a in x265], [a[metric] for a in x265], [f"crf{a['crf']}" for a in x265])
+            raw["x265"] = (
+                [a["kb_per_frame"] for a in x265],
+                [a[metric] for a in x265],
+                [f"crf{a['crf']}" for a in x265],
+            )
         curves: Dict[str, Tuple[List[float], List[float]]] = {}
         for c, (r, q, names) in raw.items():
             keep, drop = pareto(r, [sign * v for v in q])
@@ -575,12 +727,23 @@ def summarize(points: Sequence[Dict], x265: Optional[Sequence[Dict]], scale: Dic
             if p["curve"] == reference or q is None:
                 continue
             base_kb = rate_at_quality(base_r, [sign * v for v in base_q], sign * q)
-            ratios.append({"point": p["point"], "metric": f"test {metric}", "quality": q, "kb": p["kb_per_frame"],
-                           "baseline_kb_at_equal_quality": base_kb,
-                           "ratio": p["kb_per_frame"] / base_kb if base_kb else None})
-    lines += ["", f"BD-rate against {reference} (PCHIP Bjøntegaard, see docs/evaluation.md); negative = fewer bytes. "
-              "BD-quality is test − anchor at equal rate (for LPIPS, negative = better). Curves are fitted "
-              "through their non-dominated points only:", ""]
+            ratios.append(
+                {
+                    "point": p["point"],
+                    "metric": f"test {metric}",
+                    "quality": q,
+                    "kb": p["kb_per_frame"],
+                    "baseline_kb_at_equal_quality": base_kb,
+                    "ratio": p["kb_per_frame"] / base_kb if base_kb else None,
+                }
+            )
+    lines += [
+        "",
+        f"BD-rate against {reference} (PCHIP Bjøntegaard, see docs/evaluation.md); negative = fewer bytes. "
+        "BD-quality is test − anchor at equal rate (for LPIPS, negative = better). Curves are fitted "
+        "through their non-dominated points only:",
+        "",
+    ]
     for k, v in dropped.items():
         lines.append(f"- dropped as dominated, {k}: {', '.join(v)}")
     if dropped:
@@ -589,18 +752,39 @@ def summarize(points: Sequence[Dict], x265: Optional[Sequence[Dict]], scale: Dic
         if "error" in v:
             lines.append(f"- {k}: not computable ({v['error']})")
             continue
-        rate = f"BD-rate {v['bd_rate_pct']:+.1f} %" if "bd_rate_pct" in v else f"BD-rate not computable ({v['bd_rate_error']})"
-        qual = f"BD-quality {v['bd_quality']:+.3f}" if "bd_quality" in v else f"BD-quality not computable ({v['bd_quality_error']})"
+        rate = (
+            f"BD-rate {v['bd_rate_pct']:+.1f} %"
+            if "bd_rate_pct" in v
+            else f"BD-rate not computable ({v['bd_rate_error']})"
+        )
+        qual = (
+            f"BD-quality {v['bd_quality']:+.3f}"
+            if "bd_quality" in v
+            else f"BD-quality not computable ({v['bd_quality_error']})"
+        )
         lines.append(f"- {k}: {rate}, {qual}")
     if ratios:
-        lines += ["", f"Bytes relative to {reference} at equal test-view quality (interpolated on the {reference} curve, "
-                  "linear in log-rate, no extrapolation):", ""]
+        lines += [
+            "",
+            f"Bytes relative to {reference} at equal test-view quality (interpolated on the {reference} curve, "
+            "linear in log-rate, no extrapolation):",
+            "",
+        ]
         for r in ratios:
-            lines.append(f"- {r['point']} ({r['metric']} {r['quality']:.4g}): {fmt(r['kb'])} KB vs "
-                         f"{fmt(r['baseline_kb_at_equal_quality'])} KB → ratio "
-                         + (f"{r['ratio']:.3f}" if r["ratio"] is not None else f"n/a (outside the {reference} curve)"))
-    return {"scale": scale, "points": list(points), "x265": list(x265 or []), "bd": bd, "dropped": dropped, "ratios": ratios,
-            "markdown": "\n".join(lines) + "\n"}
+            lines.append(
+                f"- {r['point']} ({r['metric']} {r['quality']:.4g}): {fmt(r['kb'])} KB vs "
+                f"{fmt(r['baseline_kb_at_equal_quality'])} KB → ratio "
+                + (f"{r['ratio']:.3f}" if r["ratio"] is not None else f"n/a (outside the {reference} curve)")
+            )
+    return {
+        "scale": scale,
+        "points": list(points),
+        "x265": list(x265 or []),
+        "bd": bd,
+        "dropped": dropped,
+        "ratios": ratios,
+        "markdown": "\n".join(lines) + "\n",
+    }
 
 
 def write_plots(points: Sequence[Dict], x265: Optional[Sequence[Dict]], out: Path) -> List[Path]:
@@ -611,9 +795,11 @@ def write_plots(points: Sequence[Dict], x265: Optional[Sequence[Dict]], out: Pat
         runs: Dict[str, List[Dict]] = {}
         for p in points:
             if p.get(split):
-                runs.setdefault(p["curve"], []).append({"kb_per_frame": p["kb_per_frame"], metric: p[split].get(metric)})
+                runs.setdefault(p["curve"], []).append(
+                    {"kb_per_frame": p["kb_per_frame"], metric: p[split].get(metric)}
+                )
         if split == "train" and x265:
-            runs["x265 simulcast"] = [{"kb_per_frame": a["kb_per_frame"], metric: a['psnr_db']} for a in x265]
+            runs["x265 simulcast"] = [{"kb_per_frame": a["kb_per_frame"], metric: a["psnr_db"]} for a in x265]
         name = f"rd_{split}_{'psnr' if metric == 'psnr_db' else metric}.png"
         written.append(plot_rd_curves(runs, metric=metric, out_png=out / name, title=f"{split} views"))
     for p in points:

@@ -27,11 +27,10 @@ from pathlib import Path
 from typing import Any, Dict, Literal, Optional, Type
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
 from nerfstudio.utils import writer
 from nerfstudio.utils.rich_utils import CONSOLE
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 STAGES_FILE = "stages.json"
 
@@ -102,7 +101,9 @@ class SequenceTrainer(Trainer):
             try:
                 self.stages_state = json.loads(self._stages_path().read_text())
             except ValueError as exc:
-                raise SystemExit(f"{self._stages_path()}: cannot resume ({exc}); remove the run folder to start over") from None
+                raise SystemExit(
+                    f"{self._stages_path()}: cannot resume ({exc}); remove the run folder to start over"
+                ) from None
         ckpts = sorted(self.checkpoint_dir.glob("step-*.ckpt")) if self.checkpoint_dir.exists() else []
         if not ckpts:
             CONSOLE.print("No checkpoint in this run's folder: training from the start.")
@@ -123,8 +124,15 @@ class SequenceTrainer(Trainer):
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         name = f"step-{step:09d}.ckpt"
         tmp = self.base_dir / (name + ".tmp")  # never a temp name inside checkpoint_dir (eval_setup lists it)
-        torch.save({"step": step, "pipeline": self.pipeline.state_dict(), "rng": torch.get_rng_state(),
-                    "optimizers": {k: v.state_dict() for k, v in self.optimizers.optimizers.items()}}, tmp)
+        torch.save(
+            {
+                "step": step,
+                "pipeline": self.pipeline.state_dict(),
+                "rng": torch.get_rng_state(),
+                "optimizers": {k: v.state_dict() for k, v in self.optimizers.optimizers.items()},
+            },
+            tmp,
+        )
         os.replace(tmp, self.checkpoint_dir / name)
         for old in self.checkpoint_dir.glob("step-*.ckpt"):
             if old.name != name:
@@ -164,9 +172,14 @@ class SequenceTrainer(Trainer):
                 if not list(self.checkpoint_dir.glob("step-*.ckpt")):  # no ray training (e.g. vvc-mv-inr):
                     self.save_checkpoint(max(n_iter - 1, 0))  # eval_setup / ns-viewer still need one to load
                 psnr = float(metrics.get("psnr", float("nan")))
-                self._mark_done("train", {"seconds": time.perf_counter() - t0, "iterations": n_iter, "train_psnr_db": psnr})
-                CONSOLE.print(f"train: {n_iter} iterations, train PSNR {psnr:.2f} dB" if n_iter else
-                              "train: no ray training for this method (it trains in its stages)")
+                self._mark_done(
+                    "train", {"seconds": time.perf_counter() - t0, "iterations": n_iter, "train_psnr_db": psnr}
+                )
+                CONSOLE.print(
+                    f"train: {n_iter} iterations, train PSNR {psnr:.2f} dB"
+                    if n_iter
+                    else "train: no ray training for this method (it trains in its stages)"
+                )
             self.pipeline.train()
             ctx = StageContext(model, dm, self.base_dir, bar)
             for i, stage in enumerate(model.stages()):
@@ -186,7 +199,12 @@ class SequenceTrainer(Trainer):
                 stage.restore(model, outputs)
                 ctx.outputs[stage.name] = outputs
                 seconds = time.perf_counter() - t0
-                self._mark_done(stage.name, {"seconds": seconds, **outputs.get("stats", {})} if isinstance(outputs.get("stats"), dict) else {"seconds": seconds})
+                self._mark_done(
+                    stage.name,
+                    {"seconds": seconds, **outputs.get("stats", {})}
+                    if isinstance(outputs.get("stats"), dict)
+                    else {"seconds": seconds},
+                )
                 partial.unlink(missing_ok=True)
                 CONSOLE.print(f"{stage.name}: {stage.description} ({seconds:.1f} s)")
         self.training_state = "completed"

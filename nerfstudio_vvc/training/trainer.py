@@ -23,11 +23,10 @@ from typing import Any, Dict, List, Literal, Optional, Type
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
 from nerfstudio.utils import writer
 from nerfstudio.utils.rich_utils import CONSOLE
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 PROGRESS_FILE = "progress.json"
 
@@ -118,12 +117,16 @@ class FrameSequentialTrainer(Trainer):
             self.config.save_config()  # the viewer reads the frame store path from config.yml
         first = int(self.config.first_frame)
         if first < 0 or first % max(self.config.gop_size, 1) != 0:
-            raise SystemExit(f"--first-frame {first} is not the start of a GOP (a multiple of --gop-size {self.config.gop_size})")
+            raise SystemExit(
+                f"--first-frame {first} is not the start of a GOP (a multiple of --gop-size {self.config.gop_size})"
+            )
         self.frames_done = first  # frames_done: the next frame to train (frames before first_frame are not this run's)
         self._rng_resume: Optional[Dict[str, Any]] = None
         super().setup(test_mode)
         dm = self.pipeline.datamanager
-        self.num_frames = dm.num_frames if self.config.max_frames is None else min(dm.num_frames, self.config.max_frames)
+        self.num_frames = (
+            dm.num_frames if self.config.max_frames is None else min(dm.num_frames, self.config.max_frames)
+        )
         if first >= self.num_frames:
             raise SystemExit(f"--first-frame {first} is past the last frame to train ({self.num_frames - 1})")
         self.pipeline.model.num_frames = dm.num_frames
@@ -147,8 +150,10 @@ class FrameSequentialTrainer(Trainer):
         except (OSError, ValueError, KeyError) as exc:
             raise SystemExit(f"{progress}: cannot resume ({exc}); remove the run folder to start over") from None
         if int(info.get("first_frame", 0)) != int(self.config.first_frame):
-            raise SystemExit(f"{progress}: this run started at frame {info.get('first_frame', 0)}, not "
-                             f"--first-frame {self.config.first_frame}; use another --timestamp")
+            raise SystemExit(
+                f"{progress}: this run started at frame {info.get('first_frame', 0)}, not "
+                f"--first-frame {self.config.first_frame}; use another --timestamp"
+            )
         self.pipeline.load_pipeline(state["pipeline"], state["step"])
         self._start_step = int(state["step"]) + 1
         self.frames_done = int(info["frames_done"])
@@ -165,11 +170,17 @@ class FrameSequentialTrainer(Trainer):
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         name = f"step-{step:09d}.ckpt"
         tmp = self.base_dir / (name + ".tmp")  # never a temp name inside checkpoint_dir
-        torch.save({"step": step, "pipeline": self.pipeline.state_dict(), "frames_done": frames_done,
-                    "rng": rng_state()}, tmp)
+        torch.save(
+            {"step": step, "pipeline": self.pipeline.state_dict(), "frames_done": frames_done, "rng": rng_state()}, tmp
+        )
         os.replace(tmp, self.checkpoint_dir / name)
-        info = {"frames_done": frames_done, "first_frame": int(self.config.first_frame), "checkpoint": name,
-                "step": step, "frames": stats}
+        info = {
+            "frames_done": frames_done,
+            "first_frame": int(self.config.first_frame),
+            "checkpoint": name,
+            "step": step,
+            "frames": stats,
+        }
         tmp_p = self._progress_path().with_suffix(".tmp")
         tmp_p.write_text(json.dumps(info, indent=1))
         os.replace(tmp_p, self._progress_path())
@@ -198,7 +209,8 @@ class FrameSequentialTrainer(Trainer):
             if name in self.optimizers.schedulers or (factor == 1.0 and scale == 1.0):
                 continue
             self.optimizers.schedulers[name] = torch.optim.lr_scheduler.LambdaLR(
-                opt, lambda i, n=max(n_iter, 1), s=scale: s * factor ** (min(i, n) / n))
+                opt, lambda i, n=max(n_iter, 1), s=scale: s * factor ** (min(i, n) / n)
+            )
 
     def train(self) -> None:
         dm = self.pipeline.datamanager
@@ -236,8 +248,9 @@ class FrameSequentialTrainer(Trainer):
                     self.step = step
                     with self.train_lock:
                         self.pipeline.train()
-                        lrs = {name: float(opt.param_groups[0]["lr"])
-                               for name, opt in self.optimizers.optimizers.items()}
+                        lrs = {
+                            name: float(opt.param_groups[0]["lr"]) for name, opt in self.optimizers.optimizers.items()
+                        }
                         loss, loss_dict, metrics = self.train_iteration(step)
                         if hasattr(model, "after_optimizer_step"):
                             model.after_optimizer_step(self.optimizers.optimizers, lrs)  # e.g. a proximal step

@@ -64,7 +64,12 @@ def test_session_roundtrip(sym, scale, mean, gaussian):
 
 
 @SETTINGS
-@given(st.lists(st.integers(1, 9), min_size=0, max_size=4), st.floats(0, 1), st.sampled_from([None, METHOD_LZMA, METHOD_RANGE]), st.integers(0, 2**31))
+@given(
+    st.lists(st.integers(1, 9), min_size=0, max_size=4),
+    st.floats(0, 1),
+    st.sampled_from([None, METHOD_LZMA, METHOD_RANGE]),
+    st.integers(0, 2**31),
+)
 def test_mask_roundtrip(shape, density, method, seed):
     m = np.random.default_rng(seed).random(shape) < density
     data = compress_mask(m, method)
@@ -84,7 +89,11 @@ def test_int_tensor_roundtrip(sym, shape):
 
 
 @SETTINGS
-@given(st.integers(0, 2**31), st.sampled_from([None, 2, 8, 16]), st.sampled_from([torch.float32, torch.float16, torch.float64]))
+@given(
+    st.integers(0, 2**31),
+    st.sampled_from([None, 2, 8, 16]),
+    st.sampled_from([torch.float32, torch.float16, torch.float64]),
+)
 def test_state_dict_roundtrip(seed, bits, dtype):
     g = torch.Generator().manual_seed(seed)
     sd = {
@@ -148,14 +157,15 @@ def test_quant_helpers():
 
 
 def test_import_without_nerfstudio():
-    code = "import sys, nerfstudio_vvc.codec; assert 'nerfstudio' not in sys.modules, 'nerfstudio imported'; print('ok')"
+    code = (
+        "import sys, nerfstudio_vvc.codec; assert 'nerfstudio' not in sys.modules, 'nerfstudio imported'; print('ok')"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr
 
 
 def test_categorical_tensor_round_trip_beats_laplace_on_a_spike_and_rejects_bad_counts():
     import numpy as np
-    import pytest
     import torch
 
     from nerfstudio_vvc.codec.errors import BitstreamError

@@ -7,7 +7,6 @@ import os
 import random
 import struct
 import time
-import zlib
 
 import pytest
 
@@ -27,7 +26,11 @@ def _hdr(n: int = 6) -> SequenceHeader:
 
 
 def _frame_chunks(i: int) -> list:
-    return [(ChunkType.OCCUPANCY, bytes([i]) * (5 + i)), (ChunkType.GRID, os.urandom(20 + 3 * i)), (ChunkType.GRID, b"")]
+    return [
+        (ChunkType.OCCUPANCY, bytes([i]) * (5 + i)),
+        (ChunkType.GRID, os.urandom(20 + 3 * i)),
+        (ChunkType.GRID, b""),
+    ]
 
 
 def _write(path, n=6, close=True):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -148,7 +147,12 @@ def test_estimated_rate_matches_actual_bytes():
 def test_coding_context_buffer_equals_masked_context():
     """The coder's incremental buffer gives exactly the masked context used in training."""
     from nerfstudio_vvc.codec.context import (
-        NUM_PHASES, fill_context_buffer, make_context_buffer, phase_context, phase_map, phase_slice,
+        NUM_PHASES,
+        fill_context_buffer,
+        make_context_buffer,
+        phase_context,
+        phase_map,
+        phase_slice,
     )
 
     g = torch.randint(-3000, 3000, (2, 5, 6, 7)).float()

@@ -163,8 +163,10 @@ def test_world_opacity_in_the_method_config_reaches_the_renderer(stream: Path, t
     c2w = torch.tensor([[1.0, 0, 0, 0], [0, 0, -1, -3.0], [0, 1, 0, 0.2]])
     renders = {}
     for world in (False, True):
+
         def change(meta, world=world):
             meta["render"].update(contraction=0.5, num_outer_samples=8, **({"world_opacity": True} if world else {}))
+
         dec = open_decoder(_with_config(stream, tmp_path / f"w{int(world)}.vvc", change))
         assert dec.render_settings.world_opacity is world
         renders[world] = dec.render(dec.decode_frame(0), c2w, 10.0, 10.0, 6.0, 6.0, 12, 12)
@@ -201,7 +203,9 @@ def _edit_chunk(kind: ChunkType, frame: int, fn):
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -1.0, 0.0, 3.0e38])
 def test_bad_quantization_step_names_file_frame_chunk(stream: Path, tmp_path: Path, value):
-    bad = _rewrite(stream, tmp_path / "q.vvc", _edit_chunk(ChunkType.QUANT_STEPS, 0, lambda d: struct.pack("<f", value) + d[4:]))
+    bad = _rewrite(
+        stream, tmp_path / "q.vvc", _edit_chunk(ChunkType.QUANT_STEPS, 0, lambda d: struct.pack("<f", value) + d[4:])
+    )
     with pytest.raises(CorruptChunkError) as ei:
         list(decode(bad))
     msg = str(ei.value)
@@ -215,7 +219,9 @@ def test_occupancy_shape_is_checked_before_decompressing(stream: Path, tmp_path:
     big = bytes([0, 3]) + struct.pack("<3I", 512, 512, 512) + lzma.compress(bytes(1 << 24))
     bad = _rewrite(stream, tmp_path / "o.vvc", _edit_chunk(ChunkType.OCCUPANCY, 0, lambda d: big))
     t0 = time.perf_counter()
-    with pytest.raises(CorruptChunkError, match=r"frame 0 OCCUPANCY.*mask shape \(512, 512, 512\), expected \(16, 16, 16\)"):
+    with pytest.raises(
+        CorruptChunkError, match=r"frame 0 OCCUPANCY.*mask shape \(512, 512, 512\), expected \(16, 16, 16\)"
+    ):
         list(decode(bad))
     assert time.perf_counter() - t0 < 5
 
@@ -259,12 +265,23 @@ def test_garbage_grid_payload_terminates(stream: Path, tmp_path: Path):
 
 
 # ------------------------------------------------------------------------------------------ sequence header
-@pytest.mark.parametrize("field,value,ok", [
-    ("num_frames", (1 << 32) - 1, True), ("gop_size", (1 << 32) - 1, True), ("num_frames", 1 << 40, False),
-    ("num_frames", -1, False), ("num_frames", "3", False), ("num_frames", 3.0, False), ("fps", 0, False),
-    ("fps", "30", False), ("num_cameras", 1 << 20, False), ("method_id", 7, False), ("scene_box", [[0, 0, 0]], False),
-    ("extra", [], False),
-])
+@pytest.mark.parametrize(
+    "field,value,ok",
+    [
+        ("num_frames", (1 << 32) - 1, True),
+        ("gop_size", (1 << 32) - 1, True),
+        ("num_frames", 1 << 40, False),
+        ("num_frames", -1, False),
+        ("num_frames", "3", False),
+        ("num_frames", 3.0, False),
+        ("fps", 0, False),
+        ("fps", "30", False),
+        ("num_cameras", 1 << 20, False),
+        ("method_id", 7, False),
+        ("scene_box", [[0, 0, 0]], False),
+        ("extra", [], False),
+    ],
+)
 def test_header_fields_are_validated_and_never_allocated(stream: Path, tmp_path: Path, field, value, ok):
     def edit(s: Stream) -> None:
         h = json.loads(s.header_json)

@@ -65,9 +65,22 @@ def test_far_content_renders_behind_the_box_without_fog_inside():
 def test_rays_missing_the_box_still_see_far_content():
     k = 1.0
     origins = torch.tensor([[0.0, 0.0, 5.0]] * 4)
-    dirs = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.2], [-1.0, 0.0, 0.1], [0.0, -1.0, 0.3]]), dim=-1)
-    out = render_rays(_FarShell(k), origins, dirs, AABB, None, 16, 0.0, torch.ones(3), jitter=False,
-                      contraction=k, num_outer_samples=32)
+    dirs = torch.nn.functional.normalize(
+        torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.2], [-1.0, 0.0, 0.1], [0.0, -1.0, 0.3]]), dim=-1
+    )
+    out = render_rays(
+        _FarShell(k),
+        origins,
+        dirs,
+        AABB,
+        None,
+        16,
+        0.0,
+        torch.ones(3),
+        jitter=False,
+        contraction=k,
+        num_outer_samples=32,
+    )
     assert (out["accumulation"] > 0.99).all()
 
 
@@ -90,7 +103,9 @@ def test_renderer_returns_distortion_only_when_asked():
     kw = dict(contraction=0.5, num_outer_samples=16)
     plain = render_rays(_FarShell(0.5), origins, dirs, AABB, None, 8, 0.0, torch.ones(3), jitter=True, **kw)
     assert "distortion" not in plain
-    out = render_rays(_FarShell(0.5), origins, dirs, AABB, None, 8, 0.0, torch.ones(3), jitter=True, distortion=True, **kw)
+    out = render_rays(
+        _FarShell(0.5), origins, dirs, AABB, None, 8, 0.0, torch.ones(3), jitter=True, distortion=True, **kw
+    )
     assert out["distortion"].shape == (16, 1) and (out["distortion"] >= 0).all() and float(out["distortion"].sum()) > 0
 
 
@@ -98,23 +113,50 @@ def test_a_fresh_field_is_not_opaque_behind_the_box():
     """Opacity outside the box is measured per contracted length: a field with the same small density everywhere
     (a fresh one) stays transparent over the renderer's long steps behind the box. With world lengths
     (`world_opacity`, for captures enclosed by a wall) every ray is opaque at its far end from the first step."""
+
     class Uniform(torch.nn.Module):
         def forward(self, x01, dirs):
             return torch.full((len(x01),), 0.07), torch.ones(len(x01), 3)
 
     origins, dirs = _rays(64)
-    out = render_rays(Uniform(), origins, dirs, AABB, None, 32, 0.0, torch.zeros(3), jitter=True, contraction=0.5,
-                      num_outer_samples=32)
+    out = render_rays(
+        Uniform(),
+        origins,
+        dirs,
+        AABB,
+        None,
+        32,
+        0.0,
+        torch.zeros(3),
+        jitter=True,
+        contraction=0.5,
+        num_outer_samples=32,
+    )
     through_box = 1.0 - math.exp(-0.07 * 3.0)
     # at least the box's 3 units; far from opaque (with world lengths every ray reached 1.0)
     assert (out["accumulation"] > through_box).all() and (out["accumulation"] < 0.5).all()
-    world = render_rays(Uniform(), origins, dirs, AABB, None, 32, 0.0, torch.zeros(3), jitter=True, contraction=0.5,
-                        num_outer_samples=32, world_opacity=True)
+    world = render_rays(
+        Uniform(),
+        origins,
+        dirs,
+        AABB,
+        None,
+        32,
+        0.0,
+        torch.zeros(3),
+        jitter=True,
+        contraction=0.5,
+        num_outer_samples=32,
+        world_opacity=True,
+    )
     assert (world["accumulation"] > 0.99).all()
     bounded = dict(contraction=0.0, num_outer_samples=32, jitter=False)  # no outside: the option changes nothing
-    assert torch.equal(render_rays(Uniform(), origins, dirs, AABB, None, 32, 0.0, torch.zeros(3), **bounded)["rgb"],
-                       render_rays(Uniform(), origins, dirs, AABB, None, 32, 0.0, torch.zeros(3), world_opacity=True,
-                                   **bounded)["rgb"])
+    assert torch.equal(
+        render_rays(Uniform(), origins, dirs, AABB, None, 32, 0.0, torch.zeros(3), **bounded)["rgb"],
+        render_rays(Uniform(), origins, dirs, AABB, None, 32, 0.0, torch.zeros(3), world_opacity=True, **bounded)[
+            "rgb"
+        ],
+    )
 
 
 def test_render_settings_round_trip_and_render_like_the_training_call():
@@ -123,21 +165,46 @@ def test_render_settings_round_trip_and_render_like_the_training_call():
     training renderer without jitter."""
     import json
 
-    s = RenderSettings(aabb=((-1.5, -1.5, -1.5), (1.5, 1.5, 1.5)), near_plane=0.05, background=(1.0, 0.5, 0.0),
-                       num_samples=24, occupancy_resolution=72, contraction=0.5, num_outer_samples=16)
+    s = RenderSettings(
+        aabb=((-1.5, -1.5, -1.5), (1.5, 1.5, 1.5)),
+        near_plane=0.05,
+        background=(1.0, 0.5, 0.0),
+        num_samples=24,
+        occupancy_resolution=72,
+        contraction=0.5,
+        num_outer_samples=16,
+    )
     assert "world_opacity" not in s.to_json()
     for settings in (s, RenderSettings(**{**s.__dict__, "world_opacity": True})):
         back = RenderSettings.from_json(json.loads(json.dumps({**settings.to_json(), "lambda_rate": 1e-3})))
         assert back == settings
-    old = RenderSettings.from_json({"aabb": [[-1, -1, -1], [1, 1, 1]], "near_plane": 0, "background": [1, 1, 1],
-                                    "num_samples": 8, "occupancy_resolution": 16})  # a stream from before contraction
+    old = RenderSettings.from_json(
+        {
+            "aabb": [[-1, -1, -1], [1, 1, 1]],
+            "near_plane": 0,
+            "background": [1, 1, 1],
+            "num_samples": 8,
+            "occupancy_resolution": 16,
+        }
+    )  # a stream from before contraction
     assert (old.contraction, old.num_outer_samples, old.world_opacity) == (0.0, 0, False)
     origins, dirs = _rays(32)
     for world in (False, True):
         settings = RenderSettings(**{**s.__dict__, "world_opacity": world})
-        want = render_rays(_FarShell(0.5), origins, dirs, torch.tensor(settings.aabb), None, 24, 0.05,
-                           torch.tensor([1.0, 0.5, 0.0]), jitter=False, contraction=0.5, num_outer_samples=16,
-                           world_opacity=world)
+        want = render_rays(
+            _FarShell(0.5),
+            origins,
+            dirs,
+            torch.tensor(settings.aabb),
+            None,
+            24,
+            0.05,
+            torch.tensor([1.0, 0.5, 0.0]),
+            jitter=False,
+            contraction=0.5,
+            num_outer_samples=16,
+            world_opacity=world,
+        )
         got = settings.render(_FarShell(0.5), origins, dirs, None)
         assert all(torch.equal(got[k], want[k]) for k in ("rgb", "accumulation", "depth"))
 
@@ -148,26 +215,40 @@ def test_render_settings_json_is_validated_in_one_place():
     naming the field."""
     import json
 
-    s = RenderSettings(aabb=((-1.5, -1.5, -1.5), (1.5, 1.5, 1.5)), near_plane=0.05, background=(1.0, 0.5, 0.0),
-                       num_samples=24, occupancy_resolution=72, contraction=0.5, num_outer_samples=16,
-                       world_opacity=True)
+    s = RenderSettings(
+        aabb=((-1.5, -1.5, -1.5), (1.5, 1.5, 1.5)),
+        near_plane=0.05,
+        background=(1.0, 0.5, 0.0),
+        num_samples=24,
+        occupancy_resolution=72,
+        contraction=0.5,
+        num_outer_samples=16,
+        world_opacity=True,
+    )
     written = json.loads(json.dumps({**s.to_json(), "lambda_rate": 1e-3}))
     checked = RenderSettings.validate_json(written, {"lambda_rate": (float, 0.0, 1.0)})
     assert checked == written and RenderSettings.from_json(checked) == s
     with pytest.raises(ValueError, match=r"unknown render field\(s\) \['lambda_rate'\]"):
         RenderSettings.validate_json(written)  # a method key without a rule
-    old = {"aabb": [[-1, -1, -1], [1, 1, 1]], "near_plane": 0, "background": [1, 1, 1], "num_samples": 8,
-           "occupancy_resolution": 16}  # a stream from before contraction: optional settings may be absent
+    old = {
+        "aabb": [[-1, -1, -1], [1, 1, 1]],
+        "near_plane": 0,
+        "background": [1, 1, 1],
+        "num_samples": 8,
+        "occupancy_resolution": 16,
+    }  # a stream from before contraction: optional settings may be absent
     assert RenderSettings.validate_json(old) == old
-    cases = [({"num_samples": None}, TypeError, "render.num_samples must be an integer"),
-             ({"num_samples": True}, TypeError, "render.num_samples must be an integer"),
-             ({"occupancy_resolution": 10**6}, ValueError, "render.occupancy_resolution = 1000000 outside"),
-             ({"near_plane": float("nan")}, ValueError, "render.near_plane = nan outside"),
-             ({"world_opacity": 1}, TypeError, "render.world_opacity must be true/false"),
-             ({"aabb": [[0, 0, 0], [1, 0, 1]]}, ValueError, "render.aabb is empty"),
-             ({"aabb": [[0, 0], [1, 1]]}, TypeError, "render.aabb must be"),
-             ({"background": [1, 1]}, TypeError, "render.background must be a list of 3 values"),
-             ({"background": [1, 1, 2]}, ValueError, "render.background = 2 outside")]
+    cases = [
+        ({"num_samples": None}, TypeError, "render.num_samples must be an integer"),
+        ({"num_samples": True}, TypeError, "render.num_samples must be an integer"),
+        ({"occupancy_resolution": 10**6}, ValueError, "render.occupancy_resolution = 1000000 outside"),
+        ({"near_plane": float("nan")}, ValueError, "render.near_plane = nan outside"),
+        ({"world_opacity": 1}, TypeError, "render.world_opacity must be true/false"),
+        ({"aabb": [[0, 0, 0], [1, 0, 1]]}, ValueError, "render.aabb is empty"),
+        ({"aabb": [[0, 0], [1, 1]]}, TypeError, "render.aabb must be"),
+        ({"background": [1, 1]}, TypeError, "render.background must be a list of 3 values"),
+        ({"background": [1, 1, 2]}, ValueError, "render.background = 2 outside"),
+    ]
     for change, exc, match in cases:
         with pytest.raises(exc, match=match.replace("(", r"\(").replace("[", r"\[")):
             RenderSettings.validate_json({**old, **change})

@@ -87,7 +87,9 @@ def to_output_space(outputs, X: np.ndarray) -> np.ndarray:
 def make_panoptic(tmp_path) -> Callable[..., Path]:
     """Panoptic/D3DGS layout: train cams 0..n_train-1, test cams after; returns the folder."""
 
-    def build(n_train: int = 3, n_test: int = 1, frames: int = 3, root: Optional[Path] = None, ext: str = "jpg") -> Path:
+    def build(
+        n_train: int = 3, n_test: int = 1, frames: int = 3, root: Optional[Path] = None, ext: str = "jpg"
+    ) -> Path:
         root = root or tmp_path / "panoptic"
         poses = ring_w2c(n_train + n_test)
         for split, ids in (("train", range(n_train)), ("test", range(n_train, n_train + n_test))):
@@ -107,8 +109,14 @@ def make_panoptic(tmp_path) -> Callable[..., Path]:
 
 @pytest.fixture
 def make_transforms(tmp_path) -> Callable[..., Path]:
-    def build(n_cams: int = 3, frames: int = 3, time_key: str = "time", cam_key: Optional[str] = "camera_id",
-              split: bool = False, root: Optional[Path] = None) -> Path:
+    def build(
+        n_cams: int = 3,
+        frames: int = 3,
+        time_key: str = "time",
+        cam_key: Optional[str] = "camera_id",
+        split: bool = False,
+        root: Optional[Path] = None,
+    ) -> Path:
         root = root or tmp_path / "transforms"
         poses = ring_w2c(n_cams)
         out = {"w": W, "h": H, "fl_x": 7.0, "fl_y": 7.5, "cx": 4.2, "cy": 2.9, "frames": []}

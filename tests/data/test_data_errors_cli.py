@@ -116,11 +116,13 @@ def test_ns_vvc_bitstream_and_missing_file_errors(tmp_path):
 
 def test_one_line_hook_and_debug_switch(tmp_path):
     """Uncaught VvcDataError / BitstreamError: one line; NSVVC_DEBUG=1: the traceback; other errors: untouched."""
-    code = ("import sys; from nerfstudio_vvc.data.formats import VvcDataError; from nerfstudio_vvc.codec.errors import "
-            "CorruptChunkError; kind = sys.argv[1]\n"
-            "if kind == 'data': raise VvcDataError('/x/meta.json', 'camera 3: bad\\nthing')\n"
-            "if kind == 'bits': raise CorruptChunkError('bad', source='/x/a.vvc', where='frame 2 GRID #1')\n"
-            "raise KeyError('bug')\n")
+    code = (
+        "import sys; from nerfstudio_vvc.data.formats import VvcDataError; from nerfstudio_vvc.codec.errors import "
+        "CorruptChunkError; kind = sys.argv[1]\n"
+        "if kind == 'data': raise VvcDataError('/x/meta.json', 'camera 3: bad\\nthing')\n"
+        "if kind == 'bits': raise CorruptChunkError('bad', source='/x/a.vvc', where='frame 2 GRID #1')\n"
+        "raise KeyError('bug')\n"
+    )
     py = [sys.executable, "-c", code]
     proc = run_cli(py + ["data"], tmp_path)
     assert proc.returncode == 1 and proc.stderr == "-c: error: /x/meta.json: camera 3: bad thing\n"
@@ -152,10 +154,14 @@ def test_all_reflected_capture_loads_mirrored_with_a_warning(make_panoptic, tmp_
     proper = make_panoptic(root=tmp_path / "proper")
     left = make_panoptic(root=tmp_path / "left")
     reflect(left, MIRROR_Z)
-    assert all(np.linalg.det(np.asarray(w)[:3, :3]) < 0 for w in json.loads((left / "train_meta.json").read_text())["w2c"][0])
+    assert all(
+        np.linalg.det(np.asarray(w)[:3, :3]) < 0 for w in json.loads((left / "train_meta.json").read_text())["w2c"][0]
+    )
     with caplog.at_level(logging.WARNING):
         raw = load_raw(left)
-    assert raw.extra["mirrored_world_z"] and "left-handed" in caplog.text and str(left / "train_meta.json") in caplog.text
+    assert (
+        raw.extra["mirrored_world_z"] and "left-handed" in caplog.text and str(left / "train_meta.json") in caplog.text
+    )
     assert np.allclose(raw.c2w, load_raw(proper).c2w)  # mirroring z back gives the proper capture exactly
     a, b = parse(proper), parse(left)
     assert torch.allclose(a.cameras.camera_to_worlds, b.cameras.camera_to_worlds, atol=1e-5)
@@ -194,7 +200,9 @@ def test_capture_reflected_in_another_axis_gives_the_same_rays_up_to_a_rigid_mot
 def test_mixed_handedness_names_the_file_and_camera(make_panoptic, tmp_path):
     root = make_panoptic(root=tmp_path / "mixed", n_train=3, n_test=1)
     reflect(root, MIRROR_Z, cams={3})  # the test camera alone
-    with pytest.raises(VvcDataError, match=r"test_meta.json: camera 3 has a reflected rotation .*mixes left- and right-handed"):
+    with pytest.raises(
+        VvcDataError, match=r"test_meta.json: camera 3 has a reflected rotation .*mixes left- and right-handed"
+    ):
         load_raw(root)
 
 

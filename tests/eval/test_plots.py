@@ -8,7 +8,10 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def test_plot_rd_curves(tmp_path):
     runs = {
         "x265": [{"kb_per_frame": k, "psnr_db": p, "ssim": s} for k, p, s in [(6.0, 30.5, 0.85), (13.1, 35.8, 0.93)]],
-        "ours": [{"kb_per_frame": 9.0, "psnr_db": 33.0, "ssim": None}, {"kb_per_frame": 4.0, "psnr_db": 29.0, "ssim": 0.8}],
+        "ours": [
+            {"kb_per_frame": 9.0, "psnr_db": 33.0, "ssim": None},
+            {"kb_per_frame": 4.0, "psnr_db": 29.0, "ssim": 0.8},
+        ],
     }
     for metric in ("psnr_db", "ssim"):
         out = plot_rd_curves(runs, metric=metric, out_png=tmp_path / f"rd_{metric}.png", title="t")

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from stream_edit import rewrite_stream
 
-from nerfstudio_vvc.codec.bitstream.container import ChunkType, ContainerReader, ContainerWriter
+from nerfstudio_vvc.codec.bitstream.container import ChunkType, ContainerReader
 from nerfstudio_vvc.codec.errors import BitstreamError, CorruptChunkError
 from nerfstudio_vvc.components.frame_store import FrameStore
 from nerfstudio_vvc.components.rendering import render_rays
@@ -27,7 +28,6 @@ from nerfstudio_vvc.methods.codebook.codebook import ImportanceField, build_code
 from nerfstudio_vvc.methods.codebook.codec import DecodedFrame, decode_frame
 from nerfstudio_vvc.methods.codebook.field import PLANES, HexField, HexHead, HexSpec, init_planes
 from nerfstudio_vvc.playback.registry import open_decoder
-from stream_edit import rewrite_stream
 
 BIN = Path(sys.executable).parent
 METHOD_ENV = "vvc-codebook-cpu=nerfstudio_vvc.method_configs.codebook:vvc_codebook_cpu"
@@ -41,9 +41,19 @@ TINY = {
     "dynamic_iterations": 3, "importance_batches": 2,
 }
 TINY_ITERS = 12
-TINY_CLI = ["--max-num-iterations", str(TINY_ITERS), "--steps-per-save", "4", "--pipeline.datamanager.train-num-rays-per-batch", "40"]
+TINY_CLI = [
+    "--max-num-iterations",
+    str(TINY_ITERS),
+    "--steps-per-save",
+    "4",
+    "--pipeline.datamanager.train-num-rays-per-batch",
+    "40",
+]
 for _k, _v in TINY.items():
-    TINY_CLI += [f"--pipeline.model.{_k.replace('_', '-')}", *([str(x) for x in _v] if isinstance(_v, tuple) else [str(_v)])]
+    TINY_CLI += [
+        f"--pipeline.model.{_k.replace('_', '-')}",
+        *([str(x) for x in _v] if isinstance(_v, tuple) else [str(_v)]),
+    ]
 
 
 # ------------------------------------------------------------------------------ runs
@@ -81,9 +91,24 @@ def reference_run(tmp_path_factory, tiny_sample) -> Path:
 def cli_run(tmp_path_factory, tiny_sample) -> Path:
     """A tiny run through the real `ns-train` CLI (read-only)."""
     out = tmp_path_factory.mktemp("cb_cli")
-    cmd = [str(BIN / "ns-train"), "vvc-codebook-cpu", "--output-dir", str(out), "--experiment-name", "e",
-           "--timestamp", "t", "--vis", "tensorboard", "--machine.device-type", "cpu", *TINY_CLI,
-           "vvc-data", "--data", str(tiny_sample)]
+    cmd = [
+        str(BIN / "ns-train"),
+        "vvc-codebook-cpu",
+        "--output-dir",
+        str(out),
+        "--experiment-name",
+        "e",
+        "--timestamp",
+        "t",
+        "--vis",
+        "tensorboard",
+        "--machine.device-type",
+        "cpu",
+        *TINY_CLI,
+        "vvc-data",
+        "--data",
+        str(tiny_sample),
+    ]
     env = dict(os.environ, PYTHONWARNINGS="ignore", NERFSTUDIO_METHOD_CONFIGS=METHOD_ENV)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -116,7 +141,9 @@ def test_cli_run_decodes_to_the_encoders_states_and_renders(cli_run: Path):
     assert coded["file_bytes"] == (cli_run / "sequence.vvc").stat().st_size
     assert coded["frame_bytes"] == [dec.frame_bytes(f) for f in dec.frames()]
     # the ablation files: float planes + MLP, and the stream without dynamic codes (smaller frames)
-    assert (cli_run / "planes_float32.bin").stat().st_size == stages["stats"]["code"]["planes_float32.bin"]["file_bytes"]
+    assert (cli_run / "planes_float32.bin").stat().st_size == stages["stats"]["code"]["planes_float32.bin"][
+        "file_bytes"
+    ]
     nodyn = open_decoder(cli_run / "sequence-nodyn.vvc")
     assert nodyn.frame_bytes(0) < dec.frame_bytes(0)
 
@@ -185,8 +212,14 @@ def test_resume_after_a_kill_in_each_stage_writes_the_same_file(tmp_path, tiny_s
 
 # ------------------------------------------------------------------------------ algorithms
 def _toy_field(seed: int = 0):
-    spec = HexSpec(density_resolution=4, appearance_resolutions=(3,), time_resolution=3, density_dim=2,
-                   appearance_dim=2, hidden_dim=8)
+    spec = HexSpec(
+        density_resolution=4,
+        appearance_resolutions=(3,),
+        time_resolution=3,
+        density_dim=2,
+        appearance_dim=2,
+        hidden_dim=8,
+    )
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     planes = [p + torch.randn(p.shape, generator=gen) * 0.5 for p in init_planes(spec, gen)]
@@ -242,7 +275,9 @@ def test_importance_equals_brute_force():
     assert sum(float(b.sum()) for b in brute) > 0.5  # the toy scene is not empty
 
 
-@pytest.mark.parametrize("k,keep,keep_by", [(8, 0.3, "count"), (64, 0.1, "count"), (4, 0.5, "importance"), (500, 0.3, "count")])
+@pytest.mark.parametrize(
+    "k,keep,keep_by", [(8, 0.3, "count"), (64, 0.1, "count"), (4, 0.5, "importance"), (500, 0.3, "count")]
+)
 def test_clustering_never_exceeds_k_plus_kept(k, keep, keep_by):
     """Distinct codes after merge / keep / cluster ≤ k + kept (+ the zero code); kept codes stay exact."""
     gen = torch.Generator().manual_seed(k)
@@ -264,7 +299,9 @@ def test_keep_by_importance_keeps_fewer_codes_when_importance_is_concentrated():
     imp = torch.cat([torch.full((10,), 100.0), torch.full((90,), 0.01)])
     cand = torch.ones(100, dtype=torch.bool)
     assert int(select_kept(imp, cand, 0.3, "count").sum()) == 30
-    assert int(select_kept(imp, cand, 0.3, "importance").sum()) == 4  # the fewest codes holding ≥ 30 %: 4 × 100 of 1000.9
+    assert (
+        int(select_kept(imp, cand, 0.3, "importance").sum()) == 4
+    )  # the fewest codes holding ≥ 30 %: 4 × 100 of 1000.9
 
 
 # ------------------------------------------------------------------------------ hostile files
@@ -294,10 +331,12 @@ def test_world_opacity_in_the_method_config_reaches_the_renderer(cli_run: Path, 
     world-length opacity outside the box; absent, a contracted stream renders as before."""
     renders = {}
     for world in (False, True):
+
         def fn(gl, world=world):
             meta = json.loads(dict(gl)[ChunkType.METHOD_CONFIG])
             meta["render"].update(contraction=0.5, num_outer_samples=8, **({"world_opacity": True} if world else {}))
             return [(k, json.dumps(meta).encode() if k == ChunkType.METHOD_CONFIG else v) for k, v in gl]
+
         dec = open_decoder(_rewrite(cli_run / "sequence.vvc", tmp_path / f"w{int(world)}.vvc", globals_fn=fn))
         assert dec.render_settings.world_opacity is world
         renders[world] = dec.render(dec.decode_frame(0), C2W, 20.0, 20.0, 8.0, 8.0, 12, 12)
@@ -312,10 +351,14 @@ def test_crafted_streams_give_typed_errors_naming_file_and_chunk(cli_run: Path, 
             meta = json.loads(dict(gl)[ChunkType.METHOD_CONFIG])
             edit(meta)
             return [(k, json.dumps(meta).encode() if k == ChunkType.METHOD_CONFIG else v) for k, v in gl]
+
         return fn
 
     cases = {
-        "huge planes": (config(lambda m: m["hex"].update(density_resolution=4096, time_resolution=4096)), "METHOD_CONFIG"),
+        "huge planes": (
+            config(lambda m: m["hex"].update(density_resolution=4096, time_resolution=4096)),
+            "METHOD_CONFIG",
+        ),
         "bool as int": (config(lambda m: m["hex"].update(hidden_dim=True)), "METHOD_CONFIG"),
         "unknown field": (config(lambda m: m["render"].update(fancy=1)), "METHOD_CONFIG"),
         "world_opacity not a bool": (config(lambda m: m["render"].update(world_opacity=1)), "METHOD_CONFIG"),
@@ -377,8 +420,15 @@ def test_payload_fuzz_of_a_codebook_stream(tmp_path: Path):
 
     stream = make_stream(tmp_path / "base.vvc")
     assert sum(1 for _ in decode(stream)) > 10  # the unmutated stream decodes
-    res = run_fuzz(stream, "nerfstudio_vvc.methods.codebook.fuzzing:decode", cases=300, seed=1, workers=2,
-                   timeout_s=10.0, mem_mb=1024)
+    res = run_fuzz(
+        stream,
+        "nerfstudio_vvc.methods.codebook.fuzzing:decode",
+        cases=300,
+        seed=1,
+        workers=2,
+        timeout_s=10.0,
+        mem_mb=1024,
+    )
     bad = ("untyped", "hang", "oom", "crash", "nonfinite")
     assert res.cases == 300 and {k: res.counts[k] for k in bad} == {k: 0 for k in bad}, res.findings[:5]
     assert res.typed_unnamed == 0 and res.counts["typed"] > 100
@@ -396,7 +446,9 @@ def test_rd_sweep_knows_the_codebook_runs(tmp_path: Path, monkeypatch):
     assert k.curve_of("k-1024") == "Full" and k.curve_of("k-1024-nodyn") == "w/o dynamic codes"
     assert ("--pipeline.model.codebook-size", "1024") == k.args
     calls = []
-    monkeypatch.setattr(rd_sweep.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or subprocess.CompletedProcess(cmd, 0))
+    monkeypatch.setattr(
+        rd_sweep.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or subprocess.CompletedProcess(cmd, 0)
+    )
     sweep = rd_sweep.RdSweep(data=tmp_path, out=tmp_path / "o", preset="vvc-codebook-cpu")
     sweep._ns_train(k)
     assert "--gop-size" not in calls[0] and calls[0][calls[0].index("--pipeline.model.codebook-size") + 1] == "1024"
@@ -411,7 +463,9 @@ def test_sequence_datamanager_holds_every_frame_once_as_uint8(tiny_sample: Path)
     """All cameras × all frames in one uint8 tensor; a batch draws from `frames_per_batch` frames, rays carry their time."""
     from nerfstudio_vvc.data.sequence_datamanager import SequenceDataManagerConfig
 
-    dm = SequenceDataManagerConfig(data=tiny_sample, train_num_rays_per_batch=256, frames_per_batch=2).setup(device="cpu")
+    dm = SequenceDataManagerConfig(data=tiny_sample, train_num_rays_per_batch=256, frames_per_batch=2).setup(
+        device="cpu"
+    )
     dm.load_all()
     images = dm.frame_images()
     assert images.dtype == torch.uint8 and images.shape == (4 * 3, 32, 32, 3)  # 4 cameras x 3 frames

@@ -3,7 +3,6 @@
 import math
 
 import numpy as np
-
 import pytest
 import torch
 
@@ -117,8 +116,12 @@ def test_basic_view_x265_at_a_qp_decodes_from_the_file(tmp_path):
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:64, 0:96]
-    frames = [np.clip(np.stack([xx * 2 + 8 * t, yy * 3, (xx + yy + 5 * t) % 256], -1) + rng.integers(0, 20, (64, 96, 3)),
-                      0, 255).astype(np.uint8) for t in range(4)]
+    frames = [
+        np.clip(
+            np.stack([xx * 2 + 8 * t, yy * 3, (xx + yy + 5 * t) % 256], -1) + rng.integers(0, 20, (64, 96, 3)), 0, 255
+        ).astype(np.uint8)
+        for t in range(4)
+    ]
     hi = code_basic_view(frames, tmp_path / "hi.hevc", qp=22)
     lo = code_basic_view(frames, tmp_path / "lo.hevc", qp=40)
     assert hi["file_bytes"] == (tmp_path / "hi.hevc").stat().st_size > lo["file_bytes"]
@@ -151,8 +154,19 @@ def _views_of_a_moving_pattern(n_views=3, n_frames=4, h=32, w=48):
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     out = []
     for j in range(n_views + 1):  # view 0 is the basic view; the others see it shifted by 2 px per view
-        out.append([np.stack([128 + 100 * np.sin((xx + 2 * j + 3 * t) / 6), 128 + 100 * np.cos((yy - j + t) / 5),
-                              np.full_like(xx, 40 + 50 * j)], -1) for t in range(n_frames)])
+        out.append(
+            [
+                np.stack(
+                    [
+                        128 + 100 * np.sin((xx + 2 * j + 3 * t) / 6),
+                        128 + 100 * np.cos((yy - j + t) / 5),
+                        np.full_like(xx, 40 + 50 * j),
+                    ],
+                    -1,
+                )
+                for t in range(n_frames)
+            ]
+        )
     return torch.from_numpy(np.clip(np.array(out), 0, 255).astype(np.uint8))
 
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from stream_edit import rewrite_stream
 
 from nerfstudio_vvc.codec.bitstream.container import ChunkType
-from nerfstudio_vvc.codec.errors import BitstreamError, CorruptChunkError
+from nerfstudio_vvc.codec.errors import BitstreamError
 from nerfstudio_vvc.playback.registry import open_decoder
-from stream_edit import rewrite_stream
 
 BIN = Path(sys.executable).parent
 METHOD_ENV = "vvc-mv-inr-cpu=nerfstudio_vvc.method_configs.mv_inr:vvc_mv_inr_cpu"
@@ -28,7 +28,10 @@ TINY = {"grid_channels": 2, "conv_channels": (6, 6, 4, 4, 4), "epochs": 3, "fine
         "batch_size": 2, "qp": 30}
 TINY_CLI = []
 for _k, _v in TINY.items():
-    TINY_CLI += [f"--pipeline.model.{_k.replace('_', '-')}", *([str(x) for x in _v] if isinstance(_v, tuple) else [str(_v)])]
+    TINY_CLI += [
+        f"--pipeline.model.{_k.replace('_', '-')}",
+        *([str(x) for x in _v] if isinstance(_v, tuple) else [str(_v)]),
+    ]
 
 
 def train_inprocess(out: Path, sample: Path, kill_at: str = "", **overrides) -> Path:
@@ -56,9 +59,24 @@ def train_inprocess(out: Path, sample: Path, kill_at: str = "", **overrides) -> 
 def cli_run(tmp_path_factory, tiny_sample) -> Path:
     """A tiny run through the real `ns-train` CLI (read-only)."""
     out = tmp_path_factory.mktemp("mv_cli")
-    cmd = [str(BIN / "ns-train"), "vvc-mv-inr-cpu", "--output-dir", str(out), "--experiment-name", "e",
-           "--timestamp", "t", "--vis", "tensorboard", "--machine.device-type", "cpu", *TINY_CLI,
-           "vvc-data", "--data", str(tiny_sample)]
+    cmd = [
+        str(BIN / "ns-train"),
+        "vvc-mv-inr-cpu",
+        "--output-dir",
+        str(out),
+        "--experiment-name",
+        "e",
+        "--timestamp",
+        "t",
+        "--vis",
+        "tensorboard",
+        "--machine.device-type",
+        "cpu",
+        *TINY_CLI,
+        "vvc-data",
+        "--data",
+        str(tiny_sample),
+    ]
     env = dict(os.environ, PYTHONWARNINGS="ignore", NERFSTUDIO_METHOD_CONFIGS=METHOD_ENV)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -110,8 +128,11 @@ def test_viewer_render_at_a_coded_camera_reproduces_its_decoded_view(cli_run: Pa
 
 def test_decode_as_dataset_trains_a_nerfstudio_method(cli_run: Path, tmp_path: Path):
     out = tmp_path / "ds"
-    proc = subprocess.run([str(BIN / "ns-vvc"), "decode", str(cli_run / "sequence.vvc"), "--out", str(out), "--as-dataset"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(BIN / "ns-vvc"), "decode", str(cli_run / "sequence.vvc"), "--out", str(out), "--as-dataset"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     meta = json.loads((out / "transforms.json").read_text())
     assert len(meta["frames"]) == 4 * 3
@@ -182,9 +203,20 @@ def test_a_flipped_byte_on_disk_gives_the_typed_error(cli_run: Path, tmp_path: P
 
 
 def test_eval_reports_every_decoded_view_against_the_originals(cli_run: Path, tmp_path: Path):
-    proc = subprocess.run([str(BIN / "ns-vvc"), "eval", str(cli_run / "sequence.vvc"), "--load-config",
-                           str(cli_run / "config.yml"), "--output-dir", str(tmp_path), "--no-lpips"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            str(BIN / "ns-vvc"),
+            "eval",
+            str(cli_run / "sequence.vvc"),
+            "--load-config",
+            str(cli_run / "config.yml"),
+            "--output-dir",
+            str(tmp_path),
+            "--no-lpips",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = json.loads((tmp_path / "metrics.json").read_text())
     assert len(res["frames"]) == 4 * 3 and {r["role"] for r in res["frames"]} == {"basic", "inr"}
@@ -209,8 +241,16 @@ def test_viewer_path_plays_the_file_and_names_the_shown_camera(cli_run: Path):
     dec = open_decoder(cli_run / "sequence.vvc")
     k = dec.config.inr_views[0]
     cam = dec.config.cameras[k]
-    camera = Cameras(camera_to_worlds=torch.tensor(cam.c2w)[None], fx=cam.fx, fy=cam.fy, cx=cam.cx, cy=cam.cy,
-                     width=dec.config.width, height=dec.config.height, times=torch.tensor([[1.0]]))
+    camera = Cameras(
+        camera_to_worlds=torch.tensor(cam.c2w)[None],
+        fx=cam.fx,
+        fy=cam.fy,
+        cx=cam.cx,
+        cy=cam.cy,
+        width=dec.config.width,
+        height=dec.config.height,
+        times=torch.tensor([[1.0]]),
+    )
     out = model.get_outputs_for_camera(camera)
     ref = dec.decode_frame(2).images[k].float() / 255  # time 1.0 = the last frame
     assert (out["rgb"] - ref).abs().max() < 2e-3
@@ -219,7 +259,17 @@ def test_viewer_path_plays_the_file_and_names_the_shown_camera(cli_run: Path):
 
 
 def test_export_copies_the_run_bitstream(cli_run: Path, tmp_path: Path):
-    proc = subprocess.run([str(BIN / "ns-export"), "vvc-bitstream", "--load-config", str(cli_run / "config.yml"),
-                           "--output-dir", str(tmp_path)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            str(BIN / "ns-export"),
+            "vvc-bitstream",
+            "--load-config",
+            str(cli_run / "config.yml"),
+            "--output-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "sequence.vvc").read_bytes() == (cli_run / "sequence.vvc").read_bytes()

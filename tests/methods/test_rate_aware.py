@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -115,7 +114,9 @@ def test_extra_baseline_streams_leave_the_main_stream_unchanged(tmp_path: Path, 
     """Coding extra Baseline streams must not shift the random numbers the main run trains with."""
     baseline = ("--gop-size", "1", "--max-frames", "2", "--pipeline.model.rate-aware", "False")
     plain = rate_aware_trainer(tmp_path / "plain", tiny_sample, *baseline)
-    extra = rate_aware_trainer(tmp_path / "extra", tiny_sample, *baseline, "--pipeline.model.extra-step-exponents", "0", "-1")
+    extra = rate_aware_trainer(
+        tmp_path / "extra", tiny_sample, *baseline, "--pipeline.model.extra-step-exponents", "0", "-1"
+    )
     assert (extra / "sequence.q-1.vvc").stat().st_size > 0
     assert (plain / "sequence.vvc").read_bytes() == (extra / "sequence.vvc").read_bytes()
 
@@ -125,8 +126,15 @@ def static_sample(tmp_path_factory) -> Path:
     """Tiny sample whose frames are all the same picture (no motion, no marker)."""
     from nerfstudio_vvc.data.sample_scene import make_sample
 
-    return make_sample(tmp_path_factory.mktemp("static") / "s", num_frames=2, num_cameras=6, num_test_cameras=1,
-                       resolution=(32, 32), motion_stride=0, marker=False)
+    return make_sample(
+        tmp_path_factory.mktemp("static") / "s",
+        num_frames=2,
+        num_cameras=6,
+        num_test_cameras=1,
+        resolution=(32, 32),
+        motion_stride=0,
+        marker=False,
+    )
 
 
 def _grid_bytes(run: Path) -> list:
@@ -155,12 +163,21 @@ def _small_model(grow: bool = True, **overrides):
     from nerfstudio_vvc.methods.rate_aware.model import RateAwareModelConfig
 
     torch.manual_seed(0)
-    config = RateAwareModelConfig(basis_resolutions=(6, 8, 8, 10, 10, 12), coeff_resolution=8, hidden_dim=16,
-                                  num_samples=16, occupancy_resolution=16, occupancy_warmup=2,
-                                  occupancy_update_every=1, posthoc_entropy_steps=2, pframe_occupancy_grow=grow,
-                                  **overrides)
-    model = config.setup(scene_box=SceneBox(torch.tensor([[-1.5] * 3, [1.5] * 3])), num_train_data=1,
-                         metadata={"num_frames": 2})
+    config = RateAwareModelConfig(
+        basis_resolutions=(6, 8, 8, 10, 10, 12),
+        coeff_resolution=8,
+        hidden_dim=16,
+        num_samples=16,
+        occupancy_resolution=16,
+        occupancy_warmup=2,
+        occupancy_update_every=1,
+        posthoc_entropy_steps=2,
+        pframe_occupancy_grow=grow,
+        **overrides,
+    )
+    model = config.setup(
+        scene_box=SceneBox(torch.tensor([[-1.5] * 3, [1.5] * 3])), num_train_data=1, metadata={"num_frames": 2}
+    )
     model.begin_frame(0, True)
     model.field.density = lambda x: 1e3 * ((x - 0.5).norm(dim=-1) < 0.15).float()  # content at the centre
     model.occupancy.recompute(model.field.density, model.step_size())
@@ -230,9 +247,28 @@ def test_p_frame_steps_start_from_the_reference(from_reference: bool):
 
 def _train_preset(out: Path, sample: Path, *extra: str) -> Path:
     """`ns-train vvc-rate-aware-cpu` with the preset's own settings (not the tiny ones), GOP 2."""
-    cmd = [str(BIN / "ns-train"), "vvc-rate-aware-cpu", "--output-dir", str(out), "--experiment-name", "e",
-           "--timestamp", "t", "--vis", "tensorboard", "--machine.device-type", "cpu", "--gop-size", "2",
-           "--max-frames", "2", *extra, "vvc-data", "--data", str(sample)]
+    cmd = [
+        str(BIN / "ns-train"),
+        "vvc-rate-aware-cpu",
+        "--output-dir",
+        str(out),
+        "--experiment-name",
+        "e",
+        "--timestamp",
+        "t",
+        "--vis",
+        "tensorboard",
+        "--machine.device-type",
+        "cpu",
+        "--gop-size",
+        "2",
+        "--max-frames",
+        "2",
+        *extra,
+        "vvc-data",
+        "--data",
+        str(sample),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out / "e" / "vvc-rate-aware-cpu" / "t"

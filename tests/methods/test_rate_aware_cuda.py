@@ -15,7 +15,9 @@ from nerfstudio_vvc.playback.decoder import Decoder
 
 @pytest.mark.cuda
 def test_rate_aware_trains_and_codes_on_cuda(tmp_path: Path, tiny_sample, rate_aware_trainer):
-    run = rate_aware_trainer(tmp_path, tiny_sample, "--max-frames", "2", "--pipeline.model.contraction", "0.5", device="cuda")
+    run = rate_aware_trainer(
+        tmp_path, tiny_sample, "--max-frames", "2", "--pipeline.model.contraction", "0.5", device="cuda"
+    )
     decoder = Decoder(run / "sequence.vvc")
     assert decoder.frames() == [0, 1]
     store = FrameStore(run / "frames")

@@ -18,14 +18,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from cdp import Browser, find_chromium, free_port
+from PIL import Image
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(find_chromium() is None,
-                       reason="chromium is not installed (Debian: `make browser-deps` runs apt-get install -y chromium)"),
+    pytest.mark.skipif(
+        find_chromium() is None,
+        reason="chromium is not installed (Debian: `make browser-deps` runs apt-get install -y chromium)",
+    ),
 ]
 
 BIN = Path(sys.executable).parent
@@ -86,8 +87,10 @@ def _settled_shot(browser: Browser, path: Path, timeout: float = 120.0) -> np.nd
 
 
 def _step_frame_slider(browser: Browser, key: str, code: str, key_code: int) -> None:
-    assert browser.eval("(() => { const s = window.__vvcSlider('Frame'); if (!s) return false; "
-                        "s.scrollIntoView({block: 'center'}); s.focus(); return document.activeElement === s; })()")
+    assert browser.eval(
+        "(() => { const s = window.__vvcSlider('Frame'); if (!s) return false; "
+        "s.scrollIntoView({block: 'center'}); s.focus(); return document.activeElement === s; })()"
+    )
     browser.key(key, code, key_code)
 
 
@@ -98,11 +101,25 @@ def viewer_url(request, rate_aware_run: Path):
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     log = open(rate_aware_run.parent / f"viewer-{port}.log", "w")
     if request.param == "ns-viewer":
-        cmd = [str(BIN / "ns-viewer"), "--load-config", str(rate_aware_run / "config.yml"),
-               "--viewer.websocket-port", str(port), "--viewer.websocket-host", "127.0.0.1"]
+        cmd = [
+            str(BIN / "ns-viewer"),
+            "--load-config",
+            str(rate_aware_run / "config.yml"),
+            "--viewer.websocket-port",
+            str(port),
+            "--viewer.websocket-host",
+            "127.0.0.1",
+        ]
     else:
-        cmd = [str(BIN / "ns-vvc"), "play", str(rate_aware_run / "sequence.vvc"), "--websocket-port", str(port),
-               "--websocket-host", "127.0.0.1"]
+        cmd = [
+            str(BIN / "ns-vvc"),
+            "play",
+            str(rate_aware_run / "sequence.vvc"),
+            "--websocket-port",
+            str(port),
+            "--websocket-host",
+            "127.0.0.1",
+        ]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     import urllib.request
 
@@ -111,7 +128,9 @@ def viewer_url(request, rate_aware_run: Path):
     while time.time() < deadline:
         if proc.poll() is not None:
             log.close()
-            pytest.fail(f"ns-viewer exited ({proc.returncode}): {(rate_aware_run.parent / f'viewer-{port}.log').read_text()[-2000:]}")
+            pytest.fail(
+                f"ns-viewer exited ({proc.returncode}): {(rate_aware_run.parent / f'viewer-{port}.log').read_text()[-2000:]}"
+            )
         try:
             urllib.request.urlopen(url, timeout=2).read(10)
             break
@@ -139,18 +158,24 @@ def test_viewer_steps_frames_in_a_real_browser(viewer_url: str, tmp_path: Path, 
         browser.wait_for("document.body && document.body.innerText.includes('Frame info')", timeout=120)
         browser.eval(_FIND)
         # frame 0 is shown, decoded from the file
-        readout = browser.wait_for("(() => { const v = window.__vvcText('Frame info'); return v && v.startsWith('0/') ? v : null; })()", 120)
+        readout = browser.wait_for(
+            "(() => { const v = window.__vvcText('Frame info'); return v && v.startsWith('0/') ? v : null; })()", 120
+        )
         assert readout.startswith("0/2 · I · ") and "KB" in readout, readout
         status = browser.eval("window.__vvcText('Playback')")
         assert "sequence.vvc" in status and "vvc-rate-aware" in status, status
         # small renders keep the CPU time down: Max res slider to its minimum (Home key, as a user would)
-        assert browser.eval("(() => { const s = window.__vvcSlider('Max res'); s.focus(); return document.activeElement === s; })()")
+        assert browser.eval(
+            "(() => { const s = window.__vvcSlider('Max res'); s.focus(); return document.activeElement === s; })()"
+        )
         browser.key("Home", "Home", 36)
         browser.wait_for("window.__vvcSlider('Max res').getAttribute('aria-valuenow') === '64'", 30)
 
         f0 = _settled_shot(browser, shots / f"{prefix}frame0.png")
         _step_frame_slider(browser, "ArrowRight", "ArrowRight", 39)
-        readout1 = browser.wait_for("(() => { const v = window.__vvcText('Frame info'); return v && v.startsWith('1/') ? v : null; })()", 120)
+        readout1 = browser.wait_for(
+            "(() => { const v = window.__vvcText('Frame info'); return v && v.startsWith('1/') ? v : null; })()", 120
+        )
         assert readout1.startswith("1/2 · P · ") and "ms" in readout1, readout1
         assert browser.eval("window.__vvcSlider('Frame').getAttribute('aria-valuenow')") == "1"
         # nerfstudio's Time slider follows the frame slider: frame 1 of 0..2 is t = 0.5
@@ -158,7 +183,9 @@ def test_viewer_steps_frames_in_a_real_browser(viewer_url: str, tmp_path: Path, 
         f1 = _settled_shot(browser, shots / f"{prefix}frame1.png")
 
         _step_frame_slider(browser, "ArrowLeft", "ArrowLeft", 37)
-        browser.wait_for("(() => { const v = window.__vvcText('Frame info'); return v && v.startsWith('0/') ? v : null; })()", 120)
+        browser.wait_for(
+            "(() => { const v = window.__vvcText('Frame info'); return v && v.startsWith('0/') ? v : null; })()", 120
+        )
         f0_again = _settled_shot(browser, shots / f"{prefix}frame0_again.png")
     finally:
         browser.close()

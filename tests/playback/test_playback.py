@@ -16,7 +16,13 @@ import pytest
 import torch
 import yaml
 
-from nerfstudio_vvc.codec.bitstream.container import ChunkType, ContainerReader, ContainerWriter, FrameRecord, SequenceHeader
+from nerfstudio_vvc.codec.bitstream.container import (
+    ChunkType,
+    ContainerReader,
+    ContainerWriter,
+    FrameRecord,
+    SequenceHeader,
+)
 from nerfstudio_vvc.codec.errors import BitstreamError, CorruptChunkError, UnknownMethodError
 from nerfstudio_vvc.components.frame_store import FrameStore
 from nerfstudio_vvc.playback import registry
@@ -63,7 +69,9 @@ class _ToyFrame:
 def write_toy(path: Path, levels, gop: int = 3, method_id: str = "toy-cube") -> Path:
     header = SequenceHeader(method_id=method_id, num_frames=len(levels), fps=25.0, gop_size=gop, num_cameras=0,
                             scene_box=((-1.0, -1.0, -1.0), (1.0, 1.0, 1.0)))
-    with ContainerWriter(path, header, {ChunkType.METHOD_CONFIG: json.dumps({"color": [1.0, 0.5, 0.25]}).encode()}) as w:
+    with ContainerWriter(
+        path, header, {ChunkType.METHOD_CONFIG: json.dumps({"color": [1.0, 0.5, 0.25]}).encode()}
+    ) as w:
         for i, level in enumerate(levels):
             iframe = i % gop == 0
             value = level if iframe else level - levels[i - 1]
@@ -108,8 +116,14 @@ def test_unknown_method_id_is_a_typed_error_naming_file_and_id(tmp_path: Path):
 
 
 def test_bad_method_config_is_a_typed_error(tmp_path: Path, toy_registered):
-    header = SequenceHeader(method_id="toy-cube", num_frames=1, fps=25.0, gop_size=1, num_cameras=0,
-                            scene_box=((-1.0, -1.0, -1.0), (1.0, 1.0, 1.0)))
+    header = SequenceHeader(
+        method_id="toy-cube",
+        num_frames=1,
+        fps=25.0,
+        gop_size=1,
+        num_cameras=0,
+        scene_box=((-1.0, -1.0, -1.0), (1.0, 1.0, 1.0)),
+    )
     path = tmp_path / "badcfg.vvc"
     with ContainerWriter(path, header, {ChunkType.METHOD_CONFIG: b'{"color": "red"}'}):
         pass
@@ -182,8 +196,16 @@ def _camera(t: float, size: int = 24):
     x = torch.linalg.cross(up, z)
     x = x / x.norm()
     c2w = torch.stack([x, torch.linalg.cross(z, x), z, eye], 1)
-    return Cameras(camera_to_worlds=c2w[None], fx=30.0, fy=30.0, cx=size / 2, cy=size / 2, width=size, height=size,
-                   times=torch.tensor([[t]]))
+    return Cameras(
+        camera_to_worlds=c2w[None],
+        fx=30.0,
+        fy=30.0,
+        cx=size / 2,
+        cy=size / 2,
+        width=size,
+        height=size,
+        times=torch.tensor([[t]]),
+    )
 
 
 def _load_model(run: Path):
@@ -232,8 +254,17 @@ def test_no_bitstream_shows_the_message_and_renders_no_field(rate_aware_run: Pat
 
         cam = _camera(1.0)
         bundle = cam.generate_rays(camera_indices=0)
-        out = render_rays(model.field, bundle.origins.reshape(-1, 3), bundle.directions.reshape(-1, 3), model.aabb,
-                          model.occupancy, model.config.num_samples, model.near_plane, model.background, jitter=False)
+        out = render_rays(
+            model.field,
+            bundle.origins.reshape(-1, 3),
+            bundle.directions.reshape(-1, 3),
+            model.aabb,
+            model.occupancy,
+            model.config.num_samples,
+            model.near_plane,
+            model.background,
+            jitter=False,
+        )
         assert (out["rgb"] - 1.0).abs().mean() > 1e-3
     # the viewer's read-out carries the message
     controls = model.playback
@@ -308,17 +339,21 @@ def test_loop_restarts_at_the_first_frame(toy_registered, tmp_path: Path):
 
 def test_frame_slider_and_time_slider_follow_each_other(toy_registered, tmp_path: Path):
     """With nerfstudio's real Viewer (viser server, no browser): moving either slider moves the other."""
+    from cdp import free_port
     from nerfstudio.configs.base_config import ViewerConfig
     from nerfstudio.viewer.viewer import Viewer
 
     from nerfstudio_vvc.playback.play import FilePlaybackPipeline, build_model
-    from cdp import free_port
 
     model = build_model(write_toy(tmp_path / "toy.vvc", [0.1, 0.2, 0.3, 0.4, 0.5]))
     pipeline = FilePlaybackPipeline(model, tmp_path)
-    viewer = Viewer(ViewerConfig(websocket_port=free_port(), websocket_host="127.0.0.1"),
-                    log_filename=tmp_path / "viewer" / "log.txt", datapath=tmp_path, pipeline=pipeline,
-                    train_lock=threading.Lock())
+    viewer = Viewer(
+        ViewerConfig(websocket_port=free_port(), websocket_host="127.0.0.1"),
+        log_filename=tmp_path / "viewer" / "log.txt",
+        datapath=tmp_path,
+        pipeline=pipeline,
+        train_lock=threading.Lock(),
+    )
     try:
         controls = model.playback
         assert controls.frame_slider.gui_handle is not None  # installed in nerfstudio's control panel

@@ -36,8 +36,9 @@ def test_split_gops():
     assert split_gops(4, 2)[1].name == "gop-0001"
 
 
-def test_killed_worker_gop_is_resumed_and_file_is_byte_identical(tmp_path: Path, tiny_sample, rate_aware_trainer,
-                                                                    tiny_rate_aware_args, local_ray, monkeypatch, capsys):
+def test_killed_worker_gop_is_resumed_and_file_is_byte_identical(
+    tmp_path: Path, tiny_sample, rate_aware_trainer, tiny_rate_aware_args, local_ray, monkeypatch, capsys
+):
     """3 frames, GOP 2 → GOP 0 (I P) and GOP 1 (I) as Ray tasks on 2 CPUs. GOP 0's first attempt kills its
     ns-train and its own worker process after frame 0 is checkpointed; Ray retries the task, which resumes at
     frame 1. The merged file equals the sequential `ns-train` encode at the workers' thread count (1 here: CPU
@@ -45,8 +46,16 @@ def test_killed_worker_gop_is_resumed_and_file_is_byte_identical(tmp_path: Path,
     rate_aware_run = rate_aware_trainer(tmp_path / "ref", tiny_sample, threads=1)
     marker = tmp_path / "fault-fired"
     monkeypatch.setenv(FAULT_ENV, f"0:1:{marker}")
-    enc = EncodeParallel(method="vvc-rate-aware-cpu", data=tiny_sample, out=tmp_path / "enc", workers=5, gop_size=2,
-                         num_frames=3, train_args=tuple(_method_args(tiny_rate_aware_args)), max_retries=2)
+    enc = EncodeParallel(
+        method="vvc-rate-aware-cpu",
+        data=tiny_sample,
+        out=tmp_path / "enc",
+        workers=5,
+        gop_size=2,
+        num_frames=3,
+        train_args=tuple(_method_args(tiny_rate_aware_args)),
+        max_retries=2,
+    )
     out = enc.main()
     assert "--workers 5 is more than the 2 CPU cores Ray has: using 2 workers" in capsys.readouterr().out
     assert marker.exists()  # the fault really fired
@@ -72,8 +81,16 @@ def test_failing_gop_leaves_no_merged_file(tmp_path: Path, tiny_sample, local_ra
     no sequence.vvc."""
     from nerfstudio_vvc.scripts.encode_parallel import EncodeError
 
-    enc = EncodeParallel(method="vvc-rate-aware-cpu", data=tiny_sample, out=tmp_path / "enc", workers=2, gop_size=2,
-                         num_frames=3, train_args=("--pipeline.model.no-such-option", "1"), max_retries=0)
+    enc = EncodeParallel(
+        method="vvc-rate-aware-cpu",
+        data=tiny_sample,
+        out=tmp_path / "enc",
+        workers=2,
+        gop_size=2,
+        num_frames=3,
+        train_args=("--pipeline.model.no-such-option", "1"),
+        max_retries=0,
+    )
     with pytest.raises(EncodeError, match=r"GOP \d \(frames .*failed after 0 retries.*gop-000\d.log"):
         enc.main()
     assert not (tmp_path / "enc" / "sequence.vvc").exists()
@@ -86,7 +103,9 @@ def test_ns_train_arguments_after_double_dash():
     argv = ["encode-parallel", "m", "--data", "d"]
     assert split_passthrough(argv) == (argv, None)
     assert split_passthrough([*argv, "--", "--iframe-iterations", "60", "vvc-data", "--downscale-factor", "2"]) == (
-        argv, (["--iframe-iterations", "60"], ["--downscale-factor", "2"]))
+        argv,
+        (["--iframe-iterations", "60"], ["--downscale-factor", "2"]),
+    )
     assert split_passthrough([*argv, "--", "--gop-size", "4"]) == (argv, (["--gop-size", "4"], []))
 
 
@@ -94,3 +113,15 @@ def test_options_encode_parallel_sets_itself_are_refused(tmp_path: Path, tiny_sa
     enc = EncodeParallel(method="vvc-rate-aware-cpu", data=tiny_sample, out=tmp_path, train_args=("--gop-size", "4"))
     with pytest.raises(SystemExit, match="sets --gop-size of every GOP run itself: use its --gop-size option"):
         enc.main()
+
+
+def test_gpus_per_task_checks_the_cluster_without_a_gpu():
+    """The GPU-count branch of encode-parallel / rd-sweep, on a fake `ray.cluster_resources()` dict."""
+    from nerfstudio_vvc.scripts.encode_parallel import gpus_per_task
+
+    assert gpus_per_task("cpu", 1, {"CPU": 2.0}) == 0
+    assert gpus_per_task("cuda", 0.5, {"CPU": 2.0, "GPU": 1.0}) == 0.5
+    with pytest.raises(SystemExit, match=r"--device cuda: the Ray cluster has 0 GPUs, a task needs 1$"):
+        gpus_per_task("cuda", 1, {"CPU": 2.0})
+    with pytest.raises(SystemExit, match="has 1 GPUs, a task needs 2"):
+        gpus_per_task("cuda:0", 2, {"GPU": 1.0})

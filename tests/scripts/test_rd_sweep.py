@@ -32,7 +32,9 @@ def sweep(tmp_path_factory, tiny_sample) -> RdSweep:
 
 def test_points_come_from_decoded_files(sweep: RdSweep):
     names = sorted(p.stem for p in (sweep.out / "points").glob("*.json"))
-    assert names == sorted(["baseline", *[f"baseline-q{k}" for k in rd_sweep.BASELINE_EXPONENTS[1:]], "full-0.001", "wo-adaptive"])
+    assert names == sorted(
+        ["baseline", *[f"baseline-q{k}" for k in rd_sweep.BASELINE_EXPONENTS[1:]], "full-0.001", "wo-adaptive"]
+    )
     assert len(names) == 8
     for name in names:
         p = json.loads(sweep.point_json(name).read_text())
@@ -59,7 +61,13 @@ def test_summary_has_table_bd_rate_and_plots(sweep: RdSweep):
     assert key in summary["bd"]
     assert [a["crf"] for a in summary["x265"]] == [20, 40]
     assert summary["x265"][0]["kb_per_frame"] > summary["x265"][1]["kb_per_frame"]
-    for png in ("rd_test_psnr.png", "rd_test_ssim.png", "rd_test_lpips.png", "rd_train_psnr.png", "frame_bytes_full-0.001.png"):
+    for png in (
+        "rd_test_psnr.png",
+        "rd_test_ssim.png",
+        "rd_test_lpips.png",
+        "rd_train_psnr.png",
+        "frame_bytes_full-0.001.png",
+    ):
         assert (sweep.out / png).stat().st_size > 1000
 
 
@@ -110,9 +118,13 @@ def test_rate_at_quality_interpolates_in_log_rate():
 
 
 def test_summary_reports_too_few_points_as_error_not_number():
-    pts = [{"point": "a", "curve": "Baseline", "kb_per_frame": 10, "test": {"psnr_db": 30, "ssim": 0.9}},
-           {"point": "b", "curve": "Full", "kb_per_frame": 5, "test": {"psnr_db": 30, "ssim": 0.9}}]
-    s = summarize(pts, None, {"scene": "s", "preset": "p", "frames": 1, "frame_start": 0, "downscale": 1, "gop_size": 1})
+    pts = [
+        {"point": "a", "curve": "Baseline", "kb_per_frame": 10, "test": {"psnr_db": 30, "ssim": 0.9}},
+        {"point": "b", "curve": "Full", "kb_per_frame": 5, "test": {"psnr_db": 30, "ssim": 0.9}},
+    ]
+    s = summarize(
+        pts, None, {"scene": "s", "preset": "p", "frames": 1, "frame_start": 0, "downscale": 1, "gop_size": 1}
+    )
     assert all("error" in v for v in s["bd"].values()) and s["bd"]
     assert "not computable" in s["markdown"]
 
@@ -120,8 +132,14 @@ def test_summary_reports_too_few_points_as_error_not_number():
 def test_lpips_bd_treats_lower_as_better():
     """Half the bytes for the same LPIPS is BD-rate −50 %; lower LPIPS at equal rate is a negative BD-quality."""
     rates, lp = [10.0, 20.0, 40.0, 80.0], [0.40, 0.30, 0.22, 0.18]
-    pts = [{"point": f"b{i}", "curve": "Baseline", "kb_per_frame": r, "test": {"lpips": q}} for i, (r, q) in enumerate(zip(rates, lp))]
-    pts += [{"point": f"f{i}", "curve": "Full", "kb_per_frame": r / 2, "test": {"lpips": q}} for i, (r, q) in enumerate(zip(rates, lp))]
+    pts = [
+        {"point": f"b{i}", "curve": "Baseline", "kb_per_frame": r, "test": {"lpips": q}}
+        for i, (r, q) in enumerate(zip(rates, lp))
+    ]
+    pts += [
+        {"point": f"f{i}", "curve": "Full", "kb_per_frame": r / 2, "test": {"lpips": q}}
+        for i, (r, q) in enumerate(zip(rates, lp))
+    ]
     scale = {"scene": "s", "preset": "p", "frames": 1, "frame_start": 0, "downscale": 1, "gop_size": 1}
     s = summarize(pts, None, scale)
     bd = s["bd"]["Full vs Baseline (test lpips)"]
@@ -154,15 +172,38 @@ def test_extra_lambda_makes_its_run_known():
     assert "full-0.0004" not in rd_sweep.rate_aware_runs()
 
 
-MV_TINY = ("--pipeline.model.conv-channels", "6", "6", "4", "4", "4", "--pipeline.model.epochs", "2",
-           "--pipeline.model.finetune-epochs", "1", "--pipeline.model.qat-epochs", "1")
+MV_TINY = (
+    "--pipeline.model.conv-channels",
+    "6",
+    "6",
+    "4",
+    "4",
+    "4",
+    "--pipeline.model.epochs",
+    "2",
+    "--pipeline.model.finetune-epochs",
+    "1",
+    "--pipeline.model.qat-epochs",
+    "1",
+)
 
 
 def test_mv_inr_sweep_measures_views_and_test_cameras_end_to_end(tmp_path, tiny_sample):
     """vvc-mv-inr points: train = decoded views vs originals (bytes of the MV-INR file), test = a 3D method trained
     on the decoded views rendering the held-out camera; x265 is the BD reference."""
-    s = RdSweep(data=tiny_sample, out=tmp_path, preset="vvc-mv-inr-cpu", runs=("c20-qp43",), num_frames=2, downscale=1,
-                gop_size=2, x265_crfs=(20, 40), lpips=False, train_args=MV_TINY, e2e_args=TINY)
+    s = RdSweep(
+        data=tiny_sample,
+        out=tmp_path,
+        preset="vvc-mv-inr-cpu",
+        runs=("c20-qp43",),
+        num_frames=2,
+        downscale=1,
+        gop_size=2,
+        x265_crfs=(20, 40),
+        lpips=False,
+        train_args=MV_TINY,
+        e2e_args=TINY,
+    )
     summary = s.main()
     p = json.loads(s.point_json("c20-qp43").read_text())
     vvc = Path(p["bitstream"])
@@ -178,8 +219,11 @@ def test_mv_inr_sweep_measures_views_and_test_cameras_end_to_end(tmp_path, tiny_
 def test_bd_rate_is_reported_when_only_the_quality_ranges_overlap():
     """Two curves at equal qualities but rates a decade apart: BD-rate exists (≈ +900 %), BD-quality does not."""
     scale = {"scene": "s", "preset": "p", "frames": 1, "frame_start": 0, "downscale": 1, "gop_size": 1}
-    pts = [{"point": f"{c}{i}", "curve": c, "kb_per_frame": r * (10 if c == "Full" else 1), "test": {"psnr_db": q}}
-           for c in ("Baseline", "Full") for i, (r, q) in enumerate([(1, 30), (2, 32), (4, 34), (8, 36)])]
+    pts = [
+        {"point": f"{c}{i}", "curve": c, "kb_per_frame": r * (10 if c == "Full" else 1), "test": {"psnr_db": q}}
+        for c in ("Baseline", "Full")
+        for i, (r, q) in enumerate([(1, 30), (2, 32), (4, 34), (8, 36)])
+    ]
     s = summarize(pts, None, scale)
     bd = s["bd"]["Full vs Baseline (test psnr_db)"]
     assert bd["bd_rate_pct"] == pytest.approx(900.0, rel=1e-6) and "bd_quality_error" in bd

@@ -91,7 +91,9 @@ def test_resume_after_sigkill(tiny_sample, tmp_path):
     rd = run_dir(out)
     log1 = tmp_path / "first.log"
     with open(log1, "w") as f:
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env(), cwd=tmp_path, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=f, stderr=subprocess.STDOUT, env=env(), cwd=tmp_path, start_new_session=True
+        )
         try:
             deadline = time.monotonic() + 180
             info = None
@@ -139,7 +141,9 @@ def test_resume_after_sigkill(tiny_sample, tmp_path):
     total = sum(s["iterations"] for s in final["frames"])
     assert final["step"] == total - 1
     assert sorted(p.name for p in (rd / "nerfstudio_models").glob("step-*.ckpt")) == [f"step-{total - 1:09d}.ckpt"]
-    assert sorted(p.name for p in (rd / "frames").glob("frame-*.pt")) == [f"frame-{f:05d}.pt" for f in range(max_frames)]
+    assert sorted(p.name for p in (rd / "frames").glob("frame-*.pt")) == [
+        f"frame-{f:05d}.pt" for f in range(max_frames)
+    ]
 
     # A third run of a finished sequence trains nothing and keeps every frame.
     all_hashes = {p.name: sha(p) for p in (rd / "frames").glob("frame-*.pt")}
@@ -169,7 +173,15 @@ def test_train_then_eval_run_smoke(tiny_sample, tmp_path):
 
     eval_dir = tmp_path / "eval"
     text = run(
-        [tool("ns-vvc"), "eval-run", "--load-config", str(rd / "config.yml"), "--no-lpips", "--output-dir", str(eval_dir)],
+        [
+            tool("ns-vvc"),
+            "eval-run",
+            "--load-config",
+            str(rd / "config.yml"),
+            "--no-lpips",
+            "--output-dir",
+            str(eval_dir),
+        ],
         tmp_path / "eval.log",
     )
     assert "PSNR (dB)" in text and "mean" in text, text[-4000:]
@@ -215,9 +227,7 @@ def test_train_then_eval_run_smoke(tiny_sample, tmp_path):
 
 
 def test_ns_train_help_lists_vvc_grid():
-    proc = subprocess.run(
-        [tool("ns-train"), "--help"], capture_output=True, text=True, env=env(), timeout=120
-    )
+    proc = subprocess.run([tool("ns-train"), "--help"], capture_output=True, text=True, env=env(), timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "vvc-grid" in proc.stdout
     assert "Per-frame feature grid" in proc.stdout  # the method's description

@@ -116,23 +116,33 @@ def _decode_chunks(buf: bytes, pos: int, *, source: str, where: str, base: int) 
             raise TruncatedError("chunk header truncated", source=source, where=cwhere, offset=base + pos)
         code, reserved, length = CHUNK_HDR.unpack_from(buf, pos)
         if length > len(buf) - pos - min_chunk:
-            raise TruncatedError(f"chunk length {length} exceeds remaining record bytes", source=source, where=cwhere, offset=base + pos)
+            raise TruncatedError(
+                f"chunk length {length} exceeds remaining record bytes", source=source, where=cwhere, offset=base + pos
+            )
         if reserved != 0:
-            raise CorruptChunkError(f"reserved chunk field is {reserved}, expected 0", source=source, where=cwhere, offset=base + pos)
+            raise CorruptChunkError(
+                f"reserved chunk field is {reserved}, expected 0", source=source, where=cwhere, offset=base + pos
+            )
         dstart = pos + CHUNK_HDR.size
         data = buf[dstart : dstart + length]
         (crc,) = CRC.unpack_from(buf, dstart + length)
         if zlib.crc32(data, zlib.crc32(buf[pos:dstart])) != crc:
-            raise CorruptChunkError(f"chunk CRC mismatch (type 0x{code:04x})", source=source, where=cwhere, offset=base + pos)
+            raise CorruptChunkError(
+                f"chunk CRC mismatch (type 0x{code:04x})", source=source, where=cwhere, offset=base + pos
+            )
         pos = dstart + length + CRC.size
         try:
             out.append((ChunkType(code), data))
         except ValueError:
             if not ChunkType.is_ancillary(code):
-                raise UnknownChunkTypeError(f"unknown critical chunk type 0x{code:04x}", source=source, where=cwhere, offset=base + pos) from None
+                raise UnknownChunkTypeError(
+                    f"unknown critical chunk type 0x{code:04x}", source=source, where=cwhere, offset=base + pos
+                ) from None
             # unknown ancillary chunk: skipped by design (docs/bitstream.md)
     if pos != len(buf):
-        raise CorruptChunkError(f"{len(buf) - pos} trailing bytes after chunk list", source=source, where=where, offset=base + pos)
+        raise CorruptChunkError(
+            f"{len(buf) - pos} trailing bytes after chunk list", source=source, where=where, offset=base + pos
+        )
     return out
 
 
@@ -152,7 +162,9 @@ class _File:
 
     def read(self, off: int, n: int, where: str) -> bytes:
         if off < 0 or n < 0 or off > self.size or n > self.size - off:
-            raise TruncatedError(f"need {n} bytes but only {max(self.size - off, 0)} remain", source=self.name, where=where, offset=off)
+            raise TruncatedError(
+                f"need {n} bytes but only {max(self.size - off, 0)} remain", source=self.name, where=where, offset=off
+            )
         self.f.seek(off)
         data = self.f.read(n)
         if len(data) != n:  # file shrank under us
@@ -171,10 +183,17 @@ def _read_record(fh: _File, off: int, where: str) -> tuple[int, bytes, int]:
     if magic != RECORD_MAGIC:
         raise CorruptChunkError(f"bad record magic {magic!r}", source=fh.name, where=where, offset=off)
     if kind not in _KIND_NAMES or reserved != 0:
-        raise CorruptChunkError(f"bad record kind/reserved ({kind}, {reserved})", source=fh.name, where=where, offset=off)
+        raise CorruptChunkError(
+            f"bad record kind/reserved ({kind}, {reserved})", source=fh.name, where=where, offset=off
+        )
     remaining = fh.size - off - REC_OVERHEAD
     if plen > remaining:
-        raise TruncatedError(f"record length {plen} exceeds remaining file size {max(remaining, 0)}", source=fh.name, where=where, offset=off)
+        raise TruncatedError(
+            f"record length {plen} exceeds remaining file size {max(remaining, 0)}",
+            source=fh.name,
+            where=where,
+            offset=off,
+        )
     body = fh.read(off + REC_HDR.size, plen + CRC.size, where)
     payload = body[:plen]
     (crc,) = CRC.unpack_from(body, plen)
@@ -209,9 +228,16 @@ class ContainerReader:
         fh = self._fh
         magic, major, minor = PRELUDE.unpack(fh.read(0, PRELUDE.size, "prelude"))
         if magic != FILE_MAGIC:
-            raise CorruptChunkError(f"not a nerfstudio-vvc file (magic {magic!r})", source=fh.name, where="prelude", offset=0)
+            raise CorruptChunkError(
+                f"not a nerfstudio-vvc file (magic {magic!r})", source=fh.name, where="prelude", offset=0
+            )
         if major != FORMAT_VERSION_MAJOR:
-            raise UnsupportedVersionError(f"container version {major}.{minor}, this reader supports {FORMAT_VERSION_MAJOR}.x", source=fh.name, where="prelude", offset=8)
+            raise UnsupportedVersionError(
+                f"container version {major}.{minor}, this reader supports {FORMAT_VERSION_MAJOR}.x",
+                source=fh.name,
+                where="prelude",
+                offset=8,
+            )
         self.version = (major, minor)
         off = PRELUDE.size
         if fh.size - off - REC_OVERHEAD > MAX_HEADER_JSON:
@@ -224,8 +250,12 @@ class ContainerReader:
         self.header = SequenceHeader.from_json_bytes(payload, source=fh.name, offset=off + REC_HDR.size)
         kind, payload, off3 = _read_record(fh, off2, "globals record")
         if kind != KIND_GLOBALS:
-            raise CorruptChunkError("second record is not the globals record", source=fh.name, where="globals record", offset=off2)
-        self.global_chunk_list = _decode_chunks(payload, 0, source=fh.name, where="globals record", base=off2 + REC_HDR.size)
+            raise CorruptChunkError(
+                "second record is not the globals record", source=fh.name, where="globals record", offset=off2
+            )
+        self.global_chunk_list = _decode_chunks(
+            payload, 0, source=fh.name, where="globals record", base=off2 + REC_HDR.size
+        )
         self.global_chunks: dict[Union[ChunkType, int], bytes] = dict(self.global_chunk_list)
         self.frames_start = off3
         entries = self._entries_from_index()
@@ -277,7 +307,9 @@ class ContainerReader:
                 head = fh.read(off, REC_HDR.size, where)
                 plen = REC_HDR.unpack(head)[3]
                 if head[:2] == RECORD_MAGIC and plen > remaining - REC_OVERHEAD:
-                    raise TruncatedError(f"record length {plen} exceeds remaining file size", source=fh.name, where=where, offset=off)
+                    raise TruncatedError(
+                        f"record length {plen} exceeds remaining file size", source=fh.name, where=where, offset=off
+                    )
                 if head[:2] != RECORD_MAGIC and remaining <= 1 << 20 and not any(fh.read(off, remaining, where)):
                     raise TruncatedError("zero-filled tail", source=fh.name, where=where, offset=off)
             except TruncatedError:
@@ -292,7 +324,9 @@ class ContainerReader:
                 raise CorruptChunkError(f"unexpected record kind {kind}", source=fh.name, where=where, offset=off)
             fidx, flags = FRAME_HDR.unpack_from(payload, 0)
             if fidx <= last or flags > 1:
-                raise CorruptChunkError(f"frame id {fidx} not increasing / bad flags {flags}", source=fh.name, where=where, offset=off)
+                raise CorruptChunkError(
+                    f"frame id {fidx} not increasing / bad flags {flags}", source=fh.name, where=where, offset=off
+                )
             _decode_chunks(payload, FRAME_HDR.size, source=fh.name, where=f"frame {fidx}", base=off + REC_HDR.size)
             entries.append(_Entry(fidx, bool(flags & 1), off, end - off))
             off, last = end, fidx
@@ -336,11 +370,17 @@ class ContainerReader:
         where = f"frame {frame_idx} record"
         kind, payload, end = _read_record(fh, e.offset, where)
         if kind != KIND_FRAME or end - e.offset != e.nbytes or len(payload) < FRAME_HDR.size:
-            raise CorruptChunkError("index does not point at this frame record", source=fh.name, where=where, offset=e.offset)
+            raise CorruptChunkError(
+                "index does not point at this frame record", source=fh.name, where=where, offset=e.offset
+            )
         fidx, flags = FRAME_HDR.unpack_from(payload, 0)
         if fidx != frame_idx or bool(flags & 1) != e.is_iframe or flags > 1:
-            raise CorruptChunkError(f"record holds frame {fidx}, index says {frame_idx}", source=fh.name, where=where, offset=e.offset)
-        chunks = _decode_chunks(payload, FRAME_HDR.size, source=fh.name, where=f"frame {frame_idx}", base=e.offset + REC_HDR.size)
+            raise CorruptChunkError(
+                f"record holds frame {fidx}, index says {frame_idx}", source=fh.name, where=where, offset=e.offset
+            )
+        chunks = _decode_chunks(
+            payload, FRAME_HDR.size, source=fh.name, where=f"frame {frame_idx}", base=e.offset + REC_HDR.size
+        )
         return FrameRecord(fidx, bool(flags & 1), chunks, source=fh.name)
 
     def prefix_bytes(self) -> bytes:
@@ -440,7 +480,9 @@ class ContainerWriter:
     def num_frames_written(self) -> int:
         return len(self._entries)
 
-    def write_frame(self, frame_idx: int, is_iframe: bool, chunks: Iterable[tuple[Union[ChunkType, int], bytes]]) -> int:
+    def write_frame(
+        self, frame_idx: int, is_iframe: bool, chunks: Iterable[tuple[Union[ChunkType, int], bytes]]
+    ) -> int:
         """Append one frame record; returns its size in bytes. Frame ids must increase."""
         if self._closed:
             raise ValueError("writer is closed")

@@ -81,7 +81,9 @@ class SequenceHeader:
             raise bad(f"not UTF-8 JSON ({e})") from None
         if not isinstance(obj, dict):
             raise bad(f"expected a JSON object, got {type(obj).__name__}")
-        missing = [k for k in ("method_id", "num_frames", "fps", "gop_size", "num_cameras", "scene_box") if k not in obj]
+        missing = [
+            k for k in ("method_id", "num_frames", "fps", "gop_size", "num_cameras", "scene_box") if k not in obj
+        ]
         if missing:
             raise bad(f"missing key(s) {missing}")
         method_id = obj["method_id"]
@@ -97,8 +99,12 @@ class SequenceHeader:
         if not _is_real(fps) or not 0 < fps <= MAX_FPS:
             raise bad(f"fps must be a number in (0, {MAX_FPS}], got {fps!r:.80}")
         box = obj["scene_box"]
-        if (not isinstance(box, list) or len(box) != 2 or any(not isinstance(c, list) or len(c) != 3 for c in box)
-                or not all(_is_real(v) and math.isfinite(v) for c in box for v in c)):
+        if (
+            not isinstance(box, list)
+            or len(box) != 2
+            or any(not isinstance(c, list) or len(c) != 3 for c in box)
+            or not all(_is_real(v) and math.isfinite(v) for c in box for v in c)
+        ):
             raise bad(f"scene_box must be 2x3 finite numbers, got {box!r:.80}")
         extra = obj.get("extra", {})
         if not isinstance(extra, dict):

@@ -40,15 +40,23 @@ def _describe_difference(a: ContainerReader, b: ContainerReader) -> str:
     if a.header != b.header:
         da, db = vars(a.header), vars(b.header)
         keys = [k for k in da if da[k] != db.get(k)]
-        return "header differs from the first part's (" + ", ".join(
-            f"{k}: {json.dumps(db.get(k), default=str)[:60]} vs {json.dumps(da[k], default=str)[:60]}" for k in keys) + ")"
+        return (
+            "header differs from the first part's ("
+            + ", ".join(
+                f"{k}: {json.dumps(db.get(k), default=str)[:60]} vs {json.dumps(da[k], default=str)[:60]}" for k in keys
+            )
+            + ")"
+        )
     if a.global_chunk_list != b.global_chunk_list:
         return "globals (method configuration) differ from the first part's"
     return "header/globals bytes differ from the first part's"
 
 
-def merge_containers(parts: Sequence[Union[str, os.PathLike]], out: Union[str, os.PathLike],
-                     expect_frames: Optional[Sequence[int]] = None) -> MergeResult:
+def merge_containers(
+    parts: Sequence[Union[str, os.PathLike]],
+    out: Union[str, os.PathLike],
+    expect_frames: Optional[Sequence[int]] = None,
+) -> MergeResult:
     """Merge `parts` (in order) into `out`; `expect_frames`, when given, must equal the merged frame ids."""
     paths = [Path(p) for p in parts]
     out = Path(out)
@@ -63,8 +71,11 @@ def merge_containers(parts: Sequence[Union[str, os.PathLike]], out: Union[str, o
             readers.append(r)
             if not r.complete:
                 how = "torn tail" if r.torn_tail else "no valid index"
-                raise TruncatedError(f"not a finished file ({how}: still being written, or cut short); "
-                                     "finish or re-run that part first", source=str(p), where="trailer")
+                raise TruncatedError(
+                    f"not a finished file ({how}: still being written, or cut short); finish or re-run that part first",
+                    source=str(p),
+                    where="trailer",
+                )
             if r.num_frames_written == 0:
                 raise IncompatibleStreamsError("holds no frames", source=str(p))
         first = readers[0]
@@ -75,16 +86,24 @@ def merge_containers(parts: Sequence[Union[str, os.PathLike]], out: Union[str, o
                 raise IncompatibleStreamsError(_describe_difference(first, r), source=str(r.path), where="header")
             ids = r.frame_indices()
             if not r.read_frame(ids[0]).is_iframe:
-                raise IncompatibleStreamsError(f"first frame {ids[0]} is a P-frame (a part must start a GOP)",
-                                               source=str(r.path), where=f"frame {ids[0]}")
+                raise IncompatibleStreamsError(
+                    f"first frame {ids[0]} is a P-frame (a part must start a GOP)",
+                    source=str(r.path),
+                    where=f"frame {ids[0]}",
+                )
             if ids[0] <= last_id:
-                raise IncompatibleStreamsError(f"frame ids {ids[0]}..{ids[-1]} do not follow frame {last_id} of {last_src}",
-                                               source=str(r.path), where=f"frame {ids[0]}")
+                raise IncompatibleStreamsError(
+                    f"frame ids {ids[0]}..{ids[-1]} do not follow frame {last_id} of {last_src}",
+                    source=str(r.path),
+                    where=f"frame {ids[0]}",
+                )
             last_id, last_src = ids[-1], str(r.path)
         frames = [f for r in readers for f in r.frame_indices()]
         if expect_frames is not None and frames != list(expect_frames):
-            raise IncompatibleStreamsError(f"parts hold frames {_ranges(frames)}, expected {_ranges(list(expect_frames))}",
-                                           source=", ".join(str(p) for p in paths))
+            raise IncompatibleStreamsError(
+                f"parts hold frames {_ranges(frames)}, expected {_ranges(list(expect_frames))}",
+                source=", ".join(str(p) for p in paths),
+            )
         out.parent.mkdir(parents=True, exist_ok=True)
         f = open(tmp, "wb")
         f.write(prefix)
@@ -133,5 +152,7 @@ class MergeBitstreams:
 
     def main(self) -> None:
         res = merge_containers(self.parts, self.out)
-        print(f"{res.path}: {len(res.frames)} frames ({_ranges(res.frames)}), I-frames {res.iframes}, "
-              f"{res.nbytes} bytes from {res.parts} parts")
+        print(
+            f"{res.path}: {len(res.frames)} frames ({_ranges(res.frames)}), I-frames {res.iframes}, "
+            f"{res.nbytes} bytes from {res.parts} parts"
+        )

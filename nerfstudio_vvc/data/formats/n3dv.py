@@ -24,8 +24,8 @@ from nerfstudio_vvc.data.formats.common import (
     VvcDataError,
     atomic_save_image,
     check_pose,
-    resolve_handedness,
     downscaled_size,
+    resolve_handedness,
 )
 
 VIDEO_RE = re.compile(r"^cam(\d+)\.mp4$")
@@ -107,7 +107,9 @@ def load(root: Path) -> RawVideoScene:
     c2w = llff_to_opengl(poses)
     for i, v in enumerate(vids):
         check_pose(c2w[i], pb_path, f"camera row {i} ({v.name})", allow_reflection=True)
-    c2w, mirrored = resolve_handedness(c2w[None], [pb_path] * len(vids), [f"row {i} ({v.name})" for i, v in enumerate(vids)])
+    c2w, mirrored = resolve_handedness(
+        c2w[None], [pb_path] * len(vids), [f"row {i} ({v.name})" for i, v in enumerate(vids)]
+    )
     c2w = c2w[0]
 
     probes = [_probe(v) for v in vids]
@@ -115,7 +117,8 @@ def load(root: Path) -> RawVideoScene:
     if len(set(counts)) != 1:
         worst = int(np.argmin(counts))
         raise VvcDataError(
-            vids[worst], f"has {counts[worst]} frames but other cameras have {max(counts)} (cameras with different frame counts)"
+            vids[worst],
+            f"has {counts[worst]} frames but other cameras have {max(counts)} (cameras with different frame counts)",
         )
     widths = np.array([p[1] for p in probes])
     heights = np.array([p[2] for p in probes])

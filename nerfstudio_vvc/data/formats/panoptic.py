@@ -23,9 +23,9 @@ from nerfstudio_vvc.data.formats.common import (
     as_array,
     check_intrinsics,
     check_pose,
-    resolve_handedness,
     load_json,
     require_keys,
+    resolve_handedness,
     w2c_opencv_to_c2w_opengl,
 )
 

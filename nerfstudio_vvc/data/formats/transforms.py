@@ -26,9 +26,9 @@ from nerfstudio_vvc.data.formats.common import (
     as_array,
     check_intrinsics,
     check_pose,
-    resolve_handedness,
     load_json,
     require_keys,
+    resolve_handedness,
 )
 
 DEFAULT_FPS = 30.0

@@ -66,7 +66,9 @@ class CodebookResult:
     num_centres: int  # distinct cluster centres in use
 
 
-def select_kept(importance: torch.Tensor, candidates: torch.Tensor, keep_fraction: float, keep_by: KeepBy) -> torch.Tensor:
+def select_kept(
+    importance: torch.Tensor, candidates: torch.Tensor, keep_fraction: float, keep_by: KeepBy
+) -> torch.Tensor:
     """Boolean mask of the codes kept as they are, among ``candidates`` (bool [N]).
 
     ``count``: the ``keep_fraction`` most important codes by number (the paper's "top 30 %" read as
@@ -95,14 +97,21 @@ def nearest(x: torch.Tensor, centres: torch.Tensor, chunk: int = 8192) -> torch.
     out = []
     c2 = (centres * centres).sum(-1)
     for i in range(0, x.shape[0], chunk):
-        xi = x[i:i + chunk]
+        xi = x[i : i + chunk]
         d = c2[None, :] - 2.0 * xi @ centres.t()
         out.append(d.argmin(-1))
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=x.device)
 
 
-def ema_kmeans(x: torch.Tensor, w: torch.Tensor, k: int, iters: int, decay: float = 0.8,
-               dead_fraction: float = 0.01, generator: Optional[torch.Generator] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+def ema_kmeans(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    k: int,
+    iters: int,
+    decay: float = 0.8,
+    dead_fraction: float = 0.01,
+    generator: Optional[torch.Generator] = None,
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Importance-weighted VQ-VAE-style EMA k-means of rows x [n, C] with weights w [n].
 
     Full-batch assignments, EMA updates of cluster weight and weighted sum, dead centres (weight
@@ -136,9 +145,16 @@ def ema_kmeans(x: torch.Tensor, w: torch.Tensor, k: int, iters: int, decay: floa
     return centres[used], a
 
 
-def build_codebook(codes: torch.Tensor, importance: torch.Tensor, k: int, keep_fraction: float,
-                   keep_by: KeepBy = "count", merge_fraction: float = 1e-5, iters: int = 50,
-                   generator: Optional[torch.Generator] = None) -> CodebookResult:
+def build_codebook(
+    codes: torch.Tensor,
+    importance: torch.Tensor,
+    k: int,
+    keep_fraction: float,
+    keep_by: KeepBy = "count",
+    merge_fraction: float = 1e-5,
+    iters: int = 50,
+    generator: Optional[torch.Generator] = None,
+) -> CodebookResult:
     """Merge / keep / cluster the codes [N, C] of one group with importance [N] (see module doc).
 
     ``merge_fraction``: codes whose cumulative importance (lowest first) stays within this fraction
@@ -165,8 +181,9 @@ def build_codebook(codes: torch.Tensor, importance: torch.Tensor, k: int, keep_f
     perm = perm[counts[perm] > 0]
     remap = torch.full((len(entries),), -1, dtype=torch.long, device=codes.device)
     remap[perm] = torch.arange(len(perm), device=codes.device)
-    return CodebookResult(entries[perm].float().contiguous(), remap[index], int(zero.sum()), len(kept_ids),
-                          int(rest.sum()), len(centres))
+    return CodebookResult(
+        entries[perm].float().contiguous(), remap[index], int(zero.sum()), len(kept_ids), int(rest.sum()), len(centres)
+    )
 
 
 def select_dynamic(grad_norm: torch.Tensor, k: int) -> torch.Tensor:
@@ -200,5 +217,13 @@ def distinct_codes(planes_codes: torch.Tensor) -> int:
 
 
 def group_stats(results: Dict[str, CodebookResult]) -> Dict[str, Dict[str, int]]:
-    return {g: {"entries": int(r.codebook.shape[0]), "zero": r.num_zero, "kept": r.num_kept,
-                "clustered": r.num_clustered, "centres": r.num_centres} for g, r in results.items()}
+    return {
+        g: {
+            "entries": int(r.codebook.shape[0]),
+            "zero": r.num_zero,
+            "kept": r.num_kept,
+            "clustered": r.num_clustered,
+            "centres": r.num_centres,
+        }
+        for g, r in results.items()
+    }

@@ -25,8 +25,8 @@ import torch
 
 from nerfstudio_vvc.codec.bitstream.container import ChunkType, FrameRecord
 from nerfstudio_vvc.codec.errors import BitstreamError, CorruptChunkError, TruncatedError
-from nerfstudio_vvc.codec.method_config import check_value, parse_method_config_json
 from nerfstudio_vvc.codec.masks import compress_mask, decompress_mask
+from nerfstudio_vvc.codec.method_config import check_value, parse_method_config_json
 from nerfstudio_vvc.codec.weights import compress_int_tensor, decompress_int_tensor, decompress_state_dict
 from nerfstudio_vvc.components.rendering import RenderSettings
 from nerfstudio_vvc.methods.codebook.codebook import dequantize
@@ -202,8 +202,13 @@ def parse_method_config(data: Optional[bytes], source: str = "<bytes>") -> Strea
 
 
 # ------------------------------------------------------------------------------ payloads
-def _compress_codes(group: int, kind: int, symbols: torch.Tensor, ids: Optional[torch.Tensor] = None,
-                    steps: Optional[torch.Tensor] = None) -> bytes:
+def _compress_codes(
+    group: int,
+    kind: int,
+    symbols: torch.Tensor,
+    ids: Optional[torch.Tensor] = None,
+    steps: Optional[torch.Tensor] = None,
+) -> bytes:
     n, c = symbols.shape
     out = [_CB_HDR.pack(group, kind, n, c)]
     if steps is not None:
@@ -228,7 +233,10 @@ def encode_globals(cfg: StreamConfig, shared: SharedState, mlp_payload: bytes) -
 
 
 def encode_fragment(dyn: FragmentCodes, occupancy: torch.Tensor) -> List[Tuple[ChunkType, bytes]]:
-    chunks = [(ChunkType.CODEBOOK, _compress_codes(gi, DYNAMIC, dyn.symbols[g], ids=dyn.ids[g])) for gi, g in enumerate(GROUPS)]
+    chunks = [
+        (ChunkType.CODEBOOK, _compress_codes(gi, DYNAMIC, dyn.symbols[g], ids=dyn.ids[g]))
+        for gi, g in enumerate(GROUPS)
+    ]
     chunks.append((ChunkType.OCCUPANCY, compress_mask(occupancy.cpu())))
     return chunks
 
@@ -245,7 +253,7 @@ class _Reader:
     def take(self, n: int) -> bytes:
         if n < 0 or n > len(self.data) - self.pos:
             raise self.bad(f"need {n} bytes, {len(self.data) - self.pos} remain", TruncatedError)
-        out = self.data[self.pos:self.pos + n]
+        out = self.data[self.pos : self.pos + n]
         self.pos += n
         return out
 
@@ -259,8 +267,9 @@ class _Reader:
             raise e.in_context(source=self.source, where=self.where) from None
 
 
-def _decode_codes(data: bytes, group: int, kind: int, cfg: StreamConfig, source: str, where: str,
-                  max_count: int) -> Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+def _decode_codes(
+    data: bytes, group: int, kind: int, cfg: StreamConfig, source: str, where: str, max_count: int
+) -> Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
     """(symbols [n, C], ids or None, steps or None) of a CODEBOOK payload, every field checked."""
     r = _Reader(data, source, where)
     gid, k, n, c = r.unpack(_CB_HDR)
@@ -306,8 +315,11 @@ def decode_globals(chunks: Sequence[Tuple[object, bytes]], cfg: StreamConfig, so
     def need(kind: ChunkType, n: int) -> List[bytes]:
         items = by.get(kind, [])
         if len(items) != n:
-            raise CorruptChunkError(f"{len(items)} {kind.name} chunk(s) in GLOBALS, expected {n}", source=source,
-                                    where=f"globals {kind.name}")
+            raise CorruptChunkError(
+                f"{len(items)} {kind.name} chunk(s) in GLOBALS, expected {n}",
+                source=source,
+                where=f"globals {kind.name}",
+            )
         return items
 
     symbols, steps = {}, {}
@@ -316,7 +328,9 @@ def decode_globals(chunks: Sequence[Tuple[object, bytes]], cfg: StreamConfig, so
         assert st is not None
         cb = dequantize(sym, st)
         if not bool(torch.isfinite(cb).all()):
-            raise CorruptChunkError(f"{g} codebook dequantises to non-finite values", source=source, where=f"globals CODEBOOK #{gi}")
+            raise CorruptChunkError(
+                f"{g} codebook dequantises to non-finite values", source=source, where=f"globals CODEBOOK #{gi}"
+            )
         symbols[g], steps[g] = sym, st
     indices = []
     for pi, payload in enumerate(need(ChunkType.INDEX_PLANE, len(shapes))):
@@ -337,8 +351,9 @@ def decode_globals(chunks: Sequence[Tuple[object, bytes]], cfg: StreamConfig, so
     return SharedState(symbols, steps, indices, mlp_state)
 
 
-def decode_frame(record: FrameRecord, prev: Optional[DecodedFrame], cfg: StreamConfig, shared: SharedState,
-                 source: str = "<bytes>") -> DecodedFrame:
+def decode_frame(
+    record: FrameRecord, prev: Optional[DecodedFrame], cfg: StreamConfig, shared: SharedState, source: str = "<bytes>"
+) -> DecodedFrame:
     """One frame record → DecodedFrame. A fragment's first frame (I) carries its codes; the others (P)
     reuse the previous decoded frame of the same fragment."""
     f = record.frame_idx
@@ -348,8 +363,10 @@ def decode_frame(record: FrameRecord, prev: Optional[DecodedFrame], cfg: StreamC
         raise bad(f"frame {f} beyond the {cfg.num_frames} frames of the METHOD_CONFIG")
     first = f % cfg.fragment_size == 0
     if record.is_iframe != first:
-        raise bad(f"frame {f} is {'an I' if record.is_iframe else 'a P'}-frame; fragments of {cfg.fragment_size} "
-                  "frames start with an I-frame and hold only P-frames after it")
+        raise bad(
+            f"frame {f} is {'an I' if record.is_iframe else 'a P'}-frame; fragments of {cfg.fragment_size} "
+            "frames start with an I-frame and hold only P-frames after it"
+        )
     by: Dict[ChunkType, List[bytes]] = {}
     for kind, payload in record.chunks:
         if isinstance(kind, ChunkType) and not ChunkType.is_ancillary(kind):
@@ -360,7 +377,9 @@ def decode_frame(record: FrameRecord, prev: Optional[DecodedFrame], cfg: StreamC
             raise bad(f"a P-frame carries no chunk, found {sorted(k.name for k in by)}")
         if prev is None or prev.fragment != cfg.fragment_of(f):
             raise bad(f"P-frame {f} has no decoded reference (the previous frame of fragment {cfg.fragment_of(f)})")
-        return DecodedFrame(f, False, prev.fragment, time, prev.codebooks, prev.indices, prev.mlp_state, prev.occupancy, {})
+        return DecodedFrame(
+            f, False, prev.fragment, time, prev.codebooks, prev.indices, prev.mlp_state, prev.occupancy, {}
+        )
     if set(by) - {ChunkType.CODEBOOK, ChunkType.OCCUPANCY}:
         raise bad(f"unexpected chunk(s) {sorted(k.name for k in set(by) - {ChunkType.CODEBOOK, ChunkType.OCCUPANCY})}")
     cbs = by.get(ChunkType.CODEBOOK, [])

@@ -112,7 +112,9 @@ def sample_plane(plane: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
     return out.view(plane.shape[0], -1).t()
 
 
-def hex_features(spec: HexSpec, planes: Sequence[torch.Tensor], x01: torch.Tensor, t: float) -> Tuple[torch.Tensor, torch.Tensor]:
+def hex_features(
+    spec: HexSpec, planes: Sequence[torch.Tensor], x01: torch.Tensor, t: float
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """(density features [N, density_dim], appearance features [N, appearance_dim · scales]) at (x01, t)."""
     sets = []
     for s in range(len(spec.set_resolutions())):
@@ -147,7 +149,9 @@ class HexField(nn.Module):
     occupancy updates only) reads every point at a random time: the density of the union over time.
     """
 
-    def __init__(self, spec: HexSpec, head: HexHead, planes: Sequence[torch.Tensor], time: Optional[float] = 0.0) -> None:
+    def __init__(
+        self, spec: HexSpec, head: HexHead, planes: Sequence[torch.Tensor], time: Optional[float] = 0.0
+    ) -> None:
         super().__init__()
         self.spec = spec
         self.head = head
@@ -204,7 +208,7 @@ def split_index(spec: HexSpec, group: str, flat: torch.Tensor) -> List[torch.Ten
     out, pos = [], 0
     for g, (_, h, w) in spec.plane_shapes():
         if g == group:
-            out.append(flat[pos:pos + h * w].reshape(h, w))
+            out.append(flat[pos : pos + h * w].reshape(h, w))
             pos += h * w
     return out
 

@@ -16,8 +16,16 @@ import torch
 from nerfstudio_vvc.codec.bitstream.container import ChunkType, ContainerReader, ContainerWriter, SequenceHeader
 from nerfstudio_vvc.codec.weights import compress_state_dict
 from nerfstudio_vvc.methods.codebook.codec import (
-    METHOD_ID, DecodedFrame, FragmentCodes, SharedState, StreamConfig, decode_frame, decode_globals, encode_fragment,
-    encode_globals, parse_method_config,
+    METHOD_ID,
+    DecodedFrame,
+    FragmentCodes,
+    SharedState,
+    StreamConfig,
+    decode_frame,
+    decode_globals,
+    encode_fragment,
+    encode_globals,
+    parse_method_config,
 )
 from nerfstudio_vvc.methods.codebook.field import GROUPS, HexHead, HexSpec
 
@@ -52,7 +60,9 @@ def make_stream(path: Path, num_frames: int = 5, fragment_size: int = 2, seed: i
                 w.write_frame(f, False, [])
                 continue
             ids = {g: torch.sort(torch.randperm(entries[g] - 1, generator=gen)[:4] + 1).values for g in GROUPS}
-            dyn = FragmentCodes(ids, {g: torch.randint(-127, 128, (4, spec.group_dim(g)), generator=gen) for g in GROUPS})
+            dyn = FragmentCodes(
+                ids, {g: torch.randint(-127, 128, (4, spec.group_dim(g)), generator=gen) for g in GROUPS}
+            )
             if f == 2:
                 dyn = FragmentCodes.empty(spec)
             occ = torch.rand(r, r, r, generator=gen) < 0.4

@@ -89,8 +89,14 @@ class CodebookModelConfig(FrameModelConfig):
     """Also write the float planes + MLP (`planes_float32.bin`) and the stream without dynamic codes (`sequence-nodyn.vvc`)."""
 
     def hex_spec(self) -> HexSpec:
-        return HexSpec(self.density_resolution, tuple(self.appearance_resolutions), self.time_resolution,
-                       self.density_dim, self.appearance_dim, self.hidden_dim)
+        return HexSpec(
+            self.density_resolution,
+            tuple(self.appearance_resolutions),
+            self.time_resolution,
+            self.density_dim,
+            self.appearance_dim,
+            self.hidden_dim,
+        )
 
 
 class HexPlanes(nn.Module):
@@ -183,29 +189,39 @@ class CodebookModel(FrameModel):
         occupancy.set_binary(decoded.occupancy)
 
     # ------------------------------------------------------------------ rendering
-    def render_grouped(self, origins: torch.Tensor, dirs: torch.Tensor, times: torch.Tensor, jitter: bool,
-                       make_field=None) -> Dict[str, torch.Tensor]:
+    def render_grouped(
+        self, origins: torch.Tensor, dirs: torch.Tensor, times: torch.Tensor, jitter: bool, make_field=None
+    ) -> Dict[str, torch.Tensor]:
         """Render rays [R, 3] with times [R]: one renderer call per distinct time (planes gathered once)."""
         planes = self.hex.current_planes()
         make_field = make_field or (lambda t: self.hex.at_time(t, planes))
         n = origins.shape[0]
-        out = {"rgb": origins.new_zeros(n, 3), "accumulation": origins.new_zeros(n, 1), "depth": origins.new_zeros(n, 1),
-               "num_samples": origins.new_zeros(n, 1)}
+        out = {
+            "rgb": origins.new_zeros(n, 3),
+            "accumulation": origins.new_zeros(n, 1),
+            "depth": origins.new_zeros(n, 1),
+            "num_samples": origins.new_zeros(n, 1),
+        }
         distortion = jitter and self.training and self._use_distortion()
         if distortion:
             out["distortion"] = origins.new_zeros(n, 1)
         settings = self.render_settings()
         for t in torch.unique(times).tolist():
             m = times == t
-            o = settings.render(make_field(float(t)), origins[m], dirs[m], self.occupancy, jitter=jitter,
-                                distortion=distortion)
+            o = settings.render(
+                make_field(float(t)), origins[m], dirs[m], self.occupancy, jitter=jitter, distortion=distortion
+            )
             for k in out:
                 out[k] = out[k].index_put((torch.nonzero(m).flatten(),), o[k])
         return out
 
     def get_outputs(self, ray_bundle) -> Dict[str, torch.Tensor]:
         shape = ray_bundle.origins.shape[:-1]
-        times = ray_bundle.times.reshape(-1) if ray_bundle.times is not None else torch.zeros(shape.numel(), device=self.aabb.device)
+        times = (
+            ray_bundle.times.reshape(-1)
+            if ray_bundle.times is not None
+            else torch.zeros(shape.numel(), device=self.aabb.device)
+        )
         if not self.training:
             source = self.playback_source()
             frame = self.frame_of_time(float(times[0]) if len(times) else 0.0)
@@ -213,11 +229,17 @@ class CodebookModel(FrameModel):
                 return super().get_outputs(ray_bundle)  # playback: the decoded file, at the frame of the bundle's time
             # ns-train's viewer before the file exists: the live field (float planes or the current codebooks)
             with torch.no_grad():
-                out = self.render_grouped(ray_bundle.origins.reshape(-1, 3), ray_bundle.directions.reshape(-1, 3),
-                                          torch.full_like(times, float(times[0]) if len(times) else 0.0), jitter=False)
+                out = self.render_grouped(
+                    ray_bundle.origins.reshape(-1, 3),
+                    ray_bundle.directions.reshape(-1, 3),
+                    torch.full_like(times, float(times[0]) if len(times) else 0.0),
+                    jitter=False,
+                )
             return {k: v.reshape(*shape, -1) for k, v in out.items()}
         self.train_step_hook()
-        out = self.render_grouped(ray_bundle.origins.reshape(-1, 3), ray_bundle.directions.reshape(-1, 3), times, jitter=True)
+        out = self.render_grouped(
+            ray_bundle.origins.reshape(-1, 3), ray_bundle.directions.reshape(-1, 3), times, jitter=True
+        )
         return {k: v.reshape(*shape, -1) for k, v in out.items()}
 
     # ------------------------------------------------------------------ losses
@@ -234,7 +256,11 @@ class CodebookModel(FrameModel):
                 l1 = l1 + (1.0 - p).abs().mean()
             else:
                 tv = tv + dw + dh.pow(2).mean()
-        return {"tv_loss": c.tv_mult * tv, "time_smooth_loss": c.time_smooth_mult * smooth, "l1_time_loss": c.l1_time_mult * l1}  # type: ignore[dict-item]
+        return {
+            "tv_loss": c.tv_mult * tv,
+            "time_smooth_loss": c.time_smooth_mult * smooth,
+            "l1_time_loss": c.l1_time_mult * l1,
+        }  # type: ignore[dict-item]
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, torch.Tensor]:
         loss = super().get_loss_dict(outputs, batch, metrics_dict)

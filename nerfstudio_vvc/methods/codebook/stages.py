@@ -35,6 +35,7 @@ from nerfstudio_vvc.methods.codebook.codebook import (
 from nerfstudio_vvc.methods.codebook.field import GROUPS, gather_planes, split_codes, split_index
 from nerfstudio_vvc.training.stages import Stage, StageContext, maybe_kill
 
+
 # ------------------------------------------------------------------------------ importance
 def run_importance(ctx: StageContext) -> Dict[str, Any]:
     model = ctx.model
@@ -67,8 +68,12 @@ def run_codebook(ctx: StageContext, importance: List[torch.Tensor]) -> Dict[str,
     task = ctx.task("codebook (merge / keep / k-means)", len(GROUPS))
     for g in GROUPS:
         codes = split_codes(spec, planes, g)
-        imp = torch.cat([im.reshape(-1) for (gg, _), im in zip(spec.plane_shapes(), importance) if gg == g]).to(codes.device)
-        res = build_codebook(codes, imp, c.codebook_size, c.keep_fraction, c.keep_by, c.merge_fraction, c.kmeans_iters, gen)
+        imp = torch.cat([im.reshape(-1) for (gg, _), im in zip(spec.plane_shapes(), importance) if gg == g]).to(
+            codes.device
+        )
+        res = build_codebook(
+            codes, imp, c.codebook_size, c.keep_fraction, c.keep_by, c.merge_fraction, c.kmeans_iters, gen
+        )
         results[g] = res
         codebooks[g] = res.codebook.cpu()
         pieces = iter(split_index(spec, g, res.index.cpu()))
@@ -91,8 +96,13 @@ def run_finetune(ctx: StageContext) -> Dict[str, Any]:
     model, c = ctx.model, ctx.model.config
     hx = model.hex
     hx.codebooks = {g: v.detach().clone().requires_grad_(True) for g, v in hx.codebooks.items()}
-    opt = torch.optim.Adam([{"params": list(hx.codebooks.values()), "lr": c.finetune_lr},
-                            {"params": list(hx.head.parameters()), "lr": c.finetune_lr * 0.1}], eps=1e-15)
+    opt = torch.optim.Adam(
+        [
+            {"params": list(hx.codebooks.values()), "lr": c.finetune_lr},
+            {"params": list(hx.head.parameters()), "lr": c.finetune_lr * 0.1},
+        ],
+        eps=1e-15,
+    )
     task = ctx.task("finetune codebook + MLP", c.finetune_iterations)
     for _ in range(c.finetune_iterations):
         opt.zero_grad(set_to_none=True)
@@ -104,8 +114,10 @@ def run_finetune(ctx: StageContext) -> Dict[str, Any]:
         ctx.progress.update(task, advance=1)
     hx.codebooks = {g: v.detach() for g, v in hx.codebooks.items()}
     maybe_kill("finetune")
-    return {"codebooks": {g: v.cpu() for g, v in hx.codebooks.items()},
-            "mlp": {k: v.detach().cpu().clone() for k, v in hx.head.state_dict().items()}}
+    return {
+        "codebooks": {g: v.cpu() for g, v in hx.codebooks.items()},
+        "mlp": {k: v.detach().cpu().clone() for k, v in hx.head.state_dict().items()},
+    }
 
 
 def restore_finetune(model, outputs: Dict[str, Any]) -> None:
@@ -181,8 +193,12 @@ def run_dynamic(ctx: StageContext, quant: Dict[str, Any]) -> Dict[str, Any]:
                 ctx.mse(frames).backward()
                 opt.step()
         hx.dynamic = None
-        fragments.append({"ids": {g: ids[g].cpu() for g in GROUPS},
-                          "symbols": {g: quantize_with(values[g].detach().cpu(), quant["steps"][g]) for g in GROUPS}})
+        fragments.append(
+            {
+                "ids": {g: ids[g].cpu() for g in GROUPS},
+                "symbols": {g: quantize_with(values[g].detach().cpu(), quant["steps"][g]) for g in GROUPS},
+            }
+        )
         ctx.save_partial({"fragments": fragments})
         ctx.progress.update(task, advance=1)
         done_here += 1
@@ -197,8 +213,15 @@ def run_code(ctx: StageContext, quant: Dict[str, Any], dyn: Dict[str, Any]) -> D
     from nerfstudio_vvc.codec.bitstream.container import ContainerWriter, SequenceHeader
     from nerfstudio_vvc.components.occupancy import OccupancyGrid
     from nerfstudio_vvc.methods.codebook.codec import (
-        METHOD_ID, DecodedFrame, FragmentCodes, SharedState, StreamConfig, encode_fragment, encode_globals,
-        frame_time, reconstruct,
+        METHOD_ID,
+        DecodedFrame,
+        FragmentCodes,
+        SharedState,
+        StreamConfig,
+        encode_fragment,
+        encode_globals,
+        frame_time,
+        reconstruct,
     )
     from nerfstudio_vvc.methods.codebook.field import HexField
 
@@ -209,8 +232,15 @@ def run_code(ctx: StageContext, quant: Dict[str, Any], dyn: Dict[str, Any]) -> D
     entries = {g: int(quant["symbols"][g].shape[0]) for g in GROUPS}
     cfg = StreamConfig(spec, model.num_frames, c.fragment_size, entries, render)
     shared = SharedState(quant["symbols"], quant["steps"], [i.cpu() for i in model.hex.indices], quant["mlp"])
-    header = SequenceHeader(method_id=METHOD_ID, num_frames=model.num_frames, fps=30.0, gop_size=c.fragment_size,
-                            num_cameras=0, scene_box=(tuple(box[0]), tuple(box[1])), extra={})
+    header = SequenceHeader(
+        method_id=METHOD_ID,
+        num_frames=model.num_frames,
+        fps=30.0,
+        gop_size=c.fragment_size,
+        num_cameras=0,
+        scene_box=(tuple(box[0]), tuple(box[1])),
+        extra={},
+    )
     head = model.hex.head
     streams = {"sequence.vvc": [FragmentCodes(f["ids"], f["symbols"]) for f in dyn["fragments"]]}
     if c.write_ablations:
@@ -229,12 +259,16 @@ def run_code(ctx: StageContext, quant: Dict[str, Any], dyn: Dict[str, Any]) -> D
                 codebooks = reconstruct(shared, dyn_j)
                 frames = fragment_frames(model, j)
                 if name == "sequence.vvc":  # occupancy of the decoded field over the fragment's frames
-                    planes = gather_planes(spec, {g: v.to(dev) for g, v in codebooks.items()}, [i.to(dev) for i in shared.indices])
+                    planes = gather_planes(
+                        spec, {g: v.to(dev) for g, v in codebooks.items()}, [i.to(dev) for i in shared.indices]
+                    )
                     occ = OccupancyGrid(model.occupancy_cells, c.occupancy_threshold).to(dev)
                     occ.density_ema.zero_()
                     with torch.no_grad():
                         for f in frames:
-                            occ.update(HexField(spec, head, planes, frame_time(f, model.num_frames)).density, model.step_size())
+                            occ.update(
+                                HexField(spec, head, planes, frame_time(f, model.num_frames)).density, model.step_size()
+                            )
                     occ.dilate(1)
                     occupancies.append(occ.binary.cpu().clone())
                 occ_j = occupancies[j]
@@ -242,8 +276,16 @@ def run_code(ctx: StageContext, quant: Dict[str, Any], dyn: Dict[str, Any]) -> D
                     chunks = encode_fragment(dyn_j, occ_j) if f == frames[0] else []
                     per_frame.append(w.write_frame(f, f == frames[0], chunks))
                     if name == "sequence.vvc" and model.store is not None:
-                        decoded = DecodedFrame(f, f == frames[0], j, frame_time(f, model.num_frames), codebooks,
-                                               shared.indices, shared.mlp_state, occ_j)
+                        decoded = DecodedFrame(
+                            f,
+                            f == frames[0],
+                            j,
+                            frame_time(f, model.num_frames),
+                            codebooks,
+                            shared.indices,
+                            shared.mlp_state,
+                            occ_j,
+                        )
                         model.store.save(f, decoded.to_state())
                 ctx.progress.update(task, advance=1)
                 units += 1
@@ -252,7 +294,9 @@ def run_code(ctx: StageContext, quant: Dict[str, Any], dyn: Dict[str, Any]) -> D
         stats[name] = {"file_bytes": path.stat().st_size, "frame_bytes": per_frame}
     if c.write_ablations:
         raw = b"".join(p.detach().cpu().float().numpy().tobytes() for p in model.hex.planes)
-        raw += b"".join(v.detach().cpu().float().numpy().tobytes() for v in torch.nn.ModuleList([head]).state_dict().values())
+        raw += b"".join(
+            v.detach().cpu().float().numpy().tobytes() for v in torch.nn.ModuleList([head]).state_dict().values()
+        )
         (ctx.run_dir / "planes_float32.bin").write_bytes(raw)
         stats["planes_float32.bin"] = {"file_bytes": len(raw)}
     maybe_kill("code")
@@ -261,13 +305,28 @@ def run_code(ctx: StageContext, quant: Dict[str, Any], dyn: Dict[str, Any]) -> D
 
 
 STAGES: List[Stage] = [
-    Stage("importance", "importance of every code (ones-grid gradient)", lambda ctx: run_importance(ctx), restore_nothing),
-    Stage("codebook", "merge / keep / cluster into codebooks + index planes",
-          lambda ctx: run_codebook(ctx, ctx.outputs["importance"]["importance"]), restore_codebook),
+    Stage(
+        "importance", "importance of every code (ones-grid gradient)", lambda ctx: run_importance(ctx), restore_nothing
+    ),
+    Stage(
+        "codebook",
+        "merge / keep / cluster into codebooks + index planes",
+        lambda ctx: run_codebook(ctx, ctx.outputs["importance"]["importance"]),
+        restore_codebook,
+    ),
     Stage("finetune", "fine-tune codebooks and MLP", run_finetune, restore_finetune),
     Stage("quantize", "uniform quantisation of codebooks and MLP", run_quantize, restore_quantize),
-    Stage("dynamic", "dynamic codes per time fragment", lambda ctx: run_dynamic(ctx, ctx.outputs["quantize"]), restore_nothing),
-    Stage("code", "entropy coding into sequence.vvc",
-          lambda ctx: run_code(ctx, ctx.outputs["quantize"], ctx.outputs["dynamic"]), restore_nothing),
+    Stage(
+        "dynamic",
+        "dynamic codes per time fragment",
+        lambda ctx: run_dynamic(ctx, ctx.outputs["quantize"]),
+        restore_nothing,
+    ),
+    Stage(
+        "code",
+        "entropy coding into sequence.vvc",
+        lambda ctx: run_code(ctx, ctx.outputs["quantize"], ctx.outputs["dynamic"]),
+        restore_nothing,
+    ),
 ]
 """The stages after training, in order (names are the resume points in <run>/stages.json)."""

@@ -28,7 +28,10 @@ from nerfstudio_vvc.codec.bitstream.header import ChunkType
 from nerfstudio_vvc.codec.errors import BitstreamError, CorruptChunkError, TruncatedError
 from nerfstudio_vvc.codec.method_config import parse_method_config_json
 from nerfstudio_vvc.codec.weights import (
-    compress_categorical, compress_int_tensor, decompress_categorical, decompress_int_tensor,
+    compress_categorical,
+    compress_int_tensor,
+    decompress_categorical,
+    decompress_int_tensor,
 )
 from nerfstudio_vvc.methods.mv_inr.compress import PER_ROW, dequantize_units, huffman_bits
 from nerfstudio_vvc.methods.mv_inr.network import MVINR
@@ -141,12 +144,19 @@ def validate_method_config(meta: Any) -> StreamConfig:
         if not isinstance(inr[k], bool):
             raise TypeError(f"inr.{k} must be true or false")
     cfg = StreamConfig(
-        n_frames=_int(inr["n_frames"], "inr.n_frames", 1, MAX_FRAMES), height=h, width=w,
+        n_frames=_int(inr["n_frames"], "inr.n_frames", 1, MAX_FRAMES),
+        height=h,
+        width=w,
         grid_channels=_int(inr["grid_channels"], "inr.grid_channels", 1, MAX_CHANNELS),
         conv_channels=tuple(_int(c, f"inr.conv_channels[{i}]", 1, MAX_CHANNELS) for i, c in enumerate(chans)),
-        compensation=inr["compensation"], grid_embedding=inr["grid_embedding"], bits=_int(inr["bits"], "inr.bits", 2, 16),
-        cameras=cams, basic=_int(views["basic"], "views.basic", 0, len(cams) - 1),
-        hevc=dict(meta["hevc"]) if isinstance(meta["hevc"], dict) else {}, render=dict(meta["render"]) if isinstance(meta["render"], dict) else {})
+        compensation=inr["compensation"],
+        grid_embedding=inr["grid_embedding"],
+        bits=_int(inr["bits"], "inr.bits", 2, 16),
+        cameras=cams,
+        basic=_int(views["basic"], "views.basic", 0, len(cams) - 1),
+        hevc=dict(meta["hevc"]) if isinstance(meta["hevc"], dict) else {},
+        render=dict(meta["render"]) if isinstance(meta["render"], dict) else {},
+    )
     n_params = expected_parameter_count(cfg)
     if n_params > MAX_PARAMS:
         raise ValueError(f"the declared network has {n_params} parameters, beyond the decoder's bound")
@@ -210,7 +220,9 @@ def read_payload(data: bytes, shape: Tuple[int, ...]) -> torch.Tensor:
     raise CorruptChunkError(f"unknown tensor payload kind {data[0]}", where="INR_WEIGHTS")
 
 
-def decode_weights(data: bytes, expected: Dict[str, Tuple[int, ...]], bits: int) -> Dict[str, List[Tuple[torch.Tensor, float]]]:
+def decode_weights(
+    data: bytes, expected: Dict[str, Tuple[int, ...]], bits: int
+) -> Dict[str, List[Tuple[torch.Tensor, float]]]:
     """INR_WEIGHTS payload → name -> [(symbols, m)]; names, unit counts and shapes must be exactly `expected`
     (name -> full tensor shape; ``PER_ROW`` tensors: one unit per row)."""
     levels = (1 << (bits - 1)) - 1
@@ -220,7 +232,7 @@ def decode_weights(data: bytes, expected: Dict[str, Tuple[int, ...]], bits: int)
         nonlocal pos
         if pos + n > len(data):
             raise TruncatedError(f"{what} truncated", where="INR_WEIGHTS", offset=pos)
-        b = data[pos:pos + n]
+        b = data[pos : pos + n]
         pos += n
         return b
 
@@ -272,9 +284,13 @@ def split_units(units: Dict[str, List[Tuple[torch.Tensor, float]]]) -> Tuple[Dic
 def coding_stats(units: Dict[str, List[Tuple[torch.Tensor, float]]], coded_bytes: int) -> Dict[str, Any]:
     """Symbols, zero share, our coded bytes, and what Huffman / raw 8-bit would give (comparisons only)."""
     syms = np.concatenate([q.reshape(-1).numpy() for us in units.values() for q, _ in us])
-    return {"symbols": int(syms.size), "zero_fraction": float((syms == 0).mean()),
-            "coded_bytes_constriction": int(coded_bytes), "huffman_bytes_comparison": int(math.ceil(huffman_bits(syms) / 8)),
-            "raw_8bit_bytes_comparison": int(syms.size)}
+    return {
+        "symbols": int(syms.size),
+        "zero_fraction": float((syms == 0).mean()),
+        "coded_bytes_constriction": int(coded_bytes),
+        "huffman_bytes_comparison": int(math.ceil(huffman_bits(syms) / 8)),
+        "raw_8bit_bytes_comparison": int(syms.size),
+    }
 
 
 # ------------------------------------------------------------------------------ HEVC
@@ -292,11 +308,13 @@ def decode_video_stream(data: bytes, n_frames: int, height: int, width: int, sou
                 if len(frames) > n_frames:
                     break
     except (av.error.FFmpegError, ValueError, EOFError) as exc:  # type: ignore[attr-defined]
-        raise CorruptChunkError(f"HEVC stream does not decode ({type(exc).__name__}: {exc})", source=source,
-                                where="VIDEO_STREAM") from None
+        raise CorruptChunkError(
+            f"HEVC stream does not decode ({type(exc).__name__}: {exc})", source=source, where="VIDEO_STREAM"
+        ) from None
     if len(frames) != n_frames:
-        raise CorruptChunkError(f"HEVC stream holds {len(frames)} frames, expected {n_frames}", source=source,
-                                where="VIDEO_STREAM")
+        raise CorruptChunkError(
+            f"HEVC stream holds {len(frames)} frames, expected {n_frames}", source=source, where="VIDEO_STREAM"
+        )
     return torch.stack(frames)
 
 
@@ -335,7 +353,9 @@ class SharedState:
             for n, p in self.net.named_parameters():
                 if n in units:
                     p.copy_(dequantize_units(n, units[n], cfg.bits))
-        self.basic = decode_video_stream(by_type[int(ChunkType.VIDEO_STREAM)][0], cfg.n_frames, cfg.height, cfg.width, source)
+        self.basic = decode_video_stream(
+            by_type[int(ChunkType.VIDEO_STREAM)][0], cfg.n_frames, cfg.height, cfg.width, source
+        )
         self.g1_shape = tuple(self.net.g1.shape[1:])
 
     def decode_frame(self, frame: int, chunks: Sequence[Tuple[int, bytes]]) -> DecodedViews:

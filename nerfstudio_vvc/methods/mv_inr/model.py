@@ -91,8 +91,16 @@ class MVInrModel(FrameModel):
         assert self.layout is not None, "the basic stage sets the layout"
         c, lay = self.config, self.layout
         torch.manual_seed(c.seed)
-        net = MVINR(self.frames_coded, len(lay["cam_ids"]) - 1, lay["height"], lay["width"], c.grid_channels,
-                    tuple(c.conv_channels), compensation=c.compensation, grid_embedding=c.grid_embedding)
+        net = MVINR(
+            self.frames_coded,
+            len(lay["cam_ids"]) - 1,
+            lay["height"],
+            lay["width"],
+            c.grid_channels,
+            tuple(c.conv_channels),
+            compensation=c.compensation,
+            grid_embedding=c.grid_embedding,
+        )
         self.__dict__["inr"] = net.to(self.aabb.device)
         return self.__dict__["inr"]
 
@@ -127,8 +135,11 @@ class MVInrModel(FrameModel):
         source = self.playback_source()
         if source is None or not source.has(frame):
             n = origins.shape[0]
-            out = {"rgb": self.background.expand(n, 3).clone(), "accumulation": origins.new_zeros(n, 1),
-                   "depth": origins.new_zeros(n, 1)}
+            out = {
+                "rgb": self.background.expand(n, 3).clone(),
+                "accumulation": origins.new_zeros(n, 1),
+                "depth": origins.new_zeros(n, 1),
+            }
         else:
             out = source.player.decoder.render_rays(source.player.get(frame), origins, dirs)
         return {k: v.reshape(*shape, -1) for k, v in out.items()}

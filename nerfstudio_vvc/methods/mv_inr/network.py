@@ -30,7 +30,9 @@ def _prime_factors(n: int) -> List[int]:
     return out
 
 
-def upsample_factors(height: int, width: int, n_blocks: int = 5, min_grid: int = 2) -> Tuple[Tuple[int, int], List[int]]:
+def upsample_factors(
+    height: int, width: int, n_blocks: int = 5, min_grid: int = 2
+) -> Tuple[Tuple[int, int], List[int]]:
     """Return ((h, w), factors) with h * prod(factors) == height and w * prod(factors) == width."""
     g = math.gcd(int(height), int(width))
     primes = sorted(_prime_factors(g), reverse=True)

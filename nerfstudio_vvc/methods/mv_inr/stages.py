@@ -80,7 +80,9 @@ def run_basic(ctx: StageContext) -> Dict[str, Any]:
     override = None
     if c.basic_view_camera is not None:
         if c.basic_view_camera not in v["cam_ids"]:
-            raise ValueError(f"basic_view_camera {c.basic_view_camera} is not a training camera (training cameras: {v['cam_ids']})")
+            raise ValueError(
+                f"basic_view_camera {c.basic_view_camera} is not a training camera (training cameras: {v['cam_ids']})"
+            )
         override = v["cam_ids"].index(c.basic_view_camera)
     b = choose_basic_view(c2ws, override)
     task = ctx.task(f"basic view: camera {v['cam_ids'][b]}, x265 QP {c.qp}", 1)
@@ -90,8 +92,13 @@ def run_basic(ctx: StageContext) -> Dict[str, Any]:
     ctx.progress.update(task, advance=1)
     maybe_kill("basic")
     layout = {k: v[k] for k in ("cam_ids", "cameras", "height", "width")}
-    return {"basic": b, "hevc": path.read_bytes(), "decoded": decoded, "layout": layout,
-            "stats": {"camera": v["cam_ids"][b], "qp": c.qp, "hevc_bytes": path.stat().st_size}}
+    return {
+        "basic": b,
+        "hevc": path.read_bytes(),
+        "decoded": decoded,
+        "layout": layout,
+        "stats": {"camera": v["cam_ids"][b], "qp": c.qp, "hevc_bytes": path.stat().st_size},
+    }
 
 
 def restore_basic(model, outputs: Dict[str, Any]) -> None:
@@ -105,10 +112,18 @@ def _train_phase(ctx: StageContext, name: str, epochs: int, lr: float, masks=Non
     model, c = ctx.model, ctx.model.config
     net = model.inr if model.inr is not None else model.build_inr()
     targets, src = _split(ctx)
-    cfg = InrTrainConfig(epochs=epochs, batch_size=c.batch_size, lr=lr, warmup_fraction=c.warmup_fraction,
-                         seed=c.seed + {"fit": 0, "finetune": 1, "qat": 2}[name])
-    label = {"fit": "train INR (all views, all frames)", "finetune": "fine-tune after pruning",
-             "qat": "quantisation-aware training"}[name]
+    cfg = InrTrainConfig(
+        epochs=epochs,
+        batch_size=c.batch_size,
+        lr=lr,
+        warmup_fraction=c.warmup_fraction,
+        seed=c.seed + {"fit": 0, "finetune": 1, "qat": 2}[name],
+    )
+    label = {
+        "fit": "train INR (all views, all frames)",
+        "finetune": "fine-tune after pruning",
+        "qat": "quantisation-aware training",
+    }[name]
     task = ctx.task(f"{label}, epochs", epochs)
     resume = ctx.partial
     ctx.progress.update(task, completed=int(resume["epoch"]) if resume else 0)
@@ -119,11 +134,24 @@ def _train_phase(ctx: StageContext, name: str, epochs: int, lr: float, masks=Non
         done_here[0] += 1
         maybe_kill(name, done_here[0])
 
-    losses = train_inr(net, targets, list(range(targets.shape[0])), src, cfg, masks=masks, qat_bits=qat_bits,
-                       resume=resume, on_epoch=on_epoch, advance=lambda: ctx.progress.update(task, advance=1))
+    losses = train_inr(
+        net,
+        targets,
+        list(range(targets.shape[0])),
+        src,
+        cfg,
+        masks=masks,
+        qat_bits=qat_bits,
+        resume=resume,
+        on_epoch=on_epoch,
+        advance=lambda: ctx.progress.update(task, advance=1),
+    )
     maybe_kill(name)
-    return {"model": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}, "losses": losses,
-            "stats": {"epochs": epochs, "last_epoch_loss": losses[-1] if losses else None}}
+    return {
+        "model": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+        "losses": losses,
+        "stats": {"epochs": epochs, "last_epoch_loss": losses[-1] if losses else None},
+    }
 
 
 def restore_weights(model, outputs: Dict[str, Any]) -> None:
@@ -146,8 +174,11 @@ def run_prune(ctx: StageContext) -> Dict[str, Any]:
     n = sum(w.numel() for w in conv_weights(net))
     kept = sum(int(m.sum()) for m in masks.values())
     maybe_kill("prune")
-    return {"masks": masks, "model": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
-            "stats": {"conv_weights": n, "kept": kept, "kept_fraction": kept / max(n, 1)}}
+    return {
+        "masks": masks,
+        "model": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+        "stats": {"conv_weights": n, "kept": kept, "kept_fraction": kept / max(n, 1)},
+    }
 
 
 def run_finetune(ctx: StageContext) -> Dict[str, Any]:
@@ -171,7 +202,12 @@ def run_code(ctx: StageContext) -> Dict[str, Any]:
     from nerfstudio_vvc.codec.bitstream.container import ContainerWriter, SequenceHeader
     from nerfstudio_vvc.codec.bitstream.header import ChunkType
     from nerfstudio_vvc.methods.mv_inr.codec import (
-        METHOD_ID, Camera, StreamConfig, coding_stats, encode_weights, split_units,
+        METHOD_ID,
+        Camera,
+        StreamConfig,
+        coding_stats,
+        encode_weights,
+        split_units,
     )
     from nerfstudio_vvc.methods.mv_inr.compress import dequantize_units, quantize_params
     from nerfstudio_vvc.methods.mv_inr.train import reconstruct
@@ -182,24 +218,46 @@ def run_code(ctx: StageContext) -> Dict[str, Any]:
     with torch.no_grad():  # from here on the encoder has what the decoder will have
         for n, p in net.named_parameters():
             p.copy_(dequantize_units(n, units[n], c.bits).to(p.device))
-    cfg = StreamConfig(n_frames=model.frames_coded, height=v["height"], width=v["width"], grid_channels=c.grid_channels,
-                       conv_channels=tuple(c.conv_channels), compensation=c.compensation, grid_embedding=c.grid_embedding,
-                       bits=c.bits, cameras=[Camera(**{("cam_id" if k == "id" else k): x for k, x in cam.items()})
-                                             for cam in v["cameras"]],
-                       basic=basic["basic"], hevc={"qp": c.qp, "preset": c.hevc_preset},
-                       render={"background": [float(x) for x in c.background_color]})
+    cfg = StreamConfig(
+        n_frames=model.frames_coded,
+        height=v["height"],
+        width=v["width"],
+        grid_channels=c.grid_channels,
+        conv_channels=tuple(c.conv_channels),
+        compensation=c.compensation,
+        grid_embedding=c.grid_embedding,
+        bits=c.bits,
+        cameras=[Camera(**{("cam_id" if k == "id" else k): x for k, x in cam.items()}) for cam in v["cameras"]],
+        basic=basic["basic"],
+        hevc={"qp": c.qp, "preset": c.hevc_preset},
+        render={"background": [float(x) for x in c.background_color]},
+    )
     glob, per_frame = split_units(units)
     glob_bytes = encode_weights(glob)
     box = model.aabb.cpu().tolist()
-    header = SequenceHeader(method_id=METHOD_ID, num_frames=model.num_frames, fps=float(model.kwargs.get("metadata", {}).get("fps", 30.0)),
-                            gop_size=1, num_cameras=len(cfg.cameras), scene_box=(tuple(box[0]), tuple(box[1])), extra={})
+    header = SequenceHeader(
+        method_id=METHOD_ID,
+        num_frames=model.num_frames,
+        fps=float(model.kwargs.get("metadata", {}).get("fps", 30.0)),
+        gop_size=1,
+        num_cameras=len(cfg.cameras),
+        scene_box=(tuple(box[0]), tuple(box[1])),
+        extra={},
+    )
     path = ctx.run_dir / "sequence.vvc"
     tmp = path.with_name(path.name + ".part")
     task = ctx.task("entropy coding into sequence.vvc, frames", cfg.n_frames)
     frame_bytes: List[int] = []
     frame_payload = 0
-    with ContainerWriter(tmp, header, [(ChunkType.METHOD_CONFIG, cfg.to_bytes()), (ChunkType.VIDEO_STREAM, basic["hevc"]),
-                                       (ChunkType.INR_WEIGHTS, glob_bytes)]) as w:
+    with ContainerWriter(
+        tmp,
+        header,
+        [
+            (ChunkType.METHOD_CONFIG, cfg.to_bytes()),
+            (ChunkType.VIDEO_STREAM, basic["hevc"]),
+            (ChunkType.INR_WEIGHTS, glob_bytes),
+        ],
+    ) as w:
         for t, rows in enumerate(per_frame):
             payload = encode_weights(rows)
             frame_payload += len(payload)
@@ -216,14 +274,22 @@ def run_code(ctx: StageContext) -> Dict[str, Any]:
     nonzero = sum(int((q != 0).sum()) for us in units.values() for q, _ in us)
     inr_bytes = len(glob_bytes) + frame_payload
     stats = {
-        "file_bytes": file_bytes, "kb_per_frame": file_bytes / 1000 / cfg.n_frames, "bpp": 8 * file_bytes / pixels,
-        "hevc_bytes": len(basic["hevc"]), "inr_bytes": inr_bytes, "frame_bytes": frame_bytes,
-        "psnr_inr_views_db": per_view, "psnr_inr_views_mean_db": float(np.mean(list(per_view.values()))),
+        "file_bytes": file_bytes,
+        "kb_per_frame": file_bytes / 1000 / cfg.n_frames,
+        "bpp": 8 * file_bytes / pixels,
+        "hevc_bytes": len(basic["hevc"]),
+        "inr_bytes": inr_bytes,
+        "frame_bytes": frame_bytes,
+        "psnr_inr_views_db": per_view,
+        "psnr_inr_views_mean_db": float(np.mean(list(per_view.values()))),
         "psnr_basic_view_db": _psnr_u8(basic["decoded"], v["images"][basic["basic"]]),
         "basic_camera": int(v["cam_ids"][basic["basic"]]),
-        "compression_ratios": {"float32_bytes": 4 * n_params, "Q": 4.0,
-                               "Q+P": 4 * n_params / max(nonzero, 1),  # nonzero 8-bit values only (positions not counted)
-                               "Q+P+E": 4 * n_params / max(inr_bytes, 1)},
+        "compression_ratios": {
+            "float32_bytes": 4 * n_params,
+            "Q": 4.0,
+            "Q+P": 4 * n_params / max(nonzero, 1),  # nonzero 8-bit values only (positions not counted)
+            "Q+P+E": 4 * n_params / max(inr_bytes, 1),
+        },
         "entropy_coding": coding_stats(units, inr_bytes),
     }
     (ctx.run_dir / "compression.json").write_text(json.dumps(stats, indent=1))

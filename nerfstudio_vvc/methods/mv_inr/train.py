@@ -49,18 +49,28 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
     return images.permute(*range(images.dim() - 3), -1, -3, -2).float() / 255.0
 
 
-def forward(model: MVINR, view: torch.Tensor, t: torch.Tensor, basic: Optional[torch.Tensor],
-            qat_bits: Optional[int] = None) -> torch.Tensor:
+def forward(
+    model: MVINR, view: torch.Tensor, t: torch.Tensor, basic: Optional[torch.Tensor], qat_bits: Optional[int] = None
+) -> torch.Tensor:
     """The network's output; with ``qat_bits`` every parameter is fake-quantised (straight-through)."""
     if qat_bits is None:
         return model(view, t, basic)
     return functional_call(model, fake_quant_params(model, qat_bits), (view, t, basic))
 
 
-def train_inr(model: MVINR, targets: torch.Tensor, views: Sequence[int], basic: Optional[torch.Tensor],
-              cfg: InrTrainConfig, *, masks: Optional[Dict[str, torch.Tensor]] = None, qat_bits: Optional[int] = None,
-              resume: Optional[Dict[str, Any]] = None, on_epoch: Optional[Callable[[Dict[str, Any]], None]] = None,
-              advance: Optional[Callable[[], None]] = None) -> List[float]:
+def train_inr(
+    model: MVINR,
+    targets: torch.Tensor,
+    views: Sequence[int],
+    basic: Optional[torch.Tensor],
+    cfg: InrTrainConfig,
+    *,
+    masks: Optional[Dict[str, torch.Tensor]] = None,
+    qat_bits: Optional[int] = None,
+    resume: Optional[Dict[str, Any]] = None,
+    on_epoch: Optional[Callable[[Dict[str, Any]], None]] = None,
+    advance: Optional[Callable[[], None]] = None,
+) -> List[float]:
     """Train `model` on `targets` (uint8, V × T × H × W × 3, in the order of `views`, the view indices the model is
     asked for) with `basic` (uint8, T × H × W × 3, the DECODED basic view) as the compensation source. Returns the
     mean loss of every epoch (those of a resumed run's earlier epochs included)."""
@@ -91,7 +101,7 @@ def train_inr(model: MVINR, targets: torch.Tensor, views: Sequence[int], basic: 
             step = epoch * steps_per_epoch + b
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total, cfg.lr, cfg.warmup_fraction)
-            batch = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            batch = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             vi, ti = batch[:, 0], batch[:, 1]
             target = to_float(targets[vi, ti]).to(device)
             src = to_float(basic[ti]).to(device) if basic is not None else None
@@ -105,8 +115,15 @@ def train_inr(model: MVINR, targets: torch.Tensor, views: Sequence[int], basic: 
             total_loss += float(loss.detach()) * len(batch)
         losses.append(total_loss / len(pairs))
         if on_epoch is not None:
-            on_epoch({"epoch": epoch + 1, "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-                      "opt": opt.state_dict(), "gen": gen.get_state(), "losses": list(losses)})
+            on_epoch(
+                {
+                    "epoch": epoch + 1,
+                    "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+                    "opt": opt.state_dict(),
+                    "gen": gen.get_state(),
+                    "losses": list(losses),
+                }
+            )
         if advance is not None:
             advance()
     return losses

@@ -61,7 +61,9 @@ class DecodedFrame:
                    s.get("chunk_bytes", {}))  # type: ignore[arg-type]
 
 
-def reconstruct(prev: Optional[Sequence[torch.Tensor]], symbols: Sequence[torch.Tensor], steps: Sequence[float]) -> List[torch.Tensor]:
+def reconstruct(
+    prev: Optional[Sequence[torch.Tensor]], symbols: Sequence[torch.Tensor], steps: Sequence[float]
+) -> List[torch.Tensor]:
     """Grids from symbols (float32, elementwise: identical on every device)."""
     out = []
     for i, (s, q) in enumerate(zip(symbols, steps)):
@@ -105,8 +107,16 @@ def encode_frame(
         hdr = _GRID_HDR.pack(i, int(prev is not None), *s.shape)
         add(ChunkType.GRID, hdr + entropy_model.compress(s, ps))
     grids = reconstruct(prev.grids if prev is not None else None, symbols, steps)
-    decoded = DecodedFrame(frame_idx, prev is None, grids, [s.to(torch.int64).cpu() for s in symbols], mlp_state,
-                           occupancy.cpu().bool(), steps, sizes)
+    decoded = DecodedFrame(
+        frame_idx,
+        prev is None,
+        grids,
+        [s.to(torch.int64).cpu() for s in symbols],
+        mlp_state,
+        occupancy.cpu().bool(),
+        steps,
+        sizes,
+    )
     # The encoder's reference is decoded from its own occupancy payload too.
     decoded.occupancy = torch.from_numpy(decompress_mask(chunks[0][1]).astype(bool))
     return chunks, decoded
@@ -234,8 +244,13 @@ def expected_mlp_state(spec: DiFSpec) -> Dict[str, Tuple[Tuple[int, ...], torch.
 
 
 # ------------------------------------------------------------------------------ decoding
-def decode_frame(record: FrameRecord, prev: Optional[DecodedFrame], spec: DiFSpec, where: str = "",
-                 occupancy_shape: Optional[Sequence[int]] = None) -> DecodedFrame:
+def decode_frame(
+    record: FrameRecord,
+    prev: Optional[DecodedFrame],
+    spec: DiFSpec,
+    where: str = "",
+    occupancy_shape: Optional[Sequence[int]] = None,
+) -> DecodedFrame:
     """Rebuild a frame from its record; P-frames need the previous decoded frame.
 
     Every payload is checked against ``spec`` (and ``occupancy_shape``, from the method config)
@@ -253,7 +268,13 @@ def decode_frame(record: FrameRecord, prev: Optional[DecodedFrame], spec: DiFSpe
         if not isinstance(kind, ChunkType):
             continue  # an ancillary chunk of a newer writer: skipped by design
         by_kind.setdefault(kind, []).append(payload)
-    allowed = {ChunkType.OCCUPANCY, ChunkType.MLP_WEIGHTS, ChunkType.ENTROPY_MODEL, ChunkType.QUANT_STEPS, ChunkType.GRID}
+    allowed = {
+        ChunkType.OCCUPANCY,
+        ChunkType.MLP_WEIGHTS,
+        ChunkType.ENTROPY_MODEL,
+        ChunkType.QUANT_STEPS,
+        ChunkType.GRID,
+    }
     extra = sorted(k.name for k in by_kind if k not in allowed and not ChunkType.is_ancillary(k))
     if extra:
         raise bad(f"unexpected chunk(s) {extra} in a vvc-rate-aware frame")
@@ -271,11 +292,15 @@ def decode_frame(record: FrameRecord, prev: Optional[DecodedFrame], spec: DiFSpe
             raise e.in_context(source=source, where=f"{where} {kind.name}") from None
 
     sizes = {k.name: sum(len(p) for p in v) for k, v in by_kind.items()}
-    occupancy = torch.from_numpy(chunk(ChunkType.OCCUPANCY, decompress_mask, one(ChunkType.OCCUPANCY), occupancy_shape).astype(bool))
+    occupancy = torch.from_numpy(
+        chunk(ChunkType.OCCUPANCY, decompress_mask, one(ChunkType.OCCUPANCY), occupancy_shape).astype(bool)
+    )
     if occupancy.dim() != 3:
         raise bad(f"occupancy has shape {tuple(occupancy.shape)}, expected [R, R, R]", "OCCUPANCY")
     if record.is_iframe:
-        mlp_state = dict(chunk(ChunkType.MLP_WEIGHTS, decompress_state_dict, one(ChunkType.MLP_WEIGHTS), expected_mlp_state(spec)))
+        mlp_state = dict(
+            chunk(ChunkType.MLP_WEIGHTS, decompress_state_dict, one(ChunkType.MLP_WEIGHTS), expected_mlp_state(spec))
+        )
     else:
         assert prev is not None
         if ChunkType.MLP_WEIGHTS in by_kind:
@@ -304,7 +329,7 @@ def decode_frame(record: FrameRecord, prev: Optional[DecodedFrame], spec: DiFSpe
             raise bad(f"grid {i} header {gid, residual, shape} does not match {shapes[i]}", f"GRID #{i}")
         ps = ref.symbols[i] if ref is not None else None
         try:
-            symbols.append(model.decompress(payload[_GRID_HDR.size:], shape, ps))
+            symbols.append(model.decompress(payload[_GRID_HDR.size :], shape, ps))
         except BitstreamError as e:
             raise e.in_context(source=source, where=f"{where} GRID #{i}") from None
     grids = reconstruct(ref.grids if ref is not None else None, symbols, steps)

@@ -15,7 +15,7 @@ from nerfstudio_vvc.codec.errors import CorruptChunkError
 from nerfstudio_vvc.components.occupancy import OccupancyGrid
 from nerfstudio_vvc.components.rendering import RenderSettings
 from nerfstudio_vvc.methods.rate_aware.codec import DecodedFrame, decode_frame, parse_method_config
-from nerfstudio_vvc.methods.rate_aware.field import DiFFrameField, DiFSpec
+from nerfstudio_vvc.methods.rate_aware.field import DiFFrameField
 from nerfstudio_vvc.playback.decoder import MethodDecoder
 
 

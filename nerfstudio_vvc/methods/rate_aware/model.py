@@ -13,7 +13,6 @@ run's container and installs the *decoded* result as the next frame's reference 
 from __future__ import annotations
 
 import copy
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,16 +21,32 @@ from typing import Any, Dict, List, Optional, Tuple, Type
 import torch
 from torch import nn
 
-from nerfstudio_vvc.codec.bitstream.container import (ChunkType, ContainerReader, ContainerWriter, SequenceHeader,
-                                                      frame_record_overhead)
+from nerfstudio_vvc.codec.bitstream.container import (
+    ChunkType,
+    ContainerWriter,
+    SequenceHeader,
+    frame_record_overhead,
+)
 from nerfstudio_vvc.codec.context import GridContextModel
 from nerfstudio_vvc.codec.quant import quantize_ste, symbols_ste
 from nerfstudio_vvc.codec.weights import compress_state_dict
 from nerfstudio_vvc.components.occupancy import OccupancyGrid
 from nerfstudio_vvc.methods.base import FrameModel, FrameModelConfig
-from nerfstudio_vvc.methods.rate_aware.codec import (GRID_HEADER_BYTES, DecodedFrame, encode_frame, float32_steps,
-                                                     reconstruct)
-from nerfstudio_vvc.methods.rate_aware.field import DiFFrameField, DiFSpec, dif_features, init_grids, make_mlp, spec_json
+from nerfstudio_vvc.methods.rate_aware.codec import (
+    GRID_HEADER_BYTES,
+    DecodedFrame,
+    encode_frame,
+    float32_steps,
+    reconstruct,
+)
+from nerfstudio_vvc.methods.rate_aware.field import (
+    DiFFrameField,
+    DiFSpec,
+    dif_features,
+    init_grids,
+    make_mlp,
+    spec_json,
+)
 
 BITSTREAM_NAME = "sequence.vvc"
 
@@ -160,8 +175,14 @@ class RateAwareModel(FrameModel):
         c = self.config
         if not (c.tv_mult >= 0.0 and math.isfinite(c.tv_mult)):
             raise SystemExit(f"--pipeline.model.tv-mult must be a finite number >= 0 (got {c.tv_mult})")
-        self.spec = DiFSpec(tuple(c.basis_dims), tuple(c.basis_resolutions), tuple(c.basis_freqs),
-                            c.coeff_resolution, c.hidden_dim, c.geo_dim)
+        self.spec = DiFSpec(
+            tuple(c.basis_dims),
+            tuple(c.basis_resolutions),
+            tuple(c.basis_freqs),
+            c.coeff_resolution,
+            c.hidden_dim,
+            c.geo_dim,
+        )
         super().populate_modules()
         self.entropy = self._fresh_entropy()
         self.reference: Optional[DecodedFrame] = None  # decode buffer: last decoded frame
@@ -189,8 +210,13 @@ class RateAwareModel(FrameModel):
 
     def method_config_bytes(self) -> bytes:
         c = self.config
-        return spec_json(self.spec, **self.render_settings().to_json(), lambda_rate=c.lambda_rate,
-                         rate_aware=c.rate_aware, adaptive_quant=c.adaptive_quant)
+        return spec_json(
+            self.spec,
+            **self.render_settings().to_json(),
+            lambda_rate=c.lambda_rate,
+            rate_aware=c.rate_aware,
+            adaptive_quant=c.adaptive_quant,
+        )
 
     def extra_bitstream_path(self, exponent: int) -> Optional[Path]:
         """Where the Baseline stream coded at step 2^-exponent goes."""
@@ -208,9 +234,15 @@ class RateAwareModel(FrameModel):
                 raise SystemExit(f"{path}: holds fewer frames than the checkpoint; remove the run to start over")
             return writer
         box = self.aabb.cpu().tolist()
-        header = SequenceHeader(method_id="vvc-rate-aware", num_frames=self.num_frames, fps=30.0,
-                                gop_size=int(getattr(self, "gop_size", 0)), num_cameras=0,
-                                scene_box=(tuple(box[0]), tuple(box[1])), extra={})
+        header = SequenceHeader(
+            method_id="vvc-rate-aware",
+            num_frames=self.num_frames,
+            fps=30.0,
+            gop_size=int(getattr(self, "gop_size", 0)),
+            num_cameras=0,
+            scene_box=(tuple(box[0]), tuple(box[1])),
+            extra={},
+        )
         return ContainerWriter(path, header, global_chunks={ChunkType.METHOD_CONFIG: self.method_config_bytes()})
 
     def _open_writer(self, frames_done: int) -> None:
@@ -317,7 +349,12 @@ class RateAwareModel(FrameModel):
         """Proximal L1 step on P-frame residuals (`reg_proximal`); `lrs`: the learning rate each group just used."""
         c = self.config
         opt = optimizers.get("grids")
-        if self.is_iframe or not (c.reg_proximal and c.rate_aware) or opt is None or not isinstance(opt, torch.optim.Adam):
+        if (
+            self.is_iframe
+            or not (c.reg_proximal and c.rate_aware)
+            or opt is None
+            or not isinstance(opt, torch.optim.Adam)
+        ):
             return
         f: TrainableDiF = self.field  # type: ignore[assignment]
         group = opt.param_groups[0]
@@ -343,8 +380,9 @@ class RateAwareModel(FrameModel):
             groups["quant"] = [f.log2_steps]  # no empty groups: torch optimizers refuse them
         return groups
 
-    def _fit_entropy(self, syms: List[torch.Tensor], prev: List[Optional[torch.Tensor]],
-                     entropy: Optional[GridContextModel] = None) -> None:
+    def _fit_entropy(
+        self, syms: List[torch.Tensor], prev: List[Optional[torch.Tensor]], entropy: Optional[GridContextModel] = None
+    ) -> None:
         """Fit the context model to the final symbols (all of Baseline's entropy modelling happens here)."""
         entropy = entropy if entropy is not None else self.entropy
         opt = torch.optim.Adam(entropy.parameters(), lr=1e-2)
@@ -388,7 +426,9 @@ class RateAwareModel(FrameModel):
                     self._code_extra(frame, k, mlp_payload, mlp_state)
         # Occupancy from the quantized field the decoder will have.
         self._update_occupancy(self.occupancy, ref, syms, steps, mlp_state)
-        chunks, decoded = encode_frame(syms, ref, steps, int_model, self.occupancy.binary, mlp_payload, mlp_state, frame)
+        chunks, decoded = encode_frame(
+            syms, ref, steps, int_model, self.occupancy.binary, mlp_payload, mlp_state, frame
+        )
         nbytes = None
         if self.writer is not None:
             nbytes = self.writer.write_frame(frame, self.is_iframe, chunks)
@@ -400,13 +440,25 @@ class RateAwareModel(FrameModel):
         # record carries (side information and framing, whose sizes are known before writing).
         side = sum(len(p) if k != ChunkType.GRID else GRID_HEADER_BYTES for k, p in chunks)
         est_frame = est_bits / 8.0 + side + frame_record_overhead(len(chunks))
-        return {"frame": frame, "is_iframe": self.is_iframe, "bytes": nbytes if nbytes is not None else payload,
-                "payload_bytes": payload, "estimated_grid_bytes": est_bits / 8.0,
-                "estimated_frame_bytes": est_frame, "chunk_bytes": decoded.chunk_bytes,
-                "steps": steps}
+        return {
+            "frame": frame,
+            "is_iframe": self.is_iframe,
+            "bytes": nbytes if nbytes is not None else payload,
+            "payload_bytes": payload,
+            "estimated_grid_bytes": est_bits / 8.0,
+            "estimated_frame_bytes": est_frame,
+            "chunk_bytes": decoded.chunk_bytes,
+            "steps": steps,
+        }
 
-    def _update_occupancy(self, occupancy: OccupancyGrid, ref: Optional[DecodedFrame], syms: List[torch.Tensor],
-                          steps: List[float], mlp_state: Dict) -> None:
+    def _update_occupancy(
+        self,
+        occupancy: OccupancyGrid,
+        ref: Optional[DecodedFrame],
+        syms: List[torch.Tensor],
+        steps: List[float],
+        mlp_state: Dict,
+    ) -> None:
         """Occupancy from the quantized field the decoder will rebuild (not the float training field)."""
         play = DiFFrameField(self.spec).to(self.aabb.device)
         play.mlp.load_state_dict(mlp_state)
@@ -435,8 +487,10 @@ class RateAwareModel(FrameModel):
     def _coding_symbols(self, steps: List[float]) -> List[torch.Tensor]:
         """Integer symbols round(G / q) of the trained grids, in float32 on the CPU as the decoder rebuilds them."""
         f: TrainableDiF = self.field  # type: ignore[assignment]
-        return [torch.round(d.detach().cpu().float() / torch.tensor(q, dtype=torch.float32)).long()
-                for d, q in zip(f.delta, steps)]
+        return [
+            torch.round(d.detach().cpu().float() / torch.tensor(q, dtype=torch.float32)).long()
+            for d, q in zip(f.delta, steps)
+        ]
 
     def load_state_into(self, field_module: nn.Module, occupancy: OccupancyGrid, state: Dict[str, Any]) -> None:
         decoded = DecodedFrame.from_state(state)

@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Type
 
-import torch
 from torch import nn
 
 from nerfstudio_vvc.components.occupancy import OccupancyGrid
