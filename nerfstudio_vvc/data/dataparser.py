@@ -54,19 +54,15 @@ class VvcDataParserConfig(DataParserConfig):
     train_cameras: Optional[Tuple[int, ...]] = None
     """Camera ids used for training; None = the format's default split."""
     test_cameras: Optional[Tuple[int, ...]] = None
-    """Camera ids held out for evaluation; None = the format's default (Panoptic: test_meta.json,
-    N3DV: cam00, transforms.json: per-frame 'split' / 'test_camera_ids' / first camera)."""
+    """Camera ids held out for evaluation; None = the format's default split (docs/data.md)."""
     max_train_cameras: Optional[int] = None
     """Keep at most this many training cameras (evenly spaced in id order)."""
     near_plane: Optional[float] = None
-    """Near plane in output scene units; None = format default (Panoptic 0.5 source units, N3DV
-    0.9 x min depth bound, else 0.05), converted to output units."""
+    """Near plane in output scene units; None = the format's default (docs/data.md)."""
     far_plane: Optional[float] = None
-    """Far plane in output scene units; None = beyond the farthest camera's view of the scene box
-    (N3DV: max depth bound)."""
+    """Far plane in output scene units; None = beyond the farthest camera's view of the scene box."""
     center_method: Literal["focus", "poses", "none"] = "focus"
-    """Scene centre: 'focus' = least-squares point closest to all optical axes (where the cameras
-    look), 'poses' = mean camera position, 'none' = keep the source origin."""
+    """Scene centre: 'focus' (where the optical axes meet), 'poses' (mean camera position), 'none'."""
     orientation_method: Literal["up", "none"] = "up"
     """'up' rotates the mean camera up vector to +z; 'none' keeps the source axes."""
     auto_scale: bool = True
@@ -78,11 +74,9 @@ class VvcDataParserConfig(DataParserConfig):
     scene_box_size: float = 1.5
     """Half side of the cubic scene box around the origin (output units)."""
     cache_dir: Optional[Path] = None
-    """Where downscaled images / decoded video frames go; None = <data>/.vvc_cache if the folder is
-    writable, else ~/.cache/nerfstudio_vvc/<hash> ($NERFSTUDIO_VVC_CACHE overrides)."""
+    """Where downscaled images / decoded video frames go; None = <data>/.vvc_cache (docs/data.md)."""
     check_all_image_sizes: bool = True
-    """Read the header of every selected image to catch size changes (the first image of each
-    camera is always fully decoded)."""
+    """Read the header of every selected image to catch size changes."""
 
 
 @dataclass

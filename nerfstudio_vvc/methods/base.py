@@ -52,29 +52,17 @@ class FrameModelConfig(ModelConfig):
     num_samples: int = 64
     """Uniform samples per ray inside the scene box (empty cells are skipped)."""
     contraction: float = 0.0
-    """Unbounded scenes: > 0 contracts all space into the field's cube, the scene box keeping 1/(1 + contraction)
-    of the resolution (see components/rendering.py); 0 renders the scene box only, background colour behind it."""
+    """Unbounded scenes: > 0 contracts all space into the field's cube; 0 renders the scene box only."""
     num_outer_samples: int = 32
     """Samples per ray outside the scene box when `contraction` > 0."""
     outer_opacity: Literal["contracted", "world"] = "contracted"
-    """Contracted scenes: how a step outside the box turns density into opacity. 'contracted' measures its length in
-    the contracted space — right for open scenes with a background colour (the sample with contraction 0.5:
-    vvc-rate-aware 24.20 dB against 19.55 with 'world'). 'world' measures world lengths, so the long last steps make
-    every ray's far end opaque at a low density: right for captures enclosed by a wall just behind the cameras
-    (Panoptic's dome: vvc-codebook 24.62 dB against 22.82). Recorded in the bitstream; docs/rate_aware.md."""
+    """Contracted scenes: measure step lengths outside the box in contracted or world space."""
     distortion_mult: float = 0.0
-    """Contracted scenes (`contraction` > 0): weight of mip-NeRF 360's distortion loss (components/rendering.py
-    `distortion_loss`), which penalises weight spread along a ray (floaters, fog). Off by default: on the sample with
-    contraction 0.5 it gained 3.8 dB test PSNR while the renderer measured opacity in world lengths outside the
-    box, and nothing (24.20 vs 24.21 dB) since it measures them in contracted lengths (docs/rate_aware.md).
-    Bounded scenes never use it."""
+    """Contracted scenes: weight of mip-NeRF 360's distortion loss (0 = off)."""
     near_plane: Optional[float] = None
     """Near plane in scene units; None takes the dataparser's."""
     occupancy_resolution: int = 64
-    """Cells per side of the scene box in the occupancy grid. Contracted scenes get round(R · (1 + contraction))
-    cells per side for all of space, so the box keeps its cell size (`occupancy_cells`): with R cells for all
-    space the box had 1/(1 + k) of them, and the sample scene lost 1.5 dB on test views (thin limbs, the marker
-    ball pruned)."""
+    """Cells per side of the scene box in the occupancy grid."""
     occupancy_update_every: int = 16
     """Training steps between occupancy grid updates."""
     occupancy_warmup: int = 64

@@ -43,17 +43,13 @@ class FrameSequentialTrainerConfig(TrainerConfig):
     pframe_iterations: int = 1000
     """Training iterations for a P-frame."""
     lr_final_factor: float = 0.1
-    """Each frame's learning rates (of groups without a scheduler of their own) decay exponentially
-    from their initial value to this fraction over the frame's iterations, as DiF does; 1 = constant."""
+    """Each frame's learning rates decay exponentially to this fraction over the frame; 1 = constant."""
     pframe_lr_final_factor: Optional[float] = None
-    """The same for P-frames (None: `lr_final_factor`). A decayed rate ends a P-frame with small optimizer
-    steps, so residual voxels the picture does not need settle at zero instead of dithering around it."""
+    """The same for P-frames (None: `lr_final_factor`)."""
     max_frames: Optional[int] = None
     """Train only the first N frames of the parsed range (None: all)."""
     first_frame: int = 0
-    """Start at this frame, a GOP start (a multiple of `gop_size`): with `max_frames` the run trains the frames
-    [first_frame, max_frames) only, one GOP range of a sequence (what `ns-vvc encode-parallel` runs per GOP).
-    Every GOP is seeded from `--machine.seed` and its index alone, so GOP-range runs merged equal the full run."""
+    """Start at this frame, a GOP start: with `max_frames`, train frames [first_frame, max_frames) only."""
     steps_per_save: int = 10**9
     """Checkpoints are written at frame ends; step-based saves are off."""
     steps_per_eval_batch: int = 10**9

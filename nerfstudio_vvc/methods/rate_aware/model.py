@@ -84,35 +84,19 @@ class RateAwareModelConfig(FrameModelConfig):
     init_step: float = 2.0**-6
     """Initial (or fixed) quantization step."""
     pframe_grid_lr_scale: float = 1.0
-    """Grid learning rate of P-frames relative to I-frames: a residual refines a decoded reference, and Adam's
-    step of ~lr on every voxel would otherwise write optimizer noise into it that the coder pays for."""
+    """Grid learning rate of P-frames relative to I-frames."""
     reg_proximal: bool = True
-    """Apply L_reg (the L1 on P-frame residuals) as a proximal step after each optimizer step instead of as a
-    loss term: every residual voxel is soft-thresholded by the step the L1 gradient would have made in Adam's own
-    metric, lr·λ·α/N / (√v̂ + ε). As a subgradient under Adam, the L1 term makes every voxel whose photometric
-    gradient is weaker than it oscillate around zero by ~lr (several quantization steps, all coded as non-zero
-    symbols); the proximal step lands those voxels exactly on zero and leaves voxels with strong gradients free."""
+    """Apply the L1 on P-frame residuals as a proximal step after each optimizer step, not as a loss."""
     pframe_steps_from_reference: bool = True
     """P-frames start their learned quantization steps from the reference frame's steps instead of `init_step`."""
     pframe_occupancy_grow: bool = True
-    """P-frames start with every occupancy cell occupied and prune by the current field after the warm-up, as
-    I-frames do (kept: the reference occupancy grown by one cell, plus what the field has grown), so content that
-    moves further than one cell from where it was at the reference gets samples. False: the P-frame trains on the
-    reference occupancy grown by one cell, frozen."""
+    """P-frames re-grow and prune their occupancy grid; False freezes the reference's, grown by one cell."""
     rate_every: int = 4
-    """Evaluate the rate term on every k-th step only, weighted by k (an unbiased estimate of the same loss:
-    one context-model pass over all grids costs several render passes)."""
+    """Evaluate the rate term every k-th step only, weighted by k."""
     tv_mult: float = 0.0
-    """Weight of a total-variation loss on I-frames (P-frames too with `tv_pframes`): the mean squared difference of
-    neighbouring voxels, averaged over all grids (coefficient and basis). A smoothness prior for sparse real captures, off by default (DiF has
-    none): on Panoptic frame 0 (CPU preset, box 3.0, λ 1e-3) 3e-2 gives 23.03 dB test PSNR at 101 KB against
-    21.82 dB at 153 KB, and with `--iframe-iterations 3600` frames 0–9 reach 25.1 / 26.2 dB (seeds 0 / 1) at 13 KB/frame; on the
-    sharp synthetic sample it costs quality (the demo: 24.71 against 26.13 dB at 37.6 against 46.0 KB/frame).
-    docs/rate_aware.md, "Grid smoothness"."""
+    """Weight of a total-variation prior on I-frame grids (0 = off; Panoptic recipe: 3e-2)."""
     tv_pframes: bool = False
-    """Apply `tv_mult` in P-frames too, to the reference plus the residual. Off: on Panoptic frames 0–9 (tv 3e-2)
-    it gave 22.73 dB / LPIPS 0.190 at 33.4 KB/frame against 22.44 dB / 0.149 at 33.8 KB/frame with I-frames only —
-    a PSNR gain within the seed spread for a clearly worse LPIPS."""
+    """Apply `tv_mult` in P-frames too (to reference plus residual)."""
     entropy_hidden: int = 16
     """Hidden width of the context entropy model."""
     posthoc_entropy_steps: int = 200
@@ -122,8 +106,7 @@ class RateAwareModelConfig(FrameModelConfig):
     seed: int = 0
     """Seed of the I-frame grid initialisation."""
     extra_step_exponents: Tuple[int, ...] = ()
-    """Baseline only (`--gop-size 1 --pipeline.model.rate-aware False`): also code every frame at the
-    fixed steps 2^-k into `sequence.q<k>.vvc`, giving a Baseline RD curve from one training run."""
+    """Baseline only: also code every frame at fixed steps 2^-k into `sequence.q<k>.vvc`."""
 
 
 def grid_tv(g: torch.Tensor) -> torch.Tensor:
