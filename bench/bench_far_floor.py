@@ -119,7 +119,7 @@ def _psnr(gt: np.ndarray, pred: np.ndarray, mask: np.ndarray) -> float:
 
 
 def split_psnr(ev: Path, ev_bounded: Path, ev_far: Path) -> Dict:
-    """Test PSNR of run `ev` over all pixels, near pixels and far pixels (far: the two samples' ground truths differ)."""
+    """Test PSNR of run `ev` over all, near and far pixels (far: the two samples' ground truths differ)."""
     rows = {"all": [], "near": [], "far": []}
     far_fraction = []
     for png in sorted(ev.glob("frame*_cam*.png")):

@@ -2,7 +2,8 @@
 """Time per training step of vvc-rate-aware's rate term against its render pass (issue 10, "rate term cost").
 
 Usage (from the repo root):
-    .venv/bin/python bench/bench_rate_term_cost.py [--data DIR] [--warm-steps 300] [--repeats 8] [--preset vvc-rate-aware-cpu]
+    .venv/bin/python bench/bench_rate_term_cost.py [--data DIR] [--warm-steps 300] [--repeats 8] \
+        [--preset vvc-rate-aware-cpu]
 
 Builds the preset's pipeline on frame 0 of DIR (default: a 1-frame sample scene made in a temp folder), trains
 `--warm-steps` real steps so the occupancy grid prunes as it does mid-frame, then times, interleaved A/B in one

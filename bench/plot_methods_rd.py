@@ -4,7 +4,8 @@
 Usage (from the repo root):
     .venv/bin/python bench/plot_methods_rd.py --out bench_out/methods_rd \\
         [--rate-aware-summary bench_out/rd_panoptic_30f/summary.json | bench/reference/rate_aware_panoptic_30f.json] \\
-        [--codebook-summary bench_out/codebook/summary.json | bench/reference/codebook_panoptic_30f_cpu_k1024_worldop.json]
+        [--codebook-summary bench_out/codebook/summary.json
+                            | bench/reference/codebook_panoptic_30f_cpu_k1024_worldop.json]
 
 Reads vvc-rate-aware's `ns-vvc rd-sweep` summary.json (its `full-*` points) and vvc-codebook's
 `bench/bench_codebook.py` summary.json (its k curve), checks that both cover the same number of frames, and writes

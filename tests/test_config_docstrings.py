@@ -22,7 +22,8 @@ def config_field_docstrings():
                     and isinstance(doc.value, ast.Constant)
                     and isinstance(doc.value.value, str)
                 ):
-                    yield f"{path.relative_to(PACKAGE.parent)}:{doc.lineno} {node.name}.{field.target.id}", doc.value.value
+                    where = f"{path.relative_to(PACKAGE.parent)}:{doc.lineno} {node.name}.{field.target.id}"
+                    yield where, doc.value.value
 
 
 def test_config_field_docstrings_are_one_short_line():

@@ -272,7 +272,9 @@ def make_sample(
             p.changeVisualShape(far, -1, textureUniqueId=far_tex, rgbaColor=[1, 1, 1, 1], physicsClientId=cid)
         ball = None
         if marker:
-            ball_vs = p.createVisualShape(p.GEOM_SPHERE, radius=marker_radius, rgbaColor=[1, 0, 0, 1], physicsClientId=cid)
+            ball_vs = p.createVisualShape(
+                p.GEOM_SPHERE, radius=marker_radius, rgbaColor=[1, 0, 0, 1], physicsClientId=cid
+            )
             ball = p.createMultiBody(0, -1, ball_vs, basePosition=[0, 1.5, 0], physicsClientId=cid)
 
         cam_ids = list(range(len(cam_pos)))
@@ -366,7 +368,8 @@ def make_sample(
     (out_dir / "README.md").write_text(_readme(settings))
     if verbose:
         print(
-            f"sample scene: {num_frames} frames x {len(cam_pos)} cameras at {W}x{H} in {time.time() - t0:.1f} s -> {out_dir}"
+            f"sample scene: {num_frames} frames x {len(cam_pos)} cameras at {W}x{H} "
+            f"in {time.time() - t0:.1f} s -> {out_dir}"
         )
     return out_dir
 

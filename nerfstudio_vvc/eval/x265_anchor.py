@@ -127,7 +127,8 @@ def decode_hevc(path: Union[str, Path]) -> Dict[str, List[np.ndarray]]:
 def _source_y(img: np.ndarray) -> np.ndarray:
     import av
 
-    return av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24").reformat(format=PIX_FMT).to_ndarray()[0]
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+    return frame.reformat(format=PIX_FMT).to_ndarray()[0]
 
 
 def _nhwc_u8_to_bchw(x: np.ndarray):

@@ -52,6 +52,7 @@ vvc_mv_inr_cpu = MethodSpecification(
             batch_size=2,
         ),
     ),
-    description="Implicit-explicit multi-view video codec, CPU preset (conv channels 48-32-24-16-16, 150 + 15 + 15 epochs, "
+    description="Implicit-explicit multi-view video codec, CPU preset (conv channels 48-32-24-16-16, "
+    "150 + 15 + 15 epochs, "
     "lr 2e-3, 2 images per step).",
 )

@@ -271,7 +271,8 @@ class FrameModel(Model):
 
     def get_metrics_dict(self, outputs, batch) -> Dict[str, torch.Tensor]:
         mse = torch.mean((outputs["rgb"] - batch["image"].to(outputs["rgb"].device)) ** 2)
-        return {"psnr": -10.0 * torch.log10(mse.detach().clamp_min(1e-10)), "samples_per_ray": outputs["num_samples"].mean()}
+        psnr = -10.0 * torch.log10(mse.detach().clamp_min(1e-10))
+        return {"psnr": psnr, "samples_per_ray": outputs["num_samples"].mean()}
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, torch.Tensor]:
         loss = {"rgb_loss": torch.mean((outputs["rgb"] - batch["image"].to(outputs["rgb"].device)) ** 2)}

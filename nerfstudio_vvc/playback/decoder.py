@@ -180,7 +180,8 @@ class MethodDecoder(abc.ABC):
 
 def _with_source(exc: BitstreamError, source: str, where: str) -> BitstreamError:
     """The same error, naming the file (payload decoders raise with source `<bytes>`)."""
-    parts = [exc.source] + ([exc.where] if exc.where else []) + ([f"byte offset {exc.offset}"] if exc.offset is not None else [])
+    parts = [exc.source] + ([exc.where] if exc.where else [])
+    parts += [f"byte offset {exc.offset}"] if exc.offset is not None else []
     prefix = ": ".join(parts) + ": "
     msg = str(exc)[len(prefix) :] if str(exc).startswith(prefix) else str(exc)
     where = f"{where} {exc.where}" if exc.where and not exc.where.startswith(where) else (exc.where or where)

@@ -218,7 +218,8 @@ class EvalBitstream:
             kind = "I" if decoder.is_iframe(f) else "P"
             extra[f] = {"bytes": decoder.frame_bytes(f), "type": kind}
             r.update(bytes=extra[f]["bytes"], type=kind, decode_s=decoder.decode_seconds.get(f))
-        CONSOLE.print(metrics_table(rows, f"decoded from {self.bitstream} ({self.bitstream.stat().st_size} bytes)", extra))
+        title = f"decoded from {self.bitstream} ({self.bitstream.stat().st_size} bytes)"
+        CONSOLE.print(metrics_table(rows, title, extra))
         summary = (
             fit_vs_generalisation(pipeline, rows, decoder.frames(), self.train_views) if self.train_views > 0 else {}
         )

@@ -193,7 +193,7 @@ def init_ray(address: Optional[str], cores: int) -> Dict[str, float]:
 
 @dataclass
 class EncodeParallel:
-    """Encode a sequence GOP-parallel as Ray tasks; the merged file is byte-identical to the sequential ns-train encode."""
+    """Encode a sequence GOP-parallel as Ray tasks; the merged file equals the sequential ns-train encode."""
 
     method: tyro.conf.Positional[str]
     """Method preset (e.g. vvc-rate-aware-cpu, vvc-rate-aware)."""
@@ -221,7 +221,8 @@ class EncodeParallel:
     """Ray retries of a failed or lost GOP task (each retry resumes the GOP at its first unfinished frame)."""
     train_args: Tuple[str, ...] = ()
     """More ns-train arguments for every GOP (method options, before the dataparser). On the command line
-    put them after `--`: `ns-vvc encode-parallel M --data D -- --iframe-iterations 600 vvc-data --downscale-factor 2`."""
+    put them after `--`:
+    `ns-vvc encode-parallel M --data D -- --iframe-iterations 600 vvc-data --downscale-factor 2`."""
     data_args: Tuple[str, ...] = ()
     """More `vvc-data` arguments (on the command line: after `-- ... vvc-data`)."""
 

@@ -157,7 +157,7 @@ CODEBOOK_DEFAULT_RUNS = ("k-256", "k-1024", "k-4096")
 
 
 def run_finished(rd: Path, num_frames: int) -> bool:
-    """A run folder whose training and coding are done (frame-sequential: progress.json; whole-sequence: stages.json)."""
+    """A run folder whose training and coding are done (progress.json when frame-sequential, else stages.json)."""
     progress, stages = rd / "progress.json", rd / "stages.json"
     if progress.exists() and json.loads(progress.read_text()).get("frames_done", 0) >= num_frames:
         return True
@@ -170,7 +170,7 @@ class SweepError(RuntimeError, InputError):
 
 @dataclass
 class RdSweep:
-    """Train vvc-rate-aware at its RD points on a scene, measure every point from its decoded file, add the x265 anchor."""
+    """Train a method at its RD points on a scene, measure every point from its decoded file, add the x265 anchor."""
 
     data: Path
     """Scene folder (any format `vvc-data` reads)."""
@@ -674,10 +674,11 @@ def summarize(
     lines = [
         f"RD sweep: {scale['scene']}, preset {scale['preset']}, {scale['frames']} frames from {scale['frame_start']}, "
         f"downscale {scale['downscale']}, GOP {scale['gop_size']}"
-        f"{', data args ' + ' '.join(scale['data_args']) if scale.get('data_args') else ''}. KB = 1000 bytes of the file the decoder reads, "
-        "per frame; metrics from renders of the decoded file.",
+        f"{', data args ' + ' '.join(scale['data_args']) if scale.get('data_args') else ''}. "
+        "KB = 1000 bytes of the file the decoder reads, per frame; metrics from renders of the decoded file.",
         "",
-        "| curve | point | KB/frame | I KB | P KB | test PSNR | test SSIM | test LPIPS | train PSNR | train SSIM | enc s/frame | dec s/frame |",
+        "| curve | point | KB/frame | I KB | P KB | test PSNR | test SSIM | test LPIPS | train PSNR | train SSIM "
+        "| enc s/frame | dec s/frame |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in points:
@@ -685,7 +686,8 @@ def summarize(
         lines.append(
             f"| {p['curve']} | {p['point']} | {fmt(p['kb_per_frame'])} | {fmt(p.get('i_kb'))} | {fmt(p.get('p_kb'))} | "
             f"{fmt(t.get('psnr_db'))} | {fmt(t.get('ssim'), '{:.4f}')} | {fmt(t.get('lpips'), '{:.4f}')} | "
-            f"{fmt(tr.get('psnr_db'))} | {fmt(tr.get('ssim'), '{:.4f}')} | {fmt(p.get('encode_s_per_frame'), '{:.1f}')} | "
+            f"{fmt(tr.get('psnr_db'))} | {fmt(tr.get('ssim'), '{:.4f}')} | "
+            f"{fmt(p.get('encode_s_per_frame'), '{:.1f}')} | "
             f"{fmt(p.get('decode_s_per_frame'), '{:.2f}')} |"
         )
     for a in x265 or []:

@@ -147,7 +147,9 @@ CONFIG_CASES = [
 ]
 
 
-@pytest.mark.parametrize("path,value,match", CONFIG_CASES, ids=[f"{'.'.join(p)}={v!r}"[:40] for p, v, _ in CONFIG_CASES])
+@pytest.mark.parametrize(
+    "path,value,match", CONFIG_CASES, ids=[f"{'.'.join(p)}={v!r}"[:40] for p, v, _ in CONFIG_CASES]
+)
 def test_crafted_method_config_gives_typed_error(stream: Path, tmp_path: Path, path, value, match):
     bad = _with_config(stream, tmp_path / "bad.vvc", _set(path, value))
     with pytest.raises(CorruptChunkError, match=match) as ei:

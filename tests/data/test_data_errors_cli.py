@@ -97,7 +97,8 @@ def test_ns_train_reports_data_errors_in_one_line(make_panoptic, tmp_path, case)
     proc = run_cli(ns_train(root, tmp_path / "out"), tmp_path)
     line = assert_one_line_error(proc, file, problem)
     assert line.startswith("ns-train: error: ") and proc.returncode == 1
-    if case == "missing-image":  # ns-vvc on the run folder ns-train left (config.yml is written before the data is read)
+    # missing-image: ns-vvc on the run folder ns-train left (config.yml is written before the data is read)
+    if case == "missing-image":
         config = tmp_path / "out" / "e" / "vvc-grid" / "t" / "config.yml"
         proc = run_cli([str(BIN / "ns-vvc"), "eval-run", "--load-config", str(config), "--no-lpips"], tmp_path)
         assert assert_one_line_error(proc, file, problem).startswith("ns-vvc: error: ")

@@ -460,7 +460,7 @@ def test_rd_sweep_knows_the_codebook_runs(tmp_path: Path, monkeypatch):
 
 
 def test_sequence_datamanager_holds_every_frame_once_as_uint8(tiny_sample: Path):
-    """All cameras × all frames in one uint8 tensor; a batch draws from `frames_per_batch` frames, rays carry their time."""
+    """All cameras × all frames in one uint8 tensor; a batch draws from `frames_per_batch` frames with their times."""
     from nerfstudio_vvc.data.sequence_datamanager import SequenceDataManagerConfig
 
     dm = SequenceDataManagerConfig(data=tiny_sample, train_num_rays_per_batch=256, frames_per_batch=2).setup(

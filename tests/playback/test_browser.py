@@ -129,7 +129,8 @@ def viewer_url(request, rate_aware_run: Path):
         if proc.poll() is not None:
             log.close()
             pytest.fail(
-                f"ns-viewer exited ({proc.returncode}): {(rate_aware_run.parent / f'viewer-{port}.log').read_text()[-2000:]}"
+                f"ns-viewer exited ({proc.returncode}): "
+                f"{(rate_aware_run.parent / f'viewer-{port}.log').read_text()[-2000:]}"
             )
         try:
             urllib.request.urlopen(url, timeout=2).read(10)

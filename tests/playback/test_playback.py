@@ -172,7 +172,7 @@ def test_player_follows_a_file_that_is_still_being_written(rate_aware_run: Path,
     writer.close()
 
 
-# ---------------------------------------------------------------------------------------------- the model's playback path
+# ------------------------------------------------------------------------------------------ the model's playback path
 def copy_run(run: Path, dst: Path) -> Path:
     """Copy a run folder elsewhere and point its config.yml at the copy."""
     out = dst / "out"

@@ -124,7 +124,9 @@ def load(root: Path) -> RawVideoScene:
     for i, (fr, k, lab) in enumerate(zip(frames, keys, labels)):
         t, c = t_index[lab], c_index[k]
         if grid[t][c] != -1:
-            raise VvcDataError(path, f"frames[{i}] repeats camera {k!r} at time/frame {lab} (already frames[{grid[t][c]}])")
+            raise VvcDataError(
+                path, f"frames[{i}] repeats camera {k!r} at time/frame {lab} (already frames[{grid[t][c]}])"
+            )
         grid[t][c] = i
     counts = [sum(grid[t][c] != -1 for t in range(num_t)) for c in range(n)]
     if min(counts) != num_t:

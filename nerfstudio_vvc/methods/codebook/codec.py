@@ -178,7 +178,9 @@ def validate_method_config(meta: object) -> StreamConfig:
     if not isinstance(scales, list) or not 1 <= len(scales) <= 8:
         raise TypeError("hex.appearance_resolutions must be a list of 1..8 integers")
     kw = _fields(hexd, "hex", _HEX_RULES)
-    kw["appearance_resolutions"] = tuple(_num(r, f"hex.appearance_resolutions[{i}]", int, 2, 4096) for i, r in enumerate(scales))
+    kw["appearance_resolutions"] = tuple(
+        _num(r, f"hex.appearance_resolutions[{i}]", int, 2, 4096) for i, r in enumerate(scales)
+    )
     spec = HexSpec(**kw)
     for g in GROUPS:
         if spec.num_codes(g) > MAX_CODES:

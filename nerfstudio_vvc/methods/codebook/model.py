@@ -56,11 +56,11 @@ class CodebookModelConfig(FrameModelConfig):
     importance_batches: int = 16
     """Ray batches (of the training batch size, all cameras and times) the importance is accumulated over."""
     merge_fraction: float = 1e-5
-    """Codes whose cumulative importance (lowest first) stays within this fraction of the total become the zero code (0.001 %)."""
+    """Codes whose cumulative importance (lowest first) stays within this fraction become the zero code."""
     keep_fraction: float = 0.3
     """Most important codes kept as they are (the paper's top 30 %)."""
     keep_by: Literal["count", "importance"] = "count"
-    """`count`: keep_fraction of the codes by number; `importance`: the top codes holding keep_fraction of the importance."""
+    """`count`: keep_fraction of the codes by number; `importance`: the top codes holding that importance."""
     codebook_size: int = 1024
     """k: cluster centres per group (paper: 4096 NHR, 16384 DyNeRF)."""
     kmeans_iters: int = 30
@@ -86,7 +86,7 @@ class CodebookModelConfig(FrameModelConfig):
     dynamic_lr: float = 1e-2
     """Adam learning rate of the dynamic codes."""
     write_ablations: bool = True
-    """Also write the float planes + MLP (`planes_float32.bin`) and the stream without dynamic codes (`sequence-nodyn.vvc`)."""
+    """Also write the float planes + MLP (`planes_float32.bin`) and `sequence-nodyn.vvc` (no dynamic codes)."""
 
     def hex_spec(self) -> HexSpec:
         return HexSpec(

@@ -54,7 +54,7 @@ class MVInrModelConfig(FrameModelConfig):
     finetune_epochs: int = 30
     """Epochs of fine-tuning after pruning (pruned weights stay 0)."""
     qat_epochs: int = 30
-    """Epochs of quantisation-aware training (8-bit tanh fake quantisation of every parameter, pruned weights stay 0)."""
+    """Epochs of quantisation-aware training (8-bit tanh fake quantisation, pruned weights stay 0)."""
     finetune_lr: float = 2e-4
     """Peak learning rate of fine-tuning and QAT."""
     bits: int = 8
@@ -121,7 +121,10 @@ class MVInrModel(FrameModel):
         if dec is not None and getattr(dec, "last_camera", None) is not None:
             cam = dec.config.cameras[dec.last_camera]
             kind = "basic view, HEVC" if dec.last_camera == dec.config.basic else "INR"
-            status = f"showing the decoded view of camera {cam.cam_id} ({kind}), the coded camera nearest to the viewer · {status}"
+            status = (
+                f"showing the decoded view of camera {cam.cam_id} ({kind}), "
+                f"the coded camera nearest to the viewer · {status}"
+            )
         return line, status
 
     def get_outputs(self, ray_bundle) -> Dict[str, torch.Tensor]:

@@ -1,4 +1,5 @@
-"""vvc-mv-inr's whole-sequence training: every (view, time) image of the non-basic views, against the decoded basic view.
+"""vvc-mv-inr's whole-sequence training: every (view, time) image of the non-basic views, against the decoded
+basic view.
 
 Paper recipe: loss 0.7·L1 + 0.3·(1 − SSIM); Adam with β = (0.5, 0.999), lr 5e-4, linear warm-up then cosine decay
 to 0. One epoch visits every (view, frame) pair once in a seeded random order, in batches. The same loop serves the
