@@ -22,6 +22,8 @@ from rich.progress import track
 from rich.table import Table
 
 from nerfstudio_vvc.eval.metrics import image_metrics
+from nerfstudio_vvc.units import KB_LABEL
+from nerfstudio_vvc.units import kb as to_kb
 
 
 def side_by_side(gt: torch.Tensor, pred: torch.Tensor) -> Image.Image:
@@ -105,7 +107,7 @@ def mean_metrics(items: List[Dict]) -> Dict[str, Optional[float]]:
 def metrics_table(rows: List[Dict], title: str, extra: Optional[Dict[int, Dict]] = None) -> Table:
     """A rich table of per-frame metrics (and bytes, when known) plus the mean."""
     table = Table(title=title)
-    for col in ("frame", "type", "KB", "PSNR (dB)", "fg PSNR (dB)", "SSIM", "LPIPS"):
+    for col in ("frame", "type", KB_LABEL, "PSNR (dB)", "fg PSNR (dB)", "SSIM", "LPIPS"):
         table.add_column(col, justify="right")
     fmt = lambda v, f: "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f.format(v)  # noqa: E731
     for r in rows:
@@ -114,14 +116,14 @@ def metrics_table(rows: List[Dict], title: str, extra: Optional[Dict[int, Dict]]
         table.add_row(
             str(r["frame"]),
             e.get("type", ""),
-            fmt(kb / 1024 if kb is not None else None, "{:.2f}"),
+            fmt(to_kb(kb) if kb is not None else None, "{:.2f}"),
             fmt(r["psnr_db"], "{:.2f}"),
             fmt(r.get("psnr_fg_db"), "{:.2f}"),
             fmt(r["ssim"], "{:.4f}"),
             fmt(r["lpips"], "{:.4f}"),
         )
     mean = mean_metrics(rows)
-    kbs = [e["bytes"] / 1024 for e in (extra or {}).values() if "bytes" in e]
+    kbs = [to_kb(e["bytes"]) for e in (extra or {}).values() if "bytes" in e]
     table.add_row(
         "mean", "", fmt(float(np.mean(kbs)) if kbs else None, "{:.2f}"),
         fmt(mean["psnr_db"], "{:.2f}"), fmt(mean["psnr_fg_db"], "{:.2f}"), fmt(mean["ssim"], "{:.4f}"),

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 from nerfstudio_vvc.playback.decoder import MethodDecoder
+from nerfstudio_vvc.units import format_kb
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class FrameInfo:
     def line(self, last: int) -> str:
         """Compact (the viewer's text fields are narrow): "12/299 · P · 2.31 KB · 14 ms"."""
         ms = "n/a" if self.decode_ms is None else f"{self.decode_ms:.0f} ms"
-        return f"{self.frame}/{last} · {'I' if self.is_iframe else 'P'} · {self.nbytes / 1024:.2f} KB · {ms}"
+        return f"{self.frame}/{last} · {'I' if self.is_iframe else 'P'} · {format_kb(self.nbytes)} · {ms}"
 
 
 class FramePlayer:

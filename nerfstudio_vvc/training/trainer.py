@@ -28,6 +28,8 @@ from nerfstudio.utils import writer
 from nerfstudio.utils.rich_utils import CONSOLE
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from nerfstudio_vvc.units import format_kb
+
 PROGRESS_FILE = "progress.json"
 
 
@@ -280,7 +282,7 @@ def _frame_line(s: Dict[str, Any]) -> str:
     kind = "I" if s.get("is_iframe") else "P"
     parts = [f"frame {s['frame']} ({kind})", f"train PSNR {s.get('train_psnr', float('nan')):.2f} dB"]
     if "bytes" in s:
-        parts.append(f"{s['bytes'] / 1024:.1f} KB")
+        parts.append(format_kb(s["bytes"], 1))
         if s.get("estimated_frame_bytes"):
             parts.append(f"estimate {s['estimated_frame_bytes'] / s['bytes'] - 1:+.2%}")
     parts.append(f"{s['train_s']:.1f} s train, {s['finalize_s']:.2f} s finalize")
