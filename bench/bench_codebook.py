@@ -36,6 +36,8 @@ from typing import Dict, List, Optional, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+from nerfstudio_vvc.jsonio import strict_json  # noqa: E402
+
 BIN = Path(sys.executable).parent
 METHOD_ENV = ("vvc-codebook=nerfstudio_vvc.method_configs.codebook:vvc_codebook,"
               "vvc-codebook-cpu=nerfstudio_vvc.method_configs.codebook:vvc_codebook_cpu")
@@ -107,7 +109,7 @@ def fork_run(base: Path, dst: Path, redo_from: str = REDO_FROM) -> None:
     keep = state["done"][: state["done"].index(redo_from)]
     state["done"] = keep
     state["stats"] = {k: v for k, v in state["stats"].items() if k in keep}
-    (dst / "stages.json").write_text(json.dumps(state, indent=1))
+    (dst / "stages.json").write_text(strict_json(state, indent=1))
     for p in (dst / "stages").glob("*.pt"):
         if p.stem.split(".")[0] not in keep:
             p.unlink()
@@ -191,7 +193,7 @@ def evaluate_float_planes(run: Path, lpips: bool) -> Dict:
         )
     row = _row(frames, (run / "planes_float32.bin").stat().st_size)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(row, indent=1))
+    out.write_text(strict_json(row, indent=1))
     return row
 
 
@@ -349,8 +351,8 @@ def main(argv=None) -> int:
     plot_rd_curves(
         curves, metric="psnr_db", out_png=args.out / "rd_psnr.png", title=f"{args.data.name}, {args.frames} frames"
     )
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
-    print(json.dumps(summary, indent=1))
+    (args.out / "summary.json").write_text(strict_json(summary, indent=1))
+    print(strict_json(summary, indent=1))
     return 0
 
 

@@ -9,7 +9,6 @@ All in one process/run so the ratios are meaningful.  Reports (c) decode time / 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 
@@ -18,6 +17,7 @@ import torch
 
 from nerfstudio_vvc.codec.coder import CoderSession, choose_range
 from nerfstudio_vvc.codec.context import GridContextModel
+from nerfstudio_vvc.jsonio import strict_json
 
 GRIDS = {1_000_000: (4, 64, 64, 64), 10_000_000: (10, 100, 100, 100)}
 
@@ -124,7 +124,7 @@ def main() -> None:
         "platform": platform.platform(),
         "runs": [bench(int(s), args.repeat) for s in args.sizes.split(",")],
     }
-    text = json.dumps(results, indent=2)
+    text = strict_json(results, indent=2)
     print(text)
     if args.out:
         with open(args.out, "w") as f:

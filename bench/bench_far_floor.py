@@ -29,6 +29,8 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+from nerfstudio_vvc.jsonio import strict_json  # noqa: E402
+
 BIN = Path(sys.executable).parent
 PRESET = "vvc-rate-aware-cpu"
 
@@ -174,8 +176,8 @@ def _bench(args) -> int:
             "psnr_db_eval": m["frames"][0]["psnr_db"],
             **split_psnr(ev, ev_b, ev_f),
         }
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
-    print(json.dumps(summary, indent=1))
+    (args.out / "summary.json").write_text(strict_json(summary, indent=1))
+    print(strict_json(summary, indent=1))
     return 0
 
 

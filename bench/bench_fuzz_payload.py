@@ -12,12 +12,12 @@ The gate (1,000 cases) is tests/codec/test_fuzz_payload.py.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 from pathlib import Path
 
 from nerfstudio_vvc.codec.fuzz import run_fuzz
+from nerfstudio_vvc.jsonio import strict_json
 
 # method id -> (module with make_stream(path), decode target "module:function")
 TARGETS = {
@@ -49,9 +49,9 @@ def main() -> None:
             out = res.to_json()
             out["stream_bytes"] = stream.stat().st_size
             report["methods"][method] = out
-            print(f"{method}: {json.dumps(out['counts'])} typed_unnamed={res.typed_unnamed} in {res.seconds:.0f} s",
+            print(f"{method}: {strict_json(out['counts'])} typed_unnamed={res.typed_unnamed} in {res.seconds:.0f} s",
                   flush=True)
-    text = json.dumps(report, indent=1)
+    text = strict_json(report, indent=1)
     print(text)
     if a.out:
         a.out.write_text(text)

@@ -32,6 +32,8 @@ from typing import Dict, List
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+from nerfstudio_vvc.jsonio import strict_json  # noqa: E402
+
 BIN = Path(sys.executable).parent
 METHOD_ENV = ("vvc-mv-inr=nerfstudio_vvc.method_configs.mv_inr:vvc_mv_inr,"
               "vvc-mv-inr-cpu=nerfstudio_vvc.method_configs.mv_inr:vvc_mv_inr_cpu")
@@ -117,7 +119,7 @@ def main(argv=None) -> int:
     ap.add_argument("--train-args", nargs=argparse.REMAINDER, default=[], help="extra ns-train arguments (last)")
     args = ap.parse_args(argv)
     if not (args.data / "train_meta.json").exists() and not (args.data / "transforms.json").exists():
-        print(json.dumps({"skipped": f"{args.data}: data set not found (expected panoptic-basketball)"}))
+        print(strict_json({"skipped": f"{args.data}: data set not found (expected panoptic-basketball)"}))
         return 0
     runs_dir = args.out / "runs"
     names = list(RUNS) if args.ablations else ["full"]
@@ -137,8 +139,8 @@ def main(argv=None) -> int:
         "Q / Q+P ratios are comparisons, not sizes of a file",
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
-    print(json.dumps(summary, indent=1))
+    (args.out / "summary.json").write_text(strict_json(summary, indent=1))
+    print(strict_json(summary, indent=1))
     return 0
 
 

@@ -16,13 +16,12 @@ Exits 0 with a message if the data set is absent.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
-
+from nerfstudio_vvc.jsonio import strict_json  # noqa: E402
 
 EXTRA_LAMBDA = 4e-4
 
@@ -92,7 +91,7 @@ def main(argv=None) -> int:
     summary = {k: v for k, v in summary.items() if k != "markdown"}
     for p in summary["points"]:
         p.pop("per_frame", None)
-    print(json.dumps(summary, indent=1))
+    print(strict_json(summary, indent=1))
     return 0
 
 

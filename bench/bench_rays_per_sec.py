@@ -14,7 +14,6 @@ Prints one JSON document. The methods run one after the other in this process: c
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+from nerfstudio_vvc.jsonio import strict_json  # noqa: E402
 
 
 class _NoLPIPS(torch.nn.Module):
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     res = [measure(m, args.data, args.rays, args.steps, args.warmup, args.out) for m in ("vvc-grid", "nerfacto")]
     report = {"scene": str(args.data), "device": "cpu", "threads": torch.get_num_threads(), "results": res,
               "vvc_grid_over_nerfacto": res[0]["rays_per_s"] / res[1]["rays_per_s"]}
-    print(json.dumps(report, indent=1))
+    print(strict_json(report, indent=1))
     return 0
 
 

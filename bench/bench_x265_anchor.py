@@ -26,9 +26,9 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
-
 from nerfstudio_vvc.eval.plots import plot_frame_bytes, plot_rd_curves  # noqa: E402
 from nerfstudio_vvc.eval.x265_anchor import DEFAULT_CRFS, run_x265_anchor  # noqa: E402
+from nerfstudio_vvc.jsonio import strict_json  # noqa: E402
 
 
 def load_panoptic_train(data: Path, num_frames: int, downscale: int):
@@ -83,9 +83,9 @@ def main(argv=None) -> int:
         "points": [{k: v for k, v in r.items() if k != "per_frame"} for r in results],
     }
     (args.out / "results.json").write_text(
-        json.dumps({**summary, "per_frame": {r["crf"]: r["per_frame"] for r in results}}, indent=2)
+        strict_json({**summary, "per_frame": {r["crf"]: r["per_frame"] for r in results}}, indent=2)
     )
-    print(json.dumps(summary, indent=2))
+    print(strict_json(summary, indent=2))
     return 0
 
 

@@ -26,6 +26,7 @@ from typing import Dict, List
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+from nerfstudio_vvc.jsonio import strict_json  # noqa: E402
 
 
 def rate_aware_curve(summary: Dict) -> List[Dict]:
@@ -102,8 +103,8 @@ def _plot(args, ra: Dict, cb: Dict, curves: Dict) -> int:
         "rate_aware_scale": ra.get("scale"),
         "codebook_source": cb.get("source", str(args.codebook_summary)),
     }
-    (args.out / "methods_rd.json").write_text(json.dumps(result, indent=1))
-    print(json.dumps(result, indent=1))
+    (args.out / "methods_rd.json").write_text(strict_json(result, indent=1))
+    print(strict_json(result, indent=1))
     return 0
 
 

@@ -6,7 +6,6 @@ downscale factor), so the comparison is at the resolution that was coded.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -19,6 +18,7 @@ from rich.table import Table
 
 from nerfstudio_vvc.data.datamanager import load_rgb
 from nerfstudio_vvc.eval.metrics import ImageMetrics
+from nerfstudio_vvc.jsonio import strict_json
 
 
 def originals_of(load_config: Path):
@@ -112,7 +112,7 @@ def eval_decoded_views(decoder, load_config: Path, out_dir: Path, use_lpips: boo
         f" · {summary['kb_per_frame']:.1f} KB/frame · decode {summary['decode_view_frames_per_s']:.1f} view-frames/s"
     )
     result = {"file": str(decoder.path), "summary": summary, "per_view": per_view, "frames": rows}
-    (out_dir / "metrics.json").write_text(json.dumps(result, indent=1))
+    (out_dir / "metrics.json").write_text(strict_json(result, indent=1))
     return result
 
 

@@ -6,7 +6,6 @@ frame store (for codec methods: the state rebuilt by the decoder), never the flo
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from rich.progress import track
 from rich.table import Table
 
 from nerfstudio_vvc.eval.metrics import image_metrics
+from nerfstudio_vvc.jsonio import strict_json
 from nerfstudio_vvc.units import KB_LABEL
 from nerfstudio_vvc.units import kb as to_kb
 
@@ -165,7 +165,7 @@ class EvalRun:
         rows = render_test_views(pipeline, out_dir=out, use_lpips=self.lpips)
         CONSOLE.print(metrics_table(rows, f"test views of {self.load_config.parent}"))
         summary = fit_vs_generalisation(pipeline, rows, None, self.train_views) if self.train_views > 0 else {}
-        (out / "metrics.json").write_text(json.dumps({"frames": rows, "summary": summary}, indent=1))
+        (out / "metrics.json").write_text(strict_json({"frames": rows, "summary": summary}, indent=1))
         CONSOLE.print(f"side-by-side images and metrics.json in {out}")
         return rows
 
@@ -226,7 +226,7 @@ class EvalBitstream:
             fit_vs_generalisation(pipeline, rows, decoder.frames(), self.train_views) if self.train_views > 0 else {}
         )
         (out / "metrics.json").write_text(
-            json.dumps(
+            strict_json(
                 {
                     "file": str(self.bitstream),
                     "file_bytes": self.bitstream.stat().st_size,

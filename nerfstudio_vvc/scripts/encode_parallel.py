@@ -33,6 +33,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import tyro
 
+from nerfstudio_vvc.jsonio import strict_json
 from nerfstudio_vvc.user_errors import InputError
 
 FAULT_ENV = "NSVVC_FAULT_KILL_GOP"
@@ -384,7 +385,7 @@ class EncodeParallel:
             ],
             "sequential_equivalent": " ".join(self.sequential_command(n, threads)),
         }
-        (self.out / "encode.json").write_text(json.dumps(summary, indent=1))
+        (self.out / "encode.json").write_text(strict_json(summary, indent=1))
         CONSOLE.print(
             f"{out}: {n} frames, {res.nbytes} bytes, in {wall:.0f} s "
             f"(byte-identical to: {summary['sequential_equivalent']})"

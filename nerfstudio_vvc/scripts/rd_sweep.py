@@ -31,6 +31,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from nerfstudio_vvc.eval.bdrate import BDRateError, bd_quality, bd_rate
+from nerfstudio_vvc.jsonio import strict_json
 from nerfstudio_vvc.user_errors import InputError
 
 
@@ -465,7 +466,7 @@ class RdSweep:
             frames, self.out / "x265", crfs=self.x265_crfs, preset=self.x265_preset, use_lpips=self.lpips
         )
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"scale": self.scale(), "crfs": list(self.x265_crfs), "points": points}, indent=1))
+        path.write_text(strict_json({"scale": self.scale(), "crfs": list(self.x265_crfs), "points": points}, indent=1))
         return points
 
     def _train_frames(self) -> Dict[object, List[np.ndarray]]:
@@ -515,7 +516,7 @@ class RdSweep:
                 res = measure(run, point, self.run_dir(run) / fname)
                 pj.parent.mkdir(parents=True, exist_ok=True)
                 tmp = pj.with_suffix(".tmp")
-                tmp.write_text(json.dumps(res, indent=1))
+                tmp.write_text(strict_json(res, indent=1))
                 os.replace(tmp, pj)
 
     def _run_on_ray(self, runs: List[SweepRun]) -> None:
@@ -584,7 +585,7 @@ class RdSweep:
         x265 = self._x265()
         reference = "x265" if views else "w/o dynamic codes" if sequence else "Baseline"
         summary = summarize(points, x265, self.scale(), reference=reference)
-        (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
+        (self.out / "summary.json").write_text(strict_json(summary, indent=1))
         (self.out / "summary.md").write_text(summary["markdown"])
         write_plots(points, x265, self.out)
         CONSOLE.print(summary["markdown"])

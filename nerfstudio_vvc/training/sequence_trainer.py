@@ -32,6 +32,8 @@ from nerfstudio.utils import writer
 from nerfstudio.utils.rich_utils import CONSOLE
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from nerfstudio_vvc.jsonio import strict_json
+
 STAGES_FILE = "stages.json"
 
 
@@ -93,7 +95,7 @@ class SequenceTrainer(Trainer):
         self.stages_state["stats"][name] = stats
         self.stages_state["peak_rss_mb"] = peak_rss_mb()
         tmp = self._stages_path().with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.stages_state, indent=1))
+        tmp.write_text(strict_json(self.stages_state, indent=1))
         os.replace(tmp, self._stages_path())
 
     def _load_checkpoint(self) -> None:

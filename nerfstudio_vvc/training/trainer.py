@@ -28,6 +28,7 @@ from nerfstudio.utils import writer
 from nerfstudio.utils.rich_utils import CONSOLE
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from nerfstudio_vvc.jsonio import strict_json
 from nerfstudio_vvc.units import format_kb
 
 PROGRESS_FILE = "progress.json"
@@ -180,7 +181,7 @@ class FrameSequentialTrainer(Trainer):
             "frames": stats,
         }
         tmp_p = self._progress_path().with_suffix(".tmp")
-        tmp_p.write_text(json.dumps(info, indent=1))
+        tmp_p.write_text(strict_json(info, indent=1))
         os.replace(tmp_p, self._progress_path())
         for old in self.checkpoint_dir.glob("step-*.ckpt"):
             if old.name != name:

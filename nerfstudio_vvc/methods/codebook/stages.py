@@ -16,12 +16,12 @@ one unit per fragment) saves partial outputs through ``ctx.save_partial`` and re
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Dict, List
 
 import torch
 
+from nerfstudio_vvc.jsonio import strict_json
 from nerfstudio_vvc.methods.codebook.codebook import (
     ImportanceField,
     build_codebook,
@@ -300,7 +300,7 @@ def run_code(ctx: StageContext, quant: Dict[str, Any], dyn: Dict[str, Any]) -> D
         (ctx.run_dir / "planes_float32.bin").write_bytes(raw)
         stats["planes_float32.bin"] = {"file_bytes": len(raw)}
     maybe_kill("code")
-    (ctx.run_dir / "compression.json").write_text(json.dumps(stats, indent=1))
+    (ctx.run_dir / "compression.json").write_text(strict_json(stats, indent=1))
     return {"stats": stats}
 
 

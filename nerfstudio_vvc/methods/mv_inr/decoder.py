@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from nerfstudio_vvc.codec.bitstream.container import FrameRecord
 from nerfstudio_vvc.codec.errors import BitstreamError
+from nerfstudio_vvc.jsonio import strict_json
 from nerfstudio_vvc.methods.mv_inr.codec import DecodedViews, SharedState, parse_method_config
 from nerfstudio_vvc.playback.decoder import MethodDecoder
 
@@ -84,7 +85,6 @@ class MVInrDecoder(MethodDecoder):
         the stream); any nerfstudio method, ours or nerfacto, trains on it. `test_frames` (transforms.json frame
         entries with ``"split": "test"``, in the stream's scene coordinates) are added as held-out cameras.
         Returns the json's path."""
-        import json
 
         from PIL import Image
 
@@ -104,5 +104,5 @@ class MVInrDecoder(MethodDecoder):
                 "source": f"decoded from {self.path.name} (vvc-mv-inr): basic view camera "
                           f"{self.config.cameras[self.config.basic].cam_id} via HEVC, the others via the INR"}
         path = out / "transforms.json"
-        path.write_text(json.dumps(meta, indent=1))
+        path.write_text(strict_json(meta, indent=1))
         return path

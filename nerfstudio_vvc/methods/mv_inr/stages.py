@@ -11,7 +11,6 @@ resumable; the training phases save every epoch through ``ctx.save_partial`` and
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Any, Dict, List
@@ -19,6 +18,7 @@ from typing import Any, Dict, List
 import numpy as np
 import torch
 
+from nerfstudio_vvc.jsonio import strict_json
 from nerfstudio_vvc.training.stages import Stage, StageContext, maybe_kill
 
 
@@ -292,7 +292,7 @@ def run_code(ctx: StageContext) -> Dict[str, Any]:
         },
         "entropy_coding": coding_stats(units, inr_bytes),
     }
-    (ctx.run_dir / "compression.json").write_text(json.dumps(stats, indent=1))
+    (ctx.run_dir / "compression.json").write_text(strict_json(stats, indent=1))
     maybe_kill("code")
     return {"reconstruction": recon, "units": units, "stats": stats}
 
