@@ -15,10 +15,9 @@ from nerfstudio.plugins.types import MethodSpecification
 
 from nerfstudio_vvc.data.sequence_datamanager import SequenceDataManagerConfig
 from nerfstudio_vvc.methods.codebook.model import CodebookModelConfig
+from nerfstudio_vvc.methods.codebook.spec import RD_CODEBOOK_SIZES  # noqa: F401 - re-exported
+from nerfstudio_vvc.training.device import preset_machine
 from nerfstudio_vvc.training.sequence_trainer import SequenceTrainerConfig
-
-RD_CODEBOOK_SIZES = (256, 1024, 4096)
-"""k of the CPU preset's RD curve (`bench/bench_codebook.py`)."""
 
 
 def _config(name: str, model: CodebookModelConfig, rays: int, iters: int, plane_lr: float, mlp_lr: float,
@@ -26,6 +25,7 @@ def _config(name: str, model: CodebookModelConfig, rays: int, iters: int, plane_
     adam = lambda lr: {"optimizer": AdamOptimizerConfig(lr=lr, eps=1e-15), "scheduler": None}  # noqa: E731
     return SequenceTrainerConfig(
         method_name=name,
+        machine=preset_machine(name),
         max_num_iterations=iters,
         steps_per_save=max(iters // 10, 50),
         mixed_precision=False,

@@ -13,15 +13,15 @@ from nerfstudio.plugins.types import MethodSpecification
 
 from nerfstudio_vvc.data.sequence_datamanager import SequenceDataManagerConfig
 from nerfstudio_vvc.methods.mv_inr.model import MVInrModelConfig
+from nerfstudio_vvc.methods.mv_inr.spec import RD_POINTS  # noqa: F401 - re-exported
+from nerfstudio_vvc.training.device import preset_machine
 from nerfstudio_vvc.training.sequence_trainer import SequenceTrainerConfig
-
-RD_POINTS = ((20, 43), (30, 38), (40, 33), (60, 28), (80, 23))
-"""(grid channels c, HEVC QP) of the paper's RD curve."""
 
 
 def _config(name: str, model: MVInrModelConfig) -> SequenceTrainerConfig:
     return SequenceTrainerConfig(
         method_name=name,
+        machine=preset_machine(name),
         max_num_iterations=0,
         steps_per_save=1,
         mixed_precision=False,

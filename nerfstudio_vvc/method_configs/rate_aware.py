@@ -17,10 +17,9 @@ from nerfstudio.plugins.types import MethodSpecification
 
 from nerfstudio_vvc.data.datamanager import FrameDataManagerConfig
 from nerfstudio_vvc.methods.rate_aware.model import RateAwareModelConfig
+from nerfstudio_vvc.methods.rate_aware.spec import RD_LAMBDAS  # noqa: F401 - re-exported
+from nerfstudio_vvc.training.device import preset_machine
 from nerfstudio_vvc.training.trainer import FrameSequentialTrainerConfig
-
-RD_LAMBDAS = (7e-4, 1e-3, 2e-3, 5e-3)
-"""The paper's default rate-distortion points."""
 
 ABLATIONS: Dict[str, List[str]] = {
     "full": [],
@@ -40,6 +39,7 @@ def _config(name: str, model: RateAwareModelConfig, rays: int, i_iters: int, p_i
             mlp_lr: float, lr_final_factor: float):
     return FrameSequentialTrainerConfig(
         method_name=name,
+        machine=preset_machine(name),
         gop_size=20,
         iframe_iterations=i_iters,
         pframe_iterations=p_iters,

@@ -29,6 +29,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from nerfstudio_vvc.jsonio import strict_json
+from nerfstudio_vvc.training.device import require_device
 from nerfstudio_vvc.units import format_kb
 
 PROGRESS_FILE = "progress.json"
@@ -110,6 +111,7 @@ class FrameSequentialTrainer(Trainer):
     config: FrameSequentialTrainerConfig
 
     def setup(self, test_mode: Literal["test", "val", "inference"] = "val") -> None:
+        require_device(self.config.method_name, self.config.machine.device_type)
         model_cfg = self.config.pipeline.model
         if hasattr(model_cfg, "frame_store_dir"):
             model_cfg.frame_store_dir = self.base_dir / "frames"
