@@ -37,6 +37,9 @@ from typing import Dict, List, Optional, Sequence
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 from nerfstudio_vvc.jsonio import strict_json  # noqa: E402
+from nerfstudio_vvc.methods.codebook.spec import METHOD, NODYN_BITSTREAM_NAME  # noqa: E402
+
+STREAM, NODYN = str(METHOD.bitstream), NODYN_BITSTREAM_NAME
 
 BIN = Path(sys.executable).parent
 METHOD_ENV = ("vvc-codebook=nerfstudio_vvc.method_configs.codebook:vvc_codebook,"
@@ -170,7 +173,7 @@ def evaluate_float_planes(run: Path, lpips: bool) -> Dict:
     _, pipeline, _, _ = eval_setup(run / "config.yml", test_mode="test")
     dm, model = pipeline.datamanager, pipeline.model
     frames = []
-    for f in range(len(json.loads((run / "compression.json").read_text())["sequence.vvc"]["frame_bytes"])):
+    for f in range(len(json.loads((run / "compression.json").read_text())[STREAM]["frame_bytes"])):
         per = []
         for idx in dm.frame_image_indices(f, "test").tolist():
             camera, batch = dm.camera(idx, "test")
@@ -290,10 +293,10 @@ def main(argv=None) -> int:
         if k != base_k:
             fork_run(base, run)
             train(args, runs, f"k{k}", k)
-        row = evaluate(run, "sequence.vvc", lpips)
+        row = evaluate(run, STREAM, lpips)
         point = {"k": k, **row, "compression_minutes": minutes(run, [s for s in _done(run) if s != "train"])}
-        if (run / "sequence-nodyn.vvc").exists():  # the dynamic codes' gain at every k, not only the default
-            point["without_dynamic_codes"] = evaluate(run, "sequence-nodyn.vvc", lpips)
+        if (run / NODYN).exists():  # the dynamic codes' gain at every k, not only the default
+            point["without_dynamic_codes"] = evaluate(run, NODYN, lpips)
         curve.append(point)
     dyn_k = min(args.ks)
     dynamic_curve = []
@@ -318,14 +321,14 @@ def main(argv=None) -> int:
                 "k": dyn_k,
                 "dynamic_density_codes": n,
                 "dynamic_appearance_codes": max(n // 2, 1),
-                **evaluate(run, "sequence.vvc", lpips),
+                **evaluate(run, STREAM, lpips),
                 "dynamic_seconds": json.loads((run / "stages.json").read_text())["stats"]["dynamic"]["seconds"],
             }
         )
     ablation = {
         "uncompressed planes": evaluate_float_planes(base, lpips),
-        "without dynamic codes": evaluate(base, "sequence-nodyn.vvc", lpips),
-        "with dynamic codes": evaluate(base, "sequence.vvc", lpips),
+        "without dynamic codes": evaluate(base, NODYN, lpips),
+        "with dynamic codes": evaluate(base, STREAM, lpips),
     }
     stages = json.loads((base / "stages.json").read_text())
     summary = {
@@ -340,7 +343,7 @@ def main(argv=None) -> int:
         "compression_minutes": minutes(base) - minutes(base, ["train"]),
         "stage_seconds": {k: v["seconds"] for k, v in stages["stats"].items()},
         "peak_rss_mb": stages.get("peak_rss_mb"),
-        "decode_cpu": decode_timing(base / "sequence.vvc"),
+        "decode_cpu": decode_timing(base / STREAM),
     }
     from nerfstudio_vvc.eval.plots import plot_rd_curves
 

@@ -33,6 +33,7 @@ from typing import Dict, List
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 from nerfstudio_vvc.jsonio import strict_json  # noqa: E402
+from nerfstudio_vvc.methods.mv_inr.spec import METHOD  # noqa: E402
 
 BIN = Path(sys.executable).parent
 METHOD_ENV = ("vvc-mv-inr=nerfstudio_vvc.method_configs.mv_inr:vvc_mv_inr,"
@@ -70,7 +71,7 @@ def measure(run: Path, lpips: bool) -> Dict:
     from nerfstudio_vvc.playback.eval_views import eval_decoded_views
     from nerfstudio_vvc.playback.registry import open_decoder
 
-    path = run / "sequence.vvc"
+    path = run / str(METHOD.bitstream)
     t0 = time.perf_counter()
     decoder = open_decoder(path)
     open_s = time.perf_counter() - t0

@@ -56,8 +56,8 @@ def main(argv=None) -> int:
     if not (args.data / "train_meta.json").exists():
         print(f"panoptic-basketball not found at {args.data}; nothing to benchmark")
         return 0
-    from nerfstudio_vvc.method_configs.rate_aware import RD_LAMBDAS
-    from nerfstudio_vvc.scripts.rd_sweep import DEFAULT_RUNS, RdSweep
+    from nerfstudio_vvc.methods.rate_aware.spec import DEFAULT_RUNS, RD_LAMBDAS
+    from nerfstudio_vvc.scripts.rd_sweep import RdSweep
 
     # λ = 4e-4 adds a fifth Full point above the paper's four: at this scale test PSNR is flat for
     # λ ≥ 2e-3, so the Full curve needs one more point at the top to have four non-dominated points.

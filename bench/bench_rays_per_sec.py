@@ -23,6 +23,7 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 from nerfstudio_vvc.jsonio import strict_json  # noqa: E402
+from nerfstudio_vvc.methods.spec import find_method  # noqa: E402
 
 
 class _NoLPIPS(torch.nn.Module):
@@ -56,7 +57,8 @@ def _trainer(method: str, data: Path, rays: int, out: Path):
     cfg.save_config()
     trainer = cfg.setup(local_rank=0, world_size=1)
     trainer.setup()
-    if hasattr(trainer.pipeline.model, "begin_frame"):
+    spec = find_method(method)  # nerfacto has none
+    if spec is not None and spec.trainer == "frame-sequential":
         trainer.pipeline.datamanager.set_frame(0)
         trainer.pipeline.model.begin_frame(0, True)
         trainer.optimizers = trainer.setup_optimizers()

@@ -30,8 +30,7 @@ def copy_finished_frames(src: Path, dst: Path) -> int:
     if dst.exists() and dst.resolve() == src.resolve():
         raise SystemExit(f"{dst}: the output would replace the run's own bitstream; choose another --output-dir")
     with ContainerReader(src) as r:
-        entries = list(r._entries)
-        end = entries[-1].offset + entries[-1].nbytes if entries else r.frames_start
+        end = r.frames_end
     tmp = dst.with_name(dst.name + ".part")
     with open(src, "rb") as fin, open(tmp, "wb") as fout:
         left = end
@@ -60,18 +59,22 @@ class ExportBitstream:
 
     def main(self) -> Path:
         from nerfstudio_vvc.codec.errors import BitstreamError
-        from nerfstudio_vvc.methods.rate_aware.model import BITSTREAM_NAME
+        from nerfstudio_vvc.methods.spec import BITSTREAM_NAME, method_of_run
         from nerfstudio_vvc.playback.registry import open_decoder
 
         if not self.load_config.exists():
             raise SystemExit(f"{self.load_config}: no such file")
-        src = self.load_config.parent / BITSTREAM_NAME
+        method = method_of_run(self.load_config)  # the run's method spec names its bitstream
+        if method is not None and not method.has_bitstream:
+            raise SystemExit(f"{self.load_config.parent}: {method.method_id} writes no bitstream (it has no codec)")
+        name = method.bitstream if method is not None and method.bitstream else BITSTREAM_NAME
+        src = self.load_config.parent / name
         if not src.exists():
             raise SystemExit(f"{src}: no bitstream in this run (only methods with a codec write one)")
         try:
             open_decoder(src).close()  # a method this build can decode (registry), with a valid header
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            dst = self.output_dir / BITSTREAM_NAME
+            dst = self.output_dir / name
             n = copy_finished_frames(src, dst)
         except BitstreamError as exc:
             raise SystemExit(str(exc)) from None

@@ -170,6 +170,14 @@ class EvalRun:
         return rows
 
 
+def codes_views(decoder) -> bool:
+    """Whether the decoder's method codes camera views, not a 3D scene (its spec's `output`, e.g. vvc-mv-inr)."""
+    from nerfstudio_vvc.methods.spec import find_method
+
+    spec = find_method(decoder.header.method_id)
+    return spec is not None and spec.output == "views"
+
+
 def decoded_pipeline(bitstream: Path, load_config: Path, store_dir: Path):
     """Decode `bitstream` (with the decoder its method_id selects) into `store_dir` and load the run's
     pipeline so that it renders from those decoded frames only. Returns (decoder, pipeline)."""
@@ -205,7 +213,7 @@ class EvalBitstream:
         from nerfstudio_vvc.playback.registry import open_decoder
 
         probe = open_decoder(self.bitstream)
-        if hasattr(probe, "write_dataset"):  # a view codec (vvc-mv-inr): decoded views against the originals
+        if codes_views(probe):  # a view codec (vvc-mv-inr): decoded views against the originals
             from nerfstudio_vvc.playback.eval_views import eval_decoded_views
 
             result = eval_decoded_views(probe, self.load_config, out, use_lpips=self.lpips)
@@ -264,7 +272,7 @@ class DecodeBitstream:
         if not decoder.frames():
             raise SystemExit(f"{self.bitstream}: holds no complete frame (a file cut before its first frame ended)")
         if self.as_dataset:
-            if not hasattr(decoder, "write_dataset"):
+            if not codes_views(decoder):
                 raise SystemExit(
                     f"{self.bitstream}: {decoder.header.method_id} codes a 3D representation, not camera "
                     "views: --as-dataset is for view codecs (vvc-mv-inr)"

@@ -1,6 +1,7 @@
-"""The one table from a bitstream's `method_id` to its decoder.
+"""The table from a bitstream's `method_id` to its decoder, built from the method specs.
 
-Adding a method to playback = its codec/decoder module + ONE line in `DECODERS` (docs/adding_a_method.md).
+Every method declares its decoder in its `VvcMethod` spec (`methods/<name>/spec.py`, found through the
+`nerfstudio_vvc.methods` entry-point group; docs/adding_a_method.md): nothing to add here for a new method.
 Entries are "module:Class" strings, imported on first use, so listing methods stays cheap and a
 broken method module does not stop the others from loading.
 """
@@ -13,14 +14,11 @@ from typing import Dict, List, Type, Union
 
 from nerfstudio_vvc.codec.bitstream.container import ContainerReader
 from nerfstudio_vvc.codec.errors import UnknownMethodError
+from nerfstudio_vvc.methods.spec import decoders
 from nerfstudio_vvc.playback.decoder import MethodDecoder
 
-DECODERS: Dict[str, str] = {
-    "vvc-rate-aware": "nerfstudio_vvc.methods.rate_aware.decoder:RateAwareDecoder",
-    "vvc-codebook": "nerfstudio_vvc.methods.codebook.decoder:CodebookDecoder",
-    "vvc-mv-inr": "nerfstudio_vvc.methods.mv_inr.decoder:MVInrDecoder",
-}
-"""method_id (container header) -> "module:MethodDecoder subclass"."""
+DECODERS: Dict[str, str] = dict(decoders())
+"""method_id (container header) -> "module:MethodDecoder subclass", from every spec that has a decoder."""
 
 
 def registered_methods() -> List[str]:

@@ -12,6 +12,8 @@ from typing import List, Literal
 
 from nerfstudio.utils.rich_utils import CONSOLE
 
+from nerfstudio_vvc.methods.spec import VvcMethod, get_method
+
 
 @dataclass
 class Demo:
@@ -43,8 +45,15 @@ class Demo:
         if proc.returncode != 0:
             raise SystemExit(f"demo step failed (exit {proc.returncode}): {' '.join(cmd)}")
 
+    @property
+    def spec(self) -> VvcMethod:
+        """The method's spec (`nerfstudio_vvc.methods` entry point)."""
+        return get_method(self.method)
+
     def iteration_args(self) -> List[str]:
-        if self.method != "vvc-rate-aware":
+        """The I/P iteration options, for the codec methods of the frame-sequential trainer (vvc-grid keeps its
+        preset's)."""
+        if not (self.spec.trainer == "frame-sequential" and self.spec.has_bitstream):
             return []
         return ["--iframe-iterations", str(self.iframe_iterations), "--pframe-iterations", str(self.pframe_iterations)]
 
@@ -56,7 +65,8 @@ class Demo:
             self.run(
                 [str(bindir / "ns-vvc"), "make-sample", "--out", str(sample), "--num-frames", str(self.num_frames)]
             )
-        preset = f"{self.method}-cpu" if self.method == "vvc-rate-aware" else self.method
+        spec = self.spec
+        preset = spec.cpu_preset or self.method
         run_dir = self.out / "runs" / "sample" / preset / "demo"
         self.run(
             [
@@ -83,8 +93,8 @@ class Demo:
                 str(sample),
             ]
         )
-        if self.method == "vvc-rate-aware":
-            bitstream = run_dir / "sequence.vvc"
+        if spec.has_bitstream:
+            bitstream = run_dir / str(spec.bitstream)
             self.run(
                 [
                     str(bindir / "ns-vvc"),

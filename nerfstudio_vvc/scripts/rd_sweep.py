@@ -32,137 +32,43 @@ import numpy as np
 
 from nerfstudio_vvc.eval.bdrate import BDRateError, bd_quality, bd_rate
 from nerfstudio_vvc.jsonio import strict_json
+from nerfstudio_vvc.methods.codebook import spec as codebook_spec
+from nerfstudio_vvc.methods.mv_inr import spec as mv_inr_spec
+from nerfstudio_vvc.methods.rate_aware import spec as rate_aware_spec
+from nerfstudio_vvc.methods.spec import RdRun, UnknownMethodSpecError, VvcMethod, method_for_preset, run_finished
 from nerfstudio_vvc.user_errors import InputError
 
+SweepRun = RdRun
+"""One ns-train run of a sweep (the method specs' `RdRun`)."""
 
-@dataclass(frozen=True)
-class SweepRun:
-    """One ns-train run; it yields one RD point per bitstream it writes."""
-
-    name: str
-    curve: str
-    args: Tuple[str, ...]
-    extra_exponents: Tuple[int, ...] = ()
-    extra_streams: Tuple[Tuple[str, str, str], ...] = ()
-    """More streams of the run: (point suffix, file name, curve), e.g. vvc-codebook's stream without dynamic codes."""
-
-    def bitstreams(self) -> Dict[str, str]:
-        """Point name → bitstream file name inside the run folder."""
-        from nerfstudio_vvc.methods.rate_aware.model import BITSTREAM_NAME, extra_bitstream_name
-
-        out = {self.name: BITSTREAM_NAME}
-        out.update({f"{self.name}-q{k}": extra_bitstream_name(k) for k in self.extra_exponents})
-        out.update({f"{self.name}{suffix}": fname for suffix, fname, _ in self.extra_streams})
-        return out
-
-    def curve_of(self, point: str) -> str:
-        for suffix, _, curve in self.extra_streams:
-            if point == f"{self.name}{suffix}":
-                return curve
-        return self.curve
+# The methods' RD tables live in their specs (methods/<name>/spec.py); these names stay for callers.
+DEFAULT_RUNS = rate_aware_spec.DEFAULT_RUNS
+BASELINE_EXPONENTS = rate_aware_spec.BASELINE_EXPONENTS
+ABLATION_LAMBDA = rate_aware_spec.ABLATION_LAMBDA
+CODEBOOK_DEFAULT_RUNS = codebook_spec.DEFAULT_RUNS
+MV_INR_DEFAULT_RUNS = mv_inr_spec.DEFAULT_RUNS
+rate_aware_runs = rate_aware_spec.rd_runs
+codebook_runs = codebook_spec.rd_runs
+mv_inr_runs = mv_inr_spec.rd_runs
 
 
-ABLATION_LAMBDA = 1e-3
-"""λ of the two ablation runs (the paper's ablations fix one RD point)."""
-BASELINE_EXPONENTS = (4, 2, 1, 0, -1, -2)
-"""Baseline curve: fixed quantization steps 2^-k; the first is the run's own, the rest extra streams."""
-
-
-def rate_aware_runs(lambdas: Optional[Sequence[float]] = None) -> Dict[str, SweepRun]:
-    """vvc-rate-aware's RD points (`lambdas`, default the paper's), its two ablations and the Baseline curve."""
-    from nerfstudio_vvc.method_configs.rate_aware import RD_LAMBDAS
-
-    runs = {f"full-{lam:g}": SweepRun(f"full-{lam:g}", "Full", ("--pipeline.model.lambda-rate", f"{lam:g}"))
-            for lam in (RD_LAMBDAS if lambdas is None else lambdas)}
-    lam = ("--pipeline.model.lambda-rate", f"{ABLATION_LAMBDA:g}")
-    runs["wo-dynamic"] = SweepRun("wo-dynamic", "w/o dynamic", ("--gop-size", "1", *lam))
-    runs["wo-adaptive"] = SweepRun("wo-adaptive", "w/o adaptive", ("--pipeline.model.adaptive-quant", "False", *lam))
-    first, *rest = BASELINE_EXPONENTS
-    runs["baseline"] = SweepRun(
-        "baseline", "Baseline",
-        ("--gop-size", "1", "--pipeline.model.rate-aware", "False", "--pipeline.model.init-step", f"{2.0**-first:g}",
-         "--pipeline.model.extra-step-exponents", *[str(k) for k in rest]),
-        extra_exponents=tuple(rest),
-    )
-    return runs
-
-
-DEFAULT_RUNS = ("full-0.0007", "full-0.001", "full-0.002", "full-0.005", "baseline")
+def preset_method(preset: str) -> VvcMethod:
+    """The spec of an ns-train preset; an `InputError` (one line) naming the known presets if none has it."""
+    try:
+        return method_for_preset(preset)
+    except UnknownMethodSpecError as exc:
+        raise SweepError(str(exc)) from None
 
 
 def is_sequence_preset(preset: str) -> bool:
     """Presets trained as a whole sequence by the SequenceTrainer (finished = stages.json lists `code`)."""
-    return preset.startswith(("vvc-codebook", "vvc-mv-inr"))
+    return preset_method(preset).trainer == "whole-sequence"
 
 
 def is_view_codec(preset: str) -> bool:
     """Presets that code the camera views, not a 3D scene (vvc-mv-inr): measured view by view, and on the test
     cameras only end to end (a 3D method trained on the decoded views)."""
-    return preset.startswith("vvc-mv-inr")
-
-
-def mv_inr_runs() -> Dict[str, SweepRun]:
-    """vvc-mv-inr's RD points `c<c>-qp<qp>` (the paper's (grid channels, HEVC QP) pairs) and its two ablations at the
-    first point (paper Table III: without grid embedding, without inter-view compensation)."""
-    from nerfstudio_vvc.method_configs.mv_inr import RD_POINTS
-
-    runs = {
-        f"c{c}-qp{qp}": SweepRun(
-            f"c{c}-qp{qp}", "MV-INR", ("--pipeline.model.grid-channels", str(c), "--pipeline.model.qp", str(qp))
-        )
-        for c, qp in RD_POINTS
-    }
-    c, qp = RD_POINTS[0]
-    point = ("--pipeline.model.grid-channels", str(c), "--pipeline.model.qp", str(qp))
-    runs["wo-embedding"] = SweepRun(
-        "wo-embedding", "w/o grid embedding", (*point, "--pipeline.model.grid-embedding", "False")
-    )
-    runs["wo-compensation"] = SweepRun(
-        "wo-compensation", "w/o compensation", (*point, "--pipeline.model.compensation", "False")
-    )
-    return runs
-
-
-MV_INR_DEFAULT_RUNS = ("c20-qp43", "c40-qp33", "c80-qp23")
-
-
-def codebook_runs() -> Dict[str, SweepRun]:
-    """vvc-codebook's RD points: k (`k-<k>`), codebook bits (`bits-<b>`), dynamic codes per fragment (`dyn-<n>`);
-    every run also yields its stream without dynamic codes (curve "w/o dynamic codes", the BD reference)."""
-    from nerfstudio_vvc.method_configs.codebook import RD_CODEBOOK_SIZES
-
-    nodyn = (("-nodyn", "sequence-nodyn.vvc", "w/o dynamic codes"),)
-    runs = {
-        f"k-{k}": SweepRun(f"k-{k}", "Full", ("--pipeline.model.codebook-size", str(k)), extra_streams=nodyn)
-        for k in RD_CODEBOOK_SIZES
-    }
-    for b in (6, 10):
-        runs[f"bits-{b}"] = SweepRun(
-            f"bits-{b}", "codebook bits", ("--pipeline.model.codebook-bits", str(b)), extra_streams=nodyn
-        )
-    for n in (16, 256):
-        runs[f"dyn-{n}"] = SweepRun(
-            f"dyn-{n}",
-            "dynamic codes per fragment",
-            (
-                "--pipeline.model.dynamic-density-codes",
-                str(n),
-                "--pipeline.model.dynamic-appearance-codes",
-                str(max(n // 2, 1)),
-            ),
-        )
-    return runs
-
-
-CODEBOOK_DEFAULT_RUNS = ("k-256", "k-1024", "k-4096")
-
-
-def run_finished(rd: Path, num_frames: int) -> bool:
-    """A run folder whose training and coding are done (progress.json when frame-sequential, else stages.json)."""
-    progress, stages = rd / "progress.json", rd / "stages.json"
-    if progress.exists() and json.loads(progress.read_text()).get("frames_done", 0) >= num_frames:
-        return True
-    return stages.exists() and "code" in json.loads(stages.read_text()).get("done", [])
+    return preset_method(preset).output == "views"
 
 
 class SweepError(RuntimeError, InputError):
@@ -178,10 +84,11 @@ class RdSweep:
     out: Path = Path("rd_sweep")
     """Output folder (see the module doc); rerunning with the same folder resumes."""
     preset: str = "vvc-rate-aware-cpu"
-    """Method preset to train (`vvc-rate-aware-cpu` or `vvc-rate-aware`)."""
-    runs: Tuple[str, ...] = DEFAULT_RUNS
-    """Runs to sweep: full-<λ> for λ in `lambdas`, wo-dynamic, wo-adaptive, baseline (vvc-codebook presets:
-    k-<k>, bits-<b>, dyn-<n>; the rate-aware default list means k-256, k-1024, k-4096 there)."""
+    """Method preset to train (any preset of a method spec with RD points, e.g. `vvc-codebook-cpu`)."""
+    runs: Tuple[str, ...] = ()
+    """Runs to sweep; empty = the method's defaults (its spec's `rd_default_runs`). vvc-rate-aware: full-<λ> for λ in
+    `lambdas`, wo-dynamic, wo-adaptive, baseline; vvc-codebook: k-<k>, bits-<b>, dyn-<n>; vvc-mv-inr: c<c>-qp<qp>,
+    wo-embedding, wo-compensation."""
     lambdas: Tuple[float, ...] = ()
     """λs that `full-<λ>` runs may use; empty = the paper's four (`RD_LAMBDAS`). Add one to extend the Full curve."""
     num_frames: int = 10
@@ -223,6 +130,11 @@ class RdSweep:
     e2e_args: Tuple[str, ...] = ()
     """More ns-train arguments for the end-to-end 3D runs (method options)."""
 
+    @property
+    def method(self) -> VvcMethod:
+        """The spec of `preset`."""
+        return preset_method(self.preset)
+
     # ------------------------------------------------------------------ paths
     def run_dir(self, run: SweepRun) -> Path:
         return self.out / "runs" / "sweep" / self.preset / run.name
@@ -247,7 +159,7 @@ class RdSweep:
         if run_finished(self.run_dir(run), self.num_frames):
             return
         exe = Path(sys.executable).parent / "ns-train"
-        gop = [] if is_sequence_preset(self.preset) else ["--gop-size", str(self.gop_size)]
+        gop = [] if self.method.trainer == "whole-sequence" else ["--gop-size", str(self.gop_size)]
         cmd = [
             str(exe),
             self.preset,
@@ -382,7 +294,8 @@ class RdSweep:
             e2e_dir = self.out / "runs" / "e2e" / self.e2e_preset / point
             if not run_finished(e2e_dir, len(frames)):
                 exe = Path(sys.executable).parent / "ns-train"
-                gop = [] if is_sequence_preset(self.e2e_preset) else ["--gop-size", str(self.gop_size)]
+                e2e = preset_method(self.e2e_preset)
+                gop = [] if e2e.trainer == "whole-sequence" else ["--gop-size", str(self.gop_size)]
                 cmd = [
                     str(exe),
                     self.e2e_preset,
@@ -409,7 +322,8 @@ class RdSweep:
                         f"point {point}: end-to-end {self.e2e_preset} run failed (exit {proc.returncode}); "
                         f"rerun to resume: {' '.join(cmd)}"
                     )
-            dec3d, pipeline = decoded_pipeline(e2e_dir / "sequence.vvc", e2e_dir / "config.yml", pdir / "e2e_decoded")
+            e2e_file = e2e_dir / (preset_method(self.e2e_preset).bitstream or "sequence.vvc")
+            dec3d, pipeline = decoded_pipeline(e2e_file, e2e_dir / "config.yml", pdir / "e2e_decoded")
             test = mean_metrics(
                 render_test_views(pipeline, frames=dec3d.frames(), out_dir=pdir, use_lpips=self.lpips, split="test")
             )
@@ -512,7 +426,7 @@ class RdSweep:
         for point, fname in streams.items():
             pj = self.point_json(point)
             if not pj.exists():
-                measure = self._measure_views if is_view_codec(self.preset) else self._measure
+                measure = self._measure_views if self.method.output == "views" else self._measure
                 res = measure(run, point, self.run_dir(run) / fname)
                 pj.parent.mkdir(parents=True, exist_ok=True)
                 tmp = pj.with_suffix(".tmp")
@@ -566,10 +480,12 @@ class RdSweep:
 
         if not self.data.exists():
             raise SystemExit(f"{self.data}: no such scene folder")
-        sequence, views = is_sequence_preset(self.preset), is_view_codec(self.preset)
-        known = mv_inr_runs() if views else codebook_runs() if sequence else rate_aware_runs(self.lambdas or None)
-        if sequence and tuple(self.runs) == DEFAULT_RUNS:
-            self.runs = MV_INR_DEFAULT_RUNS if views else CODEBOOK_DEFAULT_RUNS
+        method = self.method
+        known = method.rd_runs(self.lambdas) if method.rd_runs is not None else {}
+        if not known:
+            raise SweepError(f"{self.preset}: method {method.method_id} has no RD points")
+        if not self.runs:
+            self.runs = method.rd_default_runs
         unknown = [r for r in self.runs if r not in known]
         if unknown:
             raise SystemExit(f"unknown run(s) {unknown}; choose from {sorted(known)}")
@@ -583,8 +499,7 @@ class RdSweep:
         for name in self.runs:
             points += [json.loads(self.point_json(p).read_text()) for p in known[name].bitstreams()]
         x265 = self._x265()
-        reference = "x265" if views else "w/o dynamic codes" if sequence else "Baseline"
-        summary = summarize(points, x265, self.scale(), reference=reference)
+        summary = summarize(points, x265, self.scale(), reference=method.rd_reference)
         (self.out / "summary.json").write_text(strict_json(summary, indent=1))
         (self.out / "summary.md").write_text(summary["markdown"])
         write_plots(points, x265, self.out)

@@ -345,6 +345,12 @@ class ContainerReader:
     def frame_indices(self) -> list[int]:
         return [e.frame_idx for e in self._entries]
 
+    @property
+    def frames_end(self) -> int:
+        """Offset just past the last complete FRAME record (the end of the globals without frames): the file's
+        bytes before it are a valid prefix that a writer only ever appends after."""
+        return self._entries[-1].offset + self._entries[-1].nbytes if self._entries else self.frames_start
+
     def _entry(self, frame_idx: int) -> _Entry:
         try:
             return self._entries[self._by_idx[frame_idx]]

@@ -31,8 +31,8 @@ from nerfstudio_vvc.codec.weights import compress_int_tensor, decompress_int_ten
 from nerfstudio_vvc.components.rendering import RenderSettings
 from nerfstudio_vvc.methods.codebook.codebook import dequantize
 from nerfstudio_vvc.methods.codebook.field import GROUPS, HexHead, HexSpec, gather_planes, spec_json
+from nerfstudio_vvc.methods.codebook.spec import METHOD_ID  # noqa: F401 - the header's method_id, re-exported
 
-METHOD_ID = "vvc-codebook"
 SHARED, DYNAMIC = 0, 1
 _CB_HDR = struct.Struct("<BBIH")  # group id, kind (0 shared, 1 dynamic), count, channels
 _IX_HDR = struct.Struct("<HHH")  # plane id, H, W

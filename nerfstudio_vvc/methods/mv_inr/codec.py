@@ -35,8 +35,8 @@ from nerfstudio_vvc.codec.weights import (
 )
 from nerfstudio_vvc.methods.mv_inr.compress import PER_ROW, dequantize_units, huffman_bits
 from nerfstudio_vvc.methods.mv_inr.network import MVINR
+from nerfstudio_vvc.methods.mv_inr.spec import METHOD_ID  # noqa: F401 - the header's method_id, re-exported
 
-METHOD_ID = "vvc-mv-inr"
 MAGIC = b"INR1"
 MAX_METHOD_CONFIG_BYTES = 1 << 18
 MAX_PIXELS = 4096 * 4096

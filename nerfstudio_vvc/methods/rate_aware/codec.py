@@ -29,6 +29,7 @@ from nerfstudio_vvc.codec.method_config import check_value
 from nerfstudio_vvc.codec.weights import decompress_state_dict
 from nerfstudio_vvc.components.rendering import RenderSettings
 from nerfstudio_vvc.methods.rate_aware.field import DiFFrameField, DiFSpec
+from nerfstudio_vvc.methods.rate_aware.spec import METHOD_ID  # noqa: F401 - the header's method_id, re-exported
 
 _GRID_HDR = struct.Struct("<BB4H")  # grid id, residual flag, C, D, H, W
 GRID_HEADER_BYTES = _GRID_HDR.size
