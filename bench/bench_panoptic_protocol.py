@@ -1,0 +1,232 @@
+#!/usr/bin/env python
+"""All three methods on the Panoptic protocol: panoptic-basketball at 640×360, 27 training cameras, test cameras
+0/10/15/30, frame by frame, from decoded files (issue 26 items 4–5).
+
+Usage (from the repo root):
+    .venv/bin/python bench/bench_panoptic_protocol.py [--data ../shared/data/panoptic-basketball]
+        [--out bench_out/protocol] [--frames 30] [--downscale 1] [--methods rate-aware codebook mv-inr]
+        [--points NAME ...] [--device cpu] [--no-lpips] [--no-x265] [--dry-run] [--train-args ...]
+
+For every (method, RD point) it runs, each step skipped when its result is already there (rerun the same command
+after a kill: ns-train resumes its own run, finished steps are not redone):
+1. `ns-train <preset> ... vvc-data --data D --num-frames N --downscale-factor 1` (the method's Panoptic set-up from
+   docs/data.md; see POINTS), writing `<out>/runs/<method>/<point>/sequence.vvc`;
+2. vvc-rate-aware / vvc-codebook: `ns-vvc eval` renders the test cameras from the decoded file;
+   vvc-mv-inr codes camera views, not a scene, so it is measured end to end: `ns-vvc decode --as-dataset
+   --test-views-from` writes the decoded training views plus the original test views, a 3-D method (`vvc-grid`, no
+   compression) trains on the decoded views and `ns-vvc eval-run` renders the same test cameras;
+3. the summary: KB/frame = bytes of the file the decoder read / 1000 / frames, per-frame and mean test
+   PSNR / SSIM / LPIPS, into `<out>/summary.json`, `<out>/table.md` and `<out>/rd_psnr.png` with the x265 simulcast
+   of the 27 training views (its PSNR is on those views, marked as a reference) from `bench/bench_x265_anchor.py`.
+Heavy: hours per method on 2 cores at 640×360 (it prints the scale it ran at). Exits 0 with a message if the data
+set is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+from nerfstudio_vvc.jsonio import strict_json  # noqa: E402
+
+BIN = Path(sys.executable).parent
+DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "panoptic-basketball"
+PUBLISHED = {"Dynamic 3D Gaussians (Luiten et al. 2024), 640×360, 150 frames": 28.22}
+"""Published test PSNR on basketball at the protocol's scale, for the table."""
+
+RATE_AWARE = dict(
+    preset="vvc-rate-aware-cpu",
+    args=["--gop-size", "10", "--iframe-iterations", "1800", "--pipeline.model.tv-mult", "3e-2"],
+    data_args=["--scene-box-size", "3.0"],
+    points={f"lambda-{lam:g}": ["--pipeline.model.lambda-rate", f"{lam:g}"] for lam in (1e-3, 2e-3, 5e-3)},
+)
+CODEBOOK = dict(
+    preset="vvc-codebook-cpu",
+    args=["--pipeline.model.contraction", "0.5", "--pipeline.model.outer-opacity", "world"],
+    data_args=[],
+    points={f"k-{k}": ["--pipeline.model.codebook-size", str(k)] for k in (256, 1024, 4096)},
+)
+MV_INR = dict(
+    preset="vvc-mv-inr-cpu",
+    args=[],
+    data_args=[],
+    points={
+        f"c{c}-qp{qp}": ["--pipeline.model.grid-channels", str(c), "--pipeline.model.qp", str(qp)]
+        for c, qp in ((20, 43), (40, 33), (80, 23))
+    },
+)
+METHODS = {"rate-aware": RATE_AWARE, "codebook": CODEBOOK, "mv-inr": MV_INR}
+RECONSTRUCT = ["vvc-grid", "--iframe-iterations", "600", "--pframe-iterations", "200", "--gop-size", "10"]
+"""The 3-D method trained on vvc-mv-inr's decoded views (no compression of its own: the bytes are the .vvc file's)."""
+
+
+def _env() -> Dict[str, str]:
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _run(cmd: List[str], dry: bool) -> None:
+    print("$ " + " ".join(cmd), flush=True)
+    if not dry:
+        subprocess.run(cmd, env=_env(), check=True)
+
+
+def _json(path: Path) -> Optional[dict]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def trained(run: Path, frames: int) -> bool:
+    """ns-train finished the run: every frame coded (frame-sequential) or the `code` stage done (whole-sequence)."""
+    progress, stages = _json(run / "progress.json"), _json(run / "stages.json")
+    return bool(
+        (progress and progress.get("frames_done", 0) >= frames) or (stages and "code" in stages.get("done", []))
+    )
+
+
+def train_cmd(preset: str, out: Path, name: str, point: str, args: List[str], data: Path, data_args: List[str],
+              frames: int, downscale: int, device: str) -> List[str]:
+    return [str(BIN / "ns-train"), preset, "--output-dir", str(out), "--experiment-name", name, "--timestamp", point,
+            "--vis", "tensorboard", "--machine.device-type", device, *args,
+            "vvc-data", "--data", str(data), "--num-frames", str(frames), "--downscale-factor", str(downscale),
+            *data_args]
+
+
+def run_point(a, method: str, point: str) -> Optional[dict]:
+    spec = METHODS[method]
+    runs = a.out / "runs"
+    run = runs / method / spec["preset"] / point
+    if not trained(run, a.frames):
+        args = [*spec["args"], *spec["points"][point], *a.train_args]
+        _run(train_cmd(spec["preset"], runs, method, point, args, a.data, spec["data_args"], a.frames, a.downscale,
+                       a.device), a.dry_run)
+    bitstream = run / "sequence.vvc"
+    eval_dir = a.out / "eval" / method / point
+    lpips = [] if a.lpips else ["--no-lpips"]
+    if method == "mv-inr":
+        ds = a.out / "decoded" / point
+        if not (ds / "transforms.json").exists():
+            _run([str(BIN / "ns-vvc"), "decode", str(bitstream), "--out", str(ds), "--as-dataset",
+                  "--test-views-from", str(run / "config.yml")], a.dry_run)
+        rec = runs / "mv-inr-reconstruction" / "vvc-grid" / point
+        if not trained(rec, a.frames):
+            _run([str(BIN / "ns-train"), *RECONSTRUCT[:1], "--output-dir", str(runs), "--experiment-name",
+                  "mv-inr-reconstruction", "--timestamp", point, "--vis", "tensorboard", "--machine.device-type",
+                  a.device, *RECONSTRUCT[1:], "vvc-data", "--data", str(ds)], a.dry_run)
+        if not (eval_dir / "metrics.json").exists():
+            _run([str(BIN / "ns-vvc"), "eval-run", "--load-config", str(rec / "config.yml"), "--output-dir",
+                  str(eval_dir), *lpips], a.dry_run)
+    elif not (eval_dir / "metrics.json").exists():
+        _run([str(BIN / "ns-vvc"), "eval", str(bitstream), "--load-config", str(run / "config.yml"),
+              "--output-dir", str(eval_dir), *lpips], a.dry_run)
+    metrics = _json(eval_dir / "metrics.json")
+    if a.dry_run or metrics is None or not bitstream.exists():
+        return None
+    rows = metrics["frames"]
+    mean = lambda k: (  # noqa: E731
+        sum(r[k] for r in rows) / len(rows) if rows and all(r.get(k) is not None for r in rows) else None
+    )
+    nbytes = bitstream.stat().st_size
+    return {
+        "method": method, "point": point, "preset": spec["preset"], "bitstream": str(bitstream),
+        "file_bytes": nbytes, "frames": a.frames, "kb_per_frame": nbytes / 1000 / a.frames,
+        "psnr_db": mean("psnr_db"), "ssim": mean("ssim"), "lpips": mean("lpips"),
+        "per_frame": [{k: r.get(k) for k in ("frame", "psnr_db", "ssim", "lpips")} for r in rows],
+        "train_args": [*spec["args"], *spec["points"][point], *a.train_args], "data_args": spec["data_args"],
+        "measured_by": "ns-vvc eval-run on vvc-grid trained on the decoded views" if method == "mv-inr"
+        else "ns-vvc eval (test cameras rendered from the decoded file)",
+    }
+
+
+def x265_points(a) -> List[dict]:
+    out = a.out / "x265"
+    if not (out / "results.json").exists():
+        _run([sys.executable, str(REPO_ROOT / "bench" / "bench_x265_anchor.py"), "--data", str(a.data),
+              "--downscale", str(a.downscale), "--frames", str(a.frames), "--out", str(out), "--no-lpips"], a.dry_run)
+    res = _json(out / "results.json")
+    return [] if res is None else res["points"]
+
+
+def table(points: List[dict], x265: List[dict], scale: str) -> str:
+    fmt = lambda v, f="{:.2f}": "n/a" if v is None else f.format(v)  # noqa: E731
+    lines = [f"Panoptic protocol run: {scale}. KB = 1000 bytes of the file the decoder reads, per frame; test PSNR /",
+             "SSIM / LPIPS on cameras 0/10/15/30, rendered from what the decoder rebuilt.", "",
+             "| method | point | KB/frame | test PSNR | SSIM | LPIPS |", "|---|---|---|---|---|---|"]
+    for p in points:
+        lines.append(f"| {p['method']} | {p['point']} | {fmt(p['kb_per_frame'])} | {fmt(p['psnr_db'])} | "
+                     f"{fmt(p['ssim'], '{:.4f}')} | {fmt(p['lpips'], '{:.4f}')} |")
+    for x in x265:
+        lines.append(f"| x265 simulcast, 27 training views (PSNR on those views) | CRF {x['crf']} | "
+                     f"{fmt(x['kb_per_frame'])} | {fmt(x.get('psnr_db'))} | {fmt(x.get('ssim'), '{:.4f}')} | n/a |")
+    for name, psnr in PUBLISHED.items():
+        lines.append(f"| {name} (published) | | | {psnr:.2f} | | |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--out", type=Path, default=REPO_ROOT / "bench_out" / "protocol")
+    ap.add_argument("--frames", type=int, default=30)
+    ap.add_argument("--downscale", type=int, default=1)
+    ap.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=list(METHODS))
+    ap.add_argument("--points", nargs="+", default=None, help="point names (default: every point of each method)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--no-lpips", dest="lpips", action="store_false")
+    ap.add_argument("--no-x265", dest="x265", action="store_false")
+    ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    ap.add_argument("--train-args", nargs=argparse.REMAINDER, default=[],
+                    help="extra ns-train options for every method run, after the method's own (last option)")
+    a = ap.parse_args(argv)
+    if not (a.data / "train_meta.json").is_file():
+        print(strict_json({"skipped": f"{a.data}: data set not found (expected panoptic-basketball)"}))
+        return 0
+    unknown = set(a.points or []) - {p for m in a.methods for p in METHODS[m]["points"]}
+    if unknown:
+        raise SystemExit(f"unknown --points {sorted(unknown)}; known: "
+                         f"{ {m: sorted(METHODS[m]['points']) for m in a.methods} }")
+    scale = (f"{640 // a.downscale}×{360 // a.downscale}, {a.frames} frames, 27 training cameras, device {a.device}, "
+             f"CPU presets")
+    t0 = time.time()
+    points = []
+    for m in a.methods:
+        for p in METHODS[m]["points"]:
+            if a.points is None or p in a.points:
+                res = run_point(a, m, p)
+                if res is not None:
+                    points.append(res)
+    x265 = x265_points(a) if a.x265 else []
+    if a.dry_run:
+        return 0
+    a.out.mkdir(parents=True, exist_ok=True)
+    summary = {"scale": scale, "published": PUBLISHED, "points": points, "x265": x265,
+               "wall_s_this_invocation": round(time.time() - t0, 1)}
+    (a.out / "summary.json").write_text(strict_json(summary, indent=1))
+    (a.out / "table.md").write_text(table(points, x265, scale))
+    if points:
+        from nerfstudio_vvc.eval.plots import plot_rd_curves
+
+        curves: Dict[str, List[dict]] = {}
+        for p in points:
+            curves.setdefault(f"vvc-{p['method']}", []).append(p)
+        if x265:
+            curves["x265 simulcast (training views, reference)"] = x265
+        plot_rd_curves(curves, "psnr_db", a.out / "rd_psnr.png", title=f"Panoptic basketball, {scale}")
+    print(strict_json({k: v for k, v in summary.items() if k != "points"} | {
+        "points": [{k: v for k, v in p.items() if k != "per_frame"} for p in points]}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
