@@ -111,6 +111,20 @@ def fill_context_buffer(buf: torch.Tensor, k: int, values: torch.Tensor) -> None
     inner[:, a::2, b::2, c::2] = values.clamp(INPUT_MIN, INPUT_MAX).to(buf.dtype)
 
 
+def _phase_windows(x: torch.Tensor, win: Sequence[int], per_phase: bool) -> torch.Tensor:
+    """[8*C, 1, *win]: for each phase k (major) and channel, the window of padded ``x`` at ``phase_offsets(k)``
+    whose stride-2 3x3x3 convolution gives phase k's contexts. ``x``: [8, C, Dp, Hp, Wp] with copy k for phase k
+    (``per_phase``) or [C, Dp, Hp, Wp], the same for every phase. One strided view and one copy."""
+    st = x.stride()
+    if per_phase:  # offset of (a, b, c) = copy 4a + 2b + c, shifted by (a, b, c) voxels
+        c = x.shape[1]
+        strides = (4 * st[0] + st[2], 2 * st[0] + st[3], st[0] + st[4], st[1], st[2], st[3], st[4])
+    else:
+        c = x.shape[0]
+        strides = (st[1], st[2], st[3], st[0], st[1], st[2], st[3])
+    return x.as_strided((2, 2, 2, c, *win), strides).reshape(NUM_PHASES * c, 1, *win)
+
+
 def _phase_nonempty(shape: Sequence[int], k: int) -> bool:
     return all(n > o for n, o in zip(shape, phase_offsets(k)))
 
@@ -162,6 +176,81 @@ class GridContextModel(torch.nn.Module):
     def forward(self, grid_hat: torch.Tensor, prev_hat: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Differentiable total bits of ``grid_hat`` (integer-valued floats, e.g. from STE)."""
         return sum(b.sum() for b in self.voxel_bits(grid_hat, prev_hat))  # type: ignore[return-value]
+
+    def total_bits(
+        self, grids: Sequence[torch.Tensor], prevs: Optional[Sequence[Optional[torch.Tensor]]] = None
+    ) -> torch.Tensor:
+        """Differentiable total bits of several grids, ``sum(self(g, p) for g, p in zip(grids, prevs))``, batched.
+
+        The training estimate of a whole frame in a few large operations instead of one small set per grid and
+        phase (issue 26): all 8 phases of a grid share one stride-2 convolution over 8 causally masked copies of
+        its context (every symbol is known while training, so the phases need not wait for each other), and the
+        second layer, the Laplace bits and the sum run once over the voxels of all grids. Same arithmetic as
+        ``forward`` (equal to float rounding, tested); the integer coding path does not use it."""
+        grids = list(grids)
+        prevs = [None] * len(grids) if prevs is None else list(prevs)
+        if len(prevs) != len(grids):
+            raise ValueError(f"{len(grids)} grids but {len(prevs)} references")
+        for g, p in zip(grids, prevs):
+            self._check_channels(g)
+            if p is not None and tuple(p.shape) != tuple(g.shape):
+                raise ValueError(f"prev shape {tuple(p.shape)} != grid shape {tuple(g.shape)}")
+        if not grids:
+            return self.w2.new_zeros(())
+        x0 = grids[0]
+        w1, w2, b2 = self.w1.to(x0), self.w2.to(x0)[:, :, None, None, None], self.b2.to(x0)
+        # first-layer bias per (phase, channel, hidden), with and without a reference
+        cmax = max(g.shape[0] for g in grids)
+        bias = self.b_phase.to(x0)[:, None, :]
+        if self.b_chan is not None:
+            bias = bias + self.b_chan.to(x0)[None, :cmax, :]
+        else:
+            bias = bias.expand(-1, cmax, -1)
+        bias_noref = bias + self.b_noref.to(x0)[None, None, :] if any(p is None for p in prevs) else None
+        outs, targets, valids = [], [], []
+        for g, p in zip(grids, prevs):
+            plan = self._plan(tuple(g.shape), g.device, g.dtype)
+            c = g.shape[0]
+            # 8 copies of the padded grid, copy k holding the phases < k (what phase k's context sees)
+            cur = F.pad(g.clamp(INPUT_MIN, INPUT_MAX), plan["pad"])[None] * plan["avail"]  # [8, C, Dp, Hp, Wp]
+            pre = F.conv3d(_phase_windows(cur, plan["win"], True), w1[:, :1], stride=2)  # [8C, hidden, D2, H2, W2]
+            if p is not None:  # the reference is the same for every phase: 8 windows of one copy
+                ref = F.pad(p.to(g).clamp(INPUT_MIN, INPUT_MAX), plan["pad"])
+                pre = pre + F.conv3d(_phase_windows(ref, plan["win"], False), w1[:, 1:], stride=2)
+            b = (bias if p is not None else bias_noref)[:, :c].reshape(NUM_PHASES * c, self.hidden, 1, 1, 1)
+            out = F.conv3d(torch.relu(pre + b), w2, b2)  # [8C, 2, D2, H2, W2]
+            outs.append(out.reshape(NUM_PHASES, c, 2, -1).permute(2, 1, 0, 3).reshape(2, -1))  # [2, C*8*S]
+            gt = F.pad(g, plan["even"]) if any(plan["even"]) else g
+            d2, h2, w2_ = plan["win"][0] // 2, plan["win"][1] // 2, plan["win"][2] // 2
+            targets.append(gt.reshape(c, d2, 2, h2, 2, w2_, 2).permute(0, 2, 4, 6, 1, 3, 5).reshape(-1))
+            valids.append(plan["valid"].expand(c, -1).reshape(-1) if plan["valid"] is not None else None)
+        out = torch.cat(outs, dim=1) if len(outs) > 1 else outs[0]
+        target = torch.cat(targets) if len(targets) > 1 else targets[0]
+        bits = laplace_bits(target, out[0], torch.exp2(out[1].clamp(SCALE_LOG2_MIN, SCALE_LOG2_MAX)))
+        if any(v is not None for v in valids):
+            valid = torch.cat([v if v is not None else torch.ones_like(t) for v, t in zip(valids, targets)])
+            bits = bits * valid
+        return bits.sum()
+
+    def _plan(self, shape: tuple, device: torch.device, dtype: torch.dtype) -> dict:
+        """Constant masks and paddings of ``total_bits`` for one grid shape (cached per shape, device, dtype)."""
+        cache = self.__dict__.setdefault("_plans", {})
+        key = (shape[1:], str(device), dtype)
+        if key not in cache:
+            d, h, w = shape[1:]
+            pmap = phase_map((d, h, w), device)
+            pad = (1, 1 + w % 2, 1, 1 + h % 2, 1, 1 + d % 2)
+            avail = F.pad(torch.stack([(pmap < k) for k in range(NUM_PHASES)]).to(dtype), pad)[:, None]
+            even = (0, w % 2, 0, h % 2, 0, d % 2)
+            win = (d + d % 2 + 1, h + h % 2 + 1, w + w % 2 + 1)  # window of a stride-2 conv giving ceil(n/2) outputs
+            valid = None
+            if any(even):  # odd sides: the last output of an odd phase lies outside the grid
+                ones = F.pad(torch.ones(1, d, h, w, device=device, dtype=dtype), even)
+                valid = ones.reshape(1, win[0] // 2, 2, win[1] // 2, 2, win[2] // 2, 2)
+                valid = valid.permute(0, 2, 4, 6, 1, 3, 5).reshape(1, -1)
+            cache[key] = {"avail": avail, "pad": pad, "win": win,
+                          "even": even, "valid": valid}
+        return cache[key]
 
     def _check_channels(self, grid: torch.Tensor) -> None:
         if grid.dim() != 4:

@@ -163,18 +163,18 @@ def _small_model(grow: bool = True, **overrides):
     from nerfstudio_vvc.methods.rate_aware.model import RateAwareModelConfig
 
     torch.manual_seed(0)
-    config = RateAwareModelConfig(
-        basis_resolutions=(6, 8, 8, 10, 10, 12),
-        coeff_resolution=8,
-        hidden_dim=16,
-        num_samples=16,
-        occupancy_resolution=16,
-        occupancy_warmup=2,
-        occupancy_update_every=1,
-        posthoc_entropy_steps=2,
-        pframe_occupancy_grow=grow,
+    config = RateAwareModelConfig(**{
+        "basis_resolutions": (6, 8, 8, 10, 10, 12),
+        "coeff_resolution": 8,
+        "hidden_dim": 16,
+        "num_samples": 16,
+        "occupancy_resolution": 16,
+        "occupancy_warmup": 2,
+        "occupancy_update_every": 1,
+        "posthoc_entropy_steps": 2,
+        "pframe_occupancy_grow": grow,
         **overrides,
-    )
+    })
     model = config.setup(
         scene_box=SceneBox(torch.tensor([[-1.5] * 3, [1.5] * 3])), num_train_data=1, metadata={"num_frames": 2}
     )
@@ -384,3 +384,29 @@ def test_tv_loss_smooths_the_frame_grids(pframes: bool):
         opt.step()
     after = [float(grid_tv(d.detach())) for d in model.field.delta]
     assert all(a < 0.7 * b for a, b in zip(after, before)), (before, after)
+
+
+@pytest.mark.parametrize("odd", [False, True])
+def test_rate_term_is_the_per_grid_estimate_batched(odd: bool):
+    """`rate_bits_per_voxel` (one batched pass of the context model over all grids, issue 26) equals the per-grid,
+    per-phase estimate it replaced, in value and gradient, on an I-frame and on a P-frame (reference symbols)."""
+    overrides = {"basis_resolutions": (5, 8, 7, 10, 9, 12), "coeff_resolution": 7} if odd else {}
+    model = _small_model(**overrides)
+    for frame, is_iframe in ((0, True), (1, False)):
+        model.begin_frame(frame, is_iframe)
+        f = model.field
+        with torch.no_grad():
+            for d in f.delta:
+                d.add_(torch.randn_like(d) * 0.05)
+        params = list(f.delta) + [f.log2_steps] + list(model.entropy.parameters())
+        syms = f.symbols()
+        refs = [None] * len(syms) if is_iframe else [p.float() for p in model.reference.symbols]
+        want = sum(model.entropy(s, p) for s, p in zip(syms, refs)) / sum(s.numel() for s in syms)
+        got = model.rate_bits_per_voxel()
+        assert torch.allclose(got, want, rtol=1e-5)
+        g_want = torch.autograd.grad(want, params, allow_unused=True, materialize_grads=True)
+        g_got = torch.autograd.grad(got, params, allow_unused=True, materialize_grads=True)
+        for a, b in zip(g_want, g_got):
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-4 * float(a.abs().max()) + 1e-9)
+        if not is_iframe:  # the reference symbols are moved to the device once per frame, not on every call
+            assert model._reference_symbols(syms[0].device)[0] is model._reference_symbols(syms[0].device)[0]

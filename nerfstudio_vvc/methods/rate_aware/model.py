@@ -171,7 +171,8 @@ class RateAwareModel(FrameModel):
         self.reference: Optional[DecodedFrame] = None  # decode buffer: last decoded frame
         self.writer: Optional[ContainerWriter] = None
         self.extra_writers: Dict[int, ContainerWriter] = {}
-        self.frame_rate_bits: float = float("nan")
+        self.frame_rate_bits: torch.Tensor = torch.tensor(float("nan"))  # last estimate, kept on the device (no sync)
+        self._ref_syms: Optional[Tuple[DecodedFrame, List[torch.Tensor]]] = None  # reference symbols on the device
         self.is_iframe = True
         self._pframe_keep: Optional[torch.Tensor] = None  # P-frame: cells the occupancy never drops below
 
@@ -299,12 +300,22 @@ class RateAwareModel(FrameModel):
             self.occupancy.binary.logical_or_(self._pframe_keep)
 
     def rate_bits_per_voxel(self) -> torch.Tensor:
-        """Mean estimated bits per voxel of the current frame's grid symbols."""
+        """Mean estimated bits per voxel of the current frame's grid symbols (all grids in one batched pass of the
+        context model, `GridContextModel.total_bits`; equal to the per-grid sum to float rounding)."""
         f: TrainableDiF = self.field  # type: ignore[assignment]
         syms = f.symbols()
-        prev = self.reference.symbols if (self.reference is not None and not self.is_iframe) else [None] * len(syms)
-        bits = sum(self.entropy(s, None if p is None else p.to(s.device).float()) for s, p in zip(syms, prev))
-        return bits / sum(s.numel() for s in syms)  # type: ignore[return-value]
+        bits = self.entropy.total_bits(syms, self._reference_symbols(syms[0].device))
+        return bits / sum(s.numel() for s in syms)
+
+    def _reference_symbols(self, device: torch.device) -> List[Optional[torch.Tensor]]:
+        """The reference frame's symbols as floats on `device` (P-frames; Nones for I-frames), copied once per
+        frame rather than host-to-device on every rate step."""
+        n = len(self.spec.grid_shapes())
+        if self.reference is None or self.is_iframe:
+            return [None] * n
+        if self._ref_syms is None or self._ref_syms[0] is not self.reference or self._ref_syms[1][0].device != device:
+            self._ref_syms = (self.reference, [p.to(device).float() for p in self.reference.symbols])
+        return list(self._ref_syms[1])
 
     def residual_l1(self) -> torch.Tensor:
         """L_reg: mean |R_t| over all residual voxels (every voxel weighs the same, as in the paper)."""
@@ -319,7 +330,7 @@ class RateAwareModel(FrameModel):
             if self.frame_step % k == 0:
                 rate = self.rate_bits_per_voxel()
                 loss["rate_loss"] = k * c.lambda_rate * rate
-                self.frame_rate_bits = float(rate.detach())
+                self.frame_rate_bits = rate.detach()
             if not self.is_iframe and not c.reg_proximal:
                 loss["reg_loss"] = c.lambda_rate * c.alpha_reg * self.residual_l1()
         if c.tv_mult > 0 and self.training and (self.is_iframe or c.tv_pframes):
@@ -373,7 +384,7 @@ class RateAwareModel(FrameModel):
         for _ in range(self.config.posthoc_entropy_steps):
             opt.zero_grad()
             with torch.enable_grad():
-                bits = sum(entropy(s, p) for s, p in zip(syms, prev)) / n
+                bits = entropy.total_bits(syms, prev) / n
                 bits.backward()
             opt.step()
 
@@ -389,7 +400,7 @@ class RateAwareModel(FrameModel):
         if not c.rate_aware or c.posthoc_entropy_steps > 0:
             self._fit_entropy(syms_dev, prev_dev)
         int_model = self.entropy.freeze()
-        est_bits = float(sum(self.entropy(s, p) for s, p in zip(syms_dev, prev_dev)))
+        est_bits = float(self.entropy.total_bits(syms_dev, prev_dev))
         # MLP: coded on I-frames; the decoder (and the encoder from here on) uses the dequantized copy.
         mlp_payload = None
         if self.is_iframe:
