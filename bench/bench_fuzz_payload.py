@@ -16,14 +16,14 @@ import platform
 import tempfile
 from pathlib import Path
 
-from nerfstudio_vvc.codec.fuzz import run_fuzz
 from nerfstudio_vvc.jsonio import strict_json
+from nerfstudio_vvc.methods.spec import discover_methods
+from nerfstudio_vvc.testing.fuzz import run_fuzz
 
-# method id -> (module with make_stream(path), decode target "module:function")
-TARGETS = {
-    "vvc-rate-aware": ("nerfstudio_vvc.methods.rate_aware.fuzzing", "nerfstudio_vvc.methods.rate_aware.fuzzing:decode"),
-    "vvc-codebook": ("nerfstudio_vvc.methods.codebook.fuzzing", "nerfstudio_vvc.methods.codebook.fuzzing:decode"),
-}
+
+def targets() -> dict:
+    """method id -> its spec's fuzz target module (with make_stream(path) and decode(path))."""
+    return {m.method_id: m.fuzz_target for m in discover_methods().values() if m.fuzz_target}
 
 
 def main() -> None:
@@ -33,7 +33,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=10.0)
     ap.add_argument("--mem-mb", type=int, default=1024)
-    ap.add_argument("--methods", nargs="*", default=list(TARGETS))
+    ap.add_argument("--methods", nargs="*", default=list(targets()))
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
     import importlib
@@ -42,9 +42,9 @@ def main() -> None:
               "timeout_s": a.timeout, "mem_mb": a.mem_mb, "methods": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for method in a.methods:
-            mod, target = TARGETS[method]
+            mod = targets()[method]
             stream = importlib.import_module(mod).make_stream(Path(tmp) / f"{method}.vvc")
-            res = run_fuzz(stream, target, cases=a.cases, seed=a.seed, workers=a.workers, timeout_s=a.timeout,
+            res = run_fuzz(stream, f"{mod}:decode", cases=a.cases, seed=a.seed, workers=a.workers, timeout_s=a.timeout,
                            mem_mb=a.mem_mb)
             out = res.to_json()
             out["stream_bytes"] = stream.stat().st_size

@@ -17,7 +17,6 @@ import struct
 import zlib
 from typing import Literal, Optional
 
-import constriction
 import numpy as np
 
 from nerfstudio_vvc.codec.constants import MAX_CODED_SPAN
@@ -28,6 +27,18 @@ _I32_LO, _I32_HI = -(1 << 31) + 2, (1 << 31) - 2
 _SESSION_HDR = struct.Struct("<BII")  # version, n_escapes, n_words
 _SESSION_VERSION = 1
 _RANGE_HDR = struct.Struct("<iiB")  # lo, hi, escape flag
+class _LazyConstriction:
+    """`constriction`, imported on first use: importing the codec (e.g. a training model's module, resolved at every
+    `ns-train` start through the method entry points) must not load the native coder."""
+
+    def __getattr__(self, name: str):
+        import constriction as module
+
+        return getattr(module, name)
+
+
+constriction = _LazyConstriction()
+
 _MIN_SCALE = 1e-6  # constriction needs scale > 0; tiny scales are legal, zero is not
 
 

@@ -34,12 +34,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import tyro
 
 from nerfstudio_vvc.jsonio import strict_json
+from nerfstudio_vvc.testing.faults import FAULT_ENV, gop_fault, gop_fault_for  # noqa: F401 - FAULT_ENV re-exported
 from nerfstudio_vvc.user_errors import InputError
-
-FAULT_ENV = "NSVVC_FAULT_KILL_GOP"
-"""Fault injection for tests: ``<gop>:<frames>:<marker file>`` makes the first attempt of that GOP kill its
-ns-train and then its own Ray worker process once `<frames>` of the GOP's frames are finished (the marker file
-records that the fault fired, so the retry runs normally)."""
 
 
 class EncodeError(RuntimeError, InputError):
@@ -102,11 +98,7 @@ def encode_gop(cmd: List[str], run_dir: str, log: str, gop: Gop, threads: int, f
     run_path, log_path = Path(run_dir), Path(log)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    fault_after, marker = None, None
-    if fault:
-        g, n, m = fault.split(":", 2)
-        if int(g) == gop.index and not Path(m).exists():
-            fault_after, marker = int(n), Path(m)
+    fault_after, marker = gop_fault_for(fault, gop.index) or (None, None)
     t0 = time.time()
     resumed_at = frames_done(run_path, gop.start)
     with open(log_path, "ab") as logf:
@@ -327,7 +319,7 @@ class EncodeParallel:
             + (f", {num_gpus:g} GPU each" if num_gpus else "")
             + f" on {'Ray at ' + self.address if self.address else 'this machine'}"
         )
-        fault = os.environ.get(FAULT_ENV) or None
+        fault = gop_fault()
         results: Dict[int, Dict[str, Any]] = {}
         queue = list(todo)
         running: Dict[Any, Gop] = {}

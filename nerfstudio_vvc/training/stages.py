@@ -6,29 +6,13 @@ A method lists its stages (``model.stages()``); each is ``run(ctx) -> outputs`` 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import torch
 
-KILL_ENV = "NSVVC_KILL_AT"
-"""Tests: ``<stage>`` raises SimulatedKill inside that stage after its work, before its outputs are saved;
-``<stage>:<n>`` after n units (training steps of this process, fragments of ``dynamic``)."""
-
-
-class SimulatedKill(RuntimeError):
-    """Raised where NSVVC_KILL_AT says (tests of resume)."""
-
-
-def maybe_kill(stage: str, units: Optional[int] = None) -> None:
-    spec = os.environ.get(KILL_ENV, "")
-    if not spec:
-        return
-    name, _, n = spec.partition(":")
-    if name == stage and ((n == "" and units is None) or (n != "" and units is not None and units >= int(n))):
-        raise SimulatedKill(f"simulated kill in stage {stage}" + (f" after {units} units" if units is not None else ""))
+from nerfstudio_vvc.testing.faults import KILL_ENV, SimulatedKill, maybe_kill  # noqa: F401 - re-exported (fault hooks)
 
 
 @dataclass

@@ -10,21 +10,13 @@ from pathlib import Path
 import pytest
 
 from nerfstudio_vvc.codec.bitstream.container import (
-    FRAME_HDR,
-    INDEX_ENTRY,
-    INDEX_HDR,
-    KIND_FRAME,
-    KIND_INDEX,
-    TRAILER,
     ChunkType,
     ContainerReader,
     ContainerWriter,
     SequenceHeader,
-    _encode_chunks,
-    _encode_record,
+    serialize_container,
 )
 from nerfstudio_vvc.codec.bitstream.merge import merge_containers
-from nerfstudio_vvc.codec.constants import TRAILER_MAGIC
 from nerfstudio_vvc.codec.errors import BitstreamError, IncompatibleStreamsError, TruncatedError
 
 GOP = 3
@@ -134,11 +126,9 @@ def test_overlapping_or_unordered_parts_are_rejected(tmp_path: Path):
 def _p_first_file(path: Path) -> Path:
     """A closed, CRC-valid file whose first frame is a P-frame (the writer refuses to make one)."""
     base = _write(path.with_suffix(".base"), [], close=False)
-    base_bytes = base.read_bytes()
-    rec = _encode_record(KIND_FRAME, FRAME_HDR.pack(4, 0) + _encode_chunks(_chunks(4)))
-    off = len(base_bytes)
-    index = _encode_record(KIND_INDEX, INDEX_HDR.pack(1, 0) + INDEX_ENTRY.pack(4, 0, off, len(rec)))
-    path.write_bytes(base_bytes + rec + index + TRAILER.pack(off + len(rec), TRAILER_MAGIC))
+    with ContainerReader(base) as r:
+        header_json, gl = r.header.to_json_bytes(), r.global_chunk_list
+    path.write_bytes(serialize_container(header_json, gl, [(4, False, _chunks(4))]))
     return path
 
 

@@ -19,14 +19,17 @@ import pytest
 import torch
 
 from nerfstudio_vvc.codec.bitstream.container import ChunkType, ContainerReader
+from nerfstudio_vvc.codec.bitstream.contents import StreamContents as Stream
 from nerfstudio_vvc.codec.errors import BitstreamError, CorruptChunkError
-from nerfstudio_vvc.codec.fuzz import SELFTEST_MODES, Stream, case_bytes, run_fuzz, selftest_mode
 from nerfstudio_vvc.methods.rate_aware.codec import DIF_RULES, MAX_GRID_ELEMS, decode_frame
 from nerfstudio_vvc.methods.rate_aware.field import DiFSpec
-from nerfstudio_vvc.methods.rate_aware.fuzzing import decode, make_stream
 from nerfstudio_vvc.playback.decoder import Decoder
+from nerfstudio_vvc.testing.fuzz import case_bytes, run_fuzz
+from nerfstudio_vvc.testing.fuzz_selftest import SELFTEST_MODES, selftest_mode
+from nerfstudio_vvc.testing.fuzz_targets.rate_aware import decode, make_stream
 
-TARGET = "nerfstudio_vvc.methods.rate_aware.fuzzing:decode"
+TARGET = "nerfstudio_vvc.testing.fuzz_targets.rate_aware:decode"
+SELFTEST = "nerfstudio_vvc.testing.fuzz_selftest:selftest_decode"
 BAD = ("untyped", "hang", "oom", "crash", "nonfinite")
 
 
@@ -70,7 +73,7 @@ def test_fuzz_harness_sees_every_outcome(stream: Path):
     n = 24
     expected = Counter(selftest_mode(case_bytes(base, 7, i)[0]) for i in range(n))
     assert all(expected[m] > 0 for m in SELFTEST_MODES), expected  # every mode is drawn
-    res = run_fuzz(stream, "nerfstudio_vvc.codec.fuzz:selftest_decode", cases=n, seed=7, workers=1, timeout_s=1.0,
+    res = run_fuzz(stream, SELFTEST, cases=n, seed=7, workers=1, timeout_s=1.0,
                    mem_mb=256)
     assert res.counts == {m: expected[m] for m in SELFTEST_MODES}
     assert res.restarts == expected["crash"]
@@ -83,7 +86,7 @@ def test_fuzz_harness_watchdog_kills_native_hangs(stream: Path, monkeypatch):
     monkeypatch.setenv("VVC_FUZZ_SELFTEST_MODES", "ok,native-hang")
     base = Stream.load(stream)
     expected = Counter(selftest_mode(case_bytes(base, 3, i)[0], ("ok", "native-hang")) for i in range(6))
-    res = run_fuzz(stream, "nerfstudio_vvc.codec.fuzz:selftest_decode", cases=6, seed=3, workers=1, timeout_s=1.0)
+    res = run_fuzz(stream, SELFTEST, cases=6, seed=3, workers=1, timeout_s=1.0)
     assert res.counts["hang"] == expected["native-hang"] > 0
     assert res.counts["ok"] == expected["ok"]
 

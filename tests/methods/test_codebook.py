@@ -419,14 +419,14 @@ def test_p_frame_needs_its_reference(cli_run: Path):
 def test_payload_fuzz_of_a_codebook_stream(tmp_path: Path):
     """300 payload mutations (valid CRCs) of a vvc-codebook stream: only typed errors naming the file, or finite
     decoded values; no hang, no out-of-memory, no crash (bench/bench_fuzz_payload.py runs 10,000)."""
-    from nerfstudio_vvc.codec.fuzz import run_fuzz
-    from nerfstudio_vvc.methods.codebook.fuzzing import decode, make_stream
+    from nerfstudio_vvc.testing.fuzz import run_fuzz
+    from nerfstudio_vvc.testing.fuzz_targets.codebook import decode, make_stream
 
     stream = make_stream(tmp_path / "base.vvc")
     assert sum(1 for _ in decode(stream)) > 10  # the unmutated stream decodes
     res = run_fuzz(
         stream,
-        "nerfstudio_vvc.methods.codebook.fuzzing:decode",
+        "nerfstudio_vvc.testing.fuzz_targets.codebook:decode",
         cases=300,
         seed=1,
         workers=2,

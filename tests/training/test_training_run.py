@@ -233,16 +233,28 @@ def test_ns_train_help_lists_vvc_grid():
     assert "Per-frame feature grid" in proc.stdout  # the method's description
 
 
-def test_entry_points_import_light():
-    """Resolving the plugin's entry points (what every `ns-train` start does) pulls in neither
-    LPIPS, PyAV, pybullet nor the entropy coder; nerfstudio itself already imports torch and matplotlib."""
+ENTRY_POINT_GROUPS = ("nerfstudio.method_configs", "nerfstudio.dataparser_configs", "nerfstudio_vvc.methods")
+
+
+@pytest.mark.parametrize("group", ENTRY_POINT_GROUPS)
+def test_entry_points_import_light(group: str):
+    """Resolving every entry point of the plugin's groups (what every `ns-train` start does for the method
+    configs) pulls in neither LPIPS, PyAV, pybullet nor the entropy coder; nerfstudio itself already imports torch
+    and matplotlib. Each entry point loads in a fresh interpreter, so one cannot hide behind another."""
+    from importlib.metadata import entry_points
+
+    names = sorted(ep.name for ep in entry_points(group=group))
+    assert names, f"no {group} entry points (pip install -e .)"
     code = (
         "import sys\n"
-        "from nerfstudio_vvc.method_configs.vvc_grid import vvc_grid\n"
-        "from nerfstudio_vvc.data.dataparser_spec import vvc_data\n"
+        "from importlib.metadata import entry_points\n"
+        "ep = [e for e in entry_points(group=sys.argv[1]) if e.name == sys.argv[2]][0]\n"
+        "ep.load()\n"
         "heavy = [m for m in ('lpips', 'av', 'pybullet', 'constriction') if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env(), timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "HEAVY []" in proc.stdout, proc.stdout
+    for name in names:
+        proc = subprocess.run([sys.executable, "-c", code, group, name], capture_output=True, text=True, env=env(),
+                              timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "HEAVY []" in proc.stdout, (name, proc.stdout)

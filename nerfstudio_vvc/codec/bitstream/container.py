@@ -48,6 +48,7 @@ _KIND_NAMES = {KIND_HEADER: "header", KIND_GLOBALS: "globals", KIND_FRAME: "fram
 REC_OVERHEAD = REC_HDR.size + CRC.size
 
 ChunkList = list[tuple[Union[ChunkType, int], bytes]]
+Chunks = Iterable[tuple[Union[ChunkType, int], bytes]]
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,8 @@ class _Entry:
 
 
 # ---------------------------------------------------------------------------------------- encode
-def _encode_chunks(chunks: Iterable[tuple[Union[ChunkType, int], bytes]]) -> bytes:
+def encode_chunks(chunks: Iterable[tuple[Union[ChunkType, int], bytes]]) -> bytes:
+    """A chunk list (docs/bitstream.md §1.3): count, then each chunk with its header and CRC."""
     chunks = list(chunks)
     if len(chunks) > MAX_CHUNKS_PER_RECORD:
         raise ValueError(f"too many chunks ({len(chunks)})")
@@ -89,10 +91,53 @@ def frame_record_overhead(num_chunks: int) -> int:
     return REC_HDR.size + CRC.size + FRAME_HDR.size + CHUNK_COUNT.size + num_chunks * (CHUNK_HDR.size + CRC.size)
 
 
-def _encode_record(kind: int, payload: bytes) -> bytes:
+def encode_record(kind: int, payload: bytes) -> bytes:
+    """One self-delimiting record (§1.2): magic, kind, length, payload, CRC."""
     head = REC_HDR.pack(RECORD_MAGIC, kind, 0, len(payload))
     crc = zlib.crc32(payload, zlib.crc32(head[2:]))
     return head + payload + CRC.pack(crc)
+
+
+_encode_chunks, _encode_record = encode_chunks, encode_record  # older private names (codec/fuzz.py until moved)
+
+
+def container_prefix(header_json: bytes, global_chunks: Chunks) -> bytes:
+    """Prelude + HEADER + GLOBALS records: the bytes before the first frame record."""
+    return (
+        PRELUDE.pack(FILE_MAGIC, FORMAT_VERSION_MAJOR, FORMAT_VERSION_MINOR)
+        + encode_record(KIND_HEADER, header_json)
+        + encode_record(KIND_GLOBALS, encode_chunks(global_chunks))
+    )
+
+
+def encode_frame_record(frame_idx: int, is_iframe: bool, chunks: Chunks) -> bytes:
+    """One FRAME record (§1.4), as `ContainerWriter.write_frame` appends it."""
+    return encode_record(KIND_FRAME, FRAME_HDR.pack(frame_idx, 1 if is_iframe else 0) + encode_chunks(chunks))
+
+
+def encode_index(entries: Iterable[tuple[int, bool, int, int]], index_offset: int) -> bytes:
+    """INDEX record + trailer (§1.4, §1.5) for (frame_idx, is_iframe, record_offset, record_nbytes) entries."""
+    entries = list(entries)
+    payload = INDEX_HDR.pack(len(entries), 0) + b"".join(
+        INDEX_ENTRY.pack(idx, int(is_i), off, nbytes) for idx, is_i, off, nbytes in entries
+    )
+    return encode_record(KIND_INDEX, payload) + TRAILER.pack(index_offset, TRAILER_MAGIC)
+
+
+def serialize_container(header_json: bytes, global_chunks: Chunks, frames: Iterable[tuple[int, bool, Chunks]]) -> bytes:
+    """A whole closed file from its parts, byte for byte what a `ContainerWriter` writing the same header JSON,
+    globals and frames and then closing produces (valid CRCs and index). No ordering checks: tests and fuzzers
+    build files a writer refuses (P-frame first, repeated ids) with it; readers must reject those."""
+    parts = [container_prefix(header_json, global_chunks)]
+    off = len(parts[0])
+    entries = []
+    for idx, is_i, chunks in frames:
+        rec = encode_frame_record(idx, is_i, chunks)
+        entries.append((idx, bool(is_i), off, len(rec)))
+        parts.append(rec)
+        off += len(rec)
+    parts.append(encode_index(entries, off))
+    return b"".join(parts)
 
 
 # ---------------------------------------------------------------------------------------- decode
@@ -452,12 +497,7 @@ class ContainerWriter:
         gl = list(global_chunks.items()) if isinstance(global_chunks, dict) else list(global_chunks or [])
         self._f = open(self.path, "wb")
         self._entries = []
-        data = (
-            PRELUDE.pack(FILE_MAGIC, FORMAT_VERSION_MAJOR, FORMAT_VERSION_MINOR)
-            + _encode_record(KIND_HEADER, header.to_json_bytes())
-            + _encode_record(KIND_GLOBALS, _encode_chunks(gl))
-        )
-        self._f.write(data)
+        self._f.write(container_prefix(header.to_json_bytes(), gl))
         self._sync()
         _fsync_dir(self.path)
 
@@ -499,7 +539,7 @@ class ContainerWriter:
             raise ValueError(f"frame ids must increase: {frame_idx} after {self._entries[-1].frame_idx}")
         if not self._entries and not is_iframe:
             raise ValueError("the first frame must be an I-frame")
-        rec = _encode_record(KIND_FRAME, FRAME_HDR.pack(frame_idx, 1 if is_iframe else 0) + _encode_chunks(chunks))
+        rec = encode_frame_record(frame_idx, is_iframe, chunks)
         off = self._f.seek(0, os.SEEK_END)
         self._f.write(rec)
         self._sync()
@@ -530,11 +570,8 @@ class ContainerWriter:
         if self._closed:
             return
         self._closed = True
-        payload = INDEX_HDR.pack(len(self._entries), 0) + b"".join(
-            INDEX_ENTRY.pack(e.frame_idx, int(e.is_iframe), e.offset, e.nbytes) for e in self._entries
-        )
         off = self._f.seek(0, os.SEEK_END)
-        self._f.write(_encode_record(KIND_INDEX, payload) + TRAILER.pack(off, TRAILER_MAGIC))
+        self._f.write(encode_index([(e.frame_idx, e.is_iframe, e.offset, e.nbytes) for e in self._entries], off))
         self._sync()
         self._f.close()
 

@@ -33,7 +33,8 @@ from nerfstudio_vvc.methods.codebook.codebook import (
     select_dynamic,
 )
 from nerfstudio_vvc.methods.codebook.field import GROUPS, gather_planes, split_codes, split_index
-from nerfstudio_vvc.training.stages import Stage, StageContext, maybe_kill
+from nerfstudio_vvc.testing.faults import maybe_kill
+from nerfstudio_vvc.training.stages import Stage, StageContext
 
 
 # ------------------------------------------------------------------------------ importance

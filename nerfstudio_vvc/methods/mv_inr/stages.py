@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from nerfstudio_vvc.jsonio import strict_json
-from nerfstudio_vvc.training.stages import Stage, StageContext, maybe_kill
+from nerfstudio_vvc.testing.faults import maybe_kill
+from nerfstudio_vvc.training.stages import Stage, StageContext
 
 
 # ------------------------------------------------------------------------------ the views

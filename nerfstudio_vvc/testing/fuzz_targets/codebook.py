@@ -1,4 +1,4 @@
-"""vvc-codebook fuzz target (see nerfstudio_vvc/codec/fuzz.py): a tiny real stream and a strict decode.
+"""vvc-codebook fuzz target (see nerfstudio_vvc/testing/fuzz.py): a tiny real stream and a strict decode.
 
 ``make_stream`` codes random codebooks / index planes / dynamic codes with the method's own encoders (no
 training: a second), ``decode`` parses the config and GLOBALS and decodes every frame with ``decode_frame``

@@ -4,7 +4,9 @@ Byte-level fuzzing of a container mostly exercises the CRC checks; here every mu
 re-serialised with valid record and chunk CRCs (and a valid index), so the payload decoders and the
 method-config parser see the crafted bytes.  Method-agnostic: it takes a stream file and a decode
 function ``decode(path) -> iterable of tensors/arrays`` (given as ``"module:function"``), e.g.
-``nerfstudio_vvc.methods.rate_aware.fuzzing:decode``.
+``nerfstudio_vvc.testing.fuzz_targets.rate_aware:decode`` (a method's spec names its target module,
+``VvcMethod.fuzz_target``). Files are edited and re-serialised through the public ``StreamContents``
+(``codec/bitstream/contents.py``).
 
 Every case runs in a worker subprocess under a memory cap (``RLIMIT_AS``: what the worker holds after
 importing and one clean decode, plus ``mem_mb``) and a per-case time cap (an interval timer, and a
@@ -16,7 +18,7 @@ Outcomes: ``ok`` (decoded, every value finite), ``typed`` (a ``BitstreamError``)
 exception), ``hang``, ``oom``, ``crash`` (the worker died), ``nonfinite`` (decoded, but a value is NaN/inf).
 ``typed_unnamed`` counts typed errors whose message does not name the file.
 
-CLI: ``python -m nerfstudio_vvc.codec.fuzz run STREAM DECODE [--cases N] [--seed S]`` prints the counts.
+CLI: ``python -m nerfstudio_vvc.testing.fuzz run STREAM DECODE [--cases N] [--seed S]`` prints the counts.
 """
 
 from __future__ import annotations
@@ -36,66 +38,19 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from nerfstudio_vvc.codec.bitstream.container import (
-    FRAME_HDR,
-    INDEX_ENTRY,
-    INDEX_HDR,
-    KIND_FRAME,
-    KIND_GLOBALS,
-    KIND_HEADER,
-    KIND_INDEX,
-    PRELUDE,
-    TRAILER,
-    ContainerReader,
-    _encode_chunks,
-    _encode_record,
-)
+from nerfstudio_vvc.codec.bitstream.contents import StreamContents
 from nerfstudio_vvc.codec.bitstream.header import ChunkType
-from nerfstudio_vvc.codec.constants import FILE_MAGIC, FORMAT_VERSION_MAJOR, FORMAT_VERSION_MINOR, TRAILER_MAGIC
 
 OUTCOMES = ("ok", "typed", "untyped", "hang", "oom", "crash", "nonfinite")
 Chunks = List[Tuple[int, bytes]]
 
 
-# ----------------------------------------------------------------------------------- stream model
-@dataclass
-class Stream:
-    """A container's content, editable: header JSON, global chunks and frames (id, I-flag, chunks)."""
-
-    header_json: bytes
-    global_chunks: Chunks
-    frames: List[Tuple[int, bool, Chunks]] = field(default_factory=list)
-
-    @classmethod
-    def load(cls, path: Path) -> "Stream":
-        with ContainerReader(Path(path), strict=True) as r:
-            frames = [(f.frame_idx, f.is_iframe, [(int(t), bytes(d)) for t, d in f.chunks]) for f in r.iter_frames()]
-            return cls(r.header.to_json_bytes(), [(int(t), bytes(d)) for t, d in r.global_chunk_list], frames)
-
-    def copy(self) -> "Stream":
-        return Stream(self.header_json, list(self.global_chunks), [(i, f, list(c)) for i, f, c in self.frames])
-
-    def to_bytes(self) -> bytes:
-        """Serialise with valid record/chunk CRCs and a valid trailing index (what a writer would produce)."""
-        parts = [
-            PRELUDE.pack(FILE_MAGIC, FORMAT_VERSION_MAJOR, FORMAT_VERSION_MINOR),
-            _encode_record(KIND_HEADER, self.header_json),
-            _encode_record(KIND_GLOBALS, _encode_chunks(self.global_chunks)),
-        ]
-        off = sum(len(p) for p in parts)
-        entries = []
-        for idx, is_i, chunks in self.frames:
-            rec = _encode_record(KIND_FRAME, FRAME_HDR.pack(idx, int(is_i)) + _encode_chunks(chunks))
-            entries.append(INDEX_ENTRY.pack(idx, int(is_i), off, len(rec)))
-            parts.append(rec)
-            off += len(rec)
-        parts.append(_encode_record(KIND_INDEX, INDEX_HDR.pack(len(entries), 0) + b"".join(entries)))
-        parts.append(TRAILER.pack(off, TRAILER_MAGIC))
-        return b"".join(parts)
+Stream = StreamContents
+"""A container's content, editable: header JSON, global chunks and frames (id, I-flag, chunks)."""
 
 
 # ----------------------------------------------------------------------------------- mutations
@@ -432,50 +387,6 @@ def worker_main(argv: Sequence[str]) -> None:
     path.unlink(missing_ok=True)
 
 
-# ----------------------------------------------------------------------------------- self-test
-SELFTEST_MODES = ("ok", "typed", "untyped", "hang", "oom", "nonfinite", "crash")
-_selftest_calls = 0
-
-
-def selftest_mode(data: bytes, modes: Sequence[str] = SELFTEST_MODES) -> str:
-    """The behaviour ``selftest_decode`` shows for a mutated file (by a hash of its bytes)."""
-    import zlib
-
-    return modes[zlib.crc32(data) % len(modes)]
-
-
-def selftest_decode(path: Path) -> Iterable[Any]:
-    """A decode target that misbehaves on purpose (tests that the harness sees every outcome).
-
-    The first call (the worker's warm-up on the unmutated stream) succeeds; later calls act out
-    ``selftest_mode`` of the file; ``$VVC_FUZZ_SELFTEST_MODES`` (comma-separated) restricts the modes,
-    ``native-hang`` blocks the timer signal and sleeps (what a loop inside native code looks like)."""
-    global _selftest_calls
-    _selftest_calls += 1
-    if _selftest_calls == 1:
-        return [1.0]
-    modes = tuple(os.environ.get("VVC_FUZZ_SELFTEST_MODES", ",".join(SELFTEST_MODES)).split(","))
-    mode = selftest_mode(Path(path).read_bytes(), modes)
-    if mode == "typed":
-        from nerfstudio_vvc.codec.errors import CorruptChunkError
-
-        raise CorruptChunkError("self-test", source=str(path))
-    if mode == "untyped":
-        raise TypeError("self-test")
-    if mode == "hang":
-        time.sleep(3600)
-    if mode == "native-hang":
-        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM])
-        time.sleep(3600)
-    if mode == "oom":
-        return [bytearray(1 << 40)]
-    if mode == "nonfinite":
-        return [1.0, math.nan]
-    if mode == "crash":
-        os.kill(os.getpid(), signal.SIGSEGV)
-    return [0.5]
-
-
 # ----------------------------------------------------------------------------------- parent
 @dataclass
 class FuzzResult:
@@ -548,7 +459,7 @@ def run_fuzz(
     cmd = [
         sys.executable,
         "-m",
-        "nerfstudio_vvc.codec.fuzz",
+        "nerfstudio_vvc.testing.fuzz",
         "worker",
         "--stream",
         str(stream),

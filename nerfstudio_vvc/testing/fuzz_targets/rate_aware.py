@@ -1,4 +1,4 @@
-"""vvc-rate-aware fuzz target (see nerfstudio_vvc/codec/fuzz.py): a tiny real stream and a strict decode.
+"""vvc-rate-aware fuzz target (see nerfstudio_vvc/testing/fuzz.py): a tiny real stream and a strict decode.
 
 ``make_stream`` codes random symbols with the method's own ``encode_frame`` (no training: a second),
 ``decode`` decodes every frame with ``decode_frame`` (not through ``Decoder.iter_decoded``, whose safety
@@ -15,7 +15,7 @@ import torch
 from nerfstudio_vvc.codec.bitstream.container import ChunkType, ContainerWriter, SequenceHeader
 from nerfstudio_vvc.codec.context import GridContextModel
 from nerfstudio_vvc.codec.weights import compress_state_dict
-from nerfstudio_vvc.methods.rate_aware.codec import DecodedFrame, decode_frame, encode_frame
+from nerfstudio_vvc.methods.rate_aware.codec import METHOD_ID, DecodedFrame, decode_frame, encode_frame
 from nerfstudio_vvc.methods.rate_aware.field import DiFFrameField, DiFSpec, spec_json
 
 TINY_SPEC = DiFSpec(basis_resolutions=(6, 8, 8, 10, 10, 12), coeff_resolution=8, hidden_dim=16)
@@ -35,7 +35,7 @@ def make_stream(path: Path, num_frames: int = 3, gop_size: int = 2, seed: int = 
     int_model = entropy.freeze()
     field = DiFFrameField(spec)
     box = TINY_RENDER["aabb"]
-    header = SequenceHeader(method_id="vvc-rate-aware", num_frames=num_frames, fps=30.0, gop_size=gop_size,
+    header = SequenceHeader(method_id=METHOD_ID, num_frames=num_frames, fps=30.0, gop_size=gop_size,
                             num_cameras=0, scene_box=(tuple(box[0]), tuple(box[1])), extra={})
     r = TINY_RENDER["occupancy_resolution"]
     prev: Optional[DecodedFrame] = None
