@@ -113,7 +113,8 @@ def run_point(a, method: str, point: str) -> Optional[dict]:
                        a.device), a.dry_run)
     bitstream = run / "sequence.vvc"
     eval_dir = a.out / "eval" / method / point
-    lpips = [] if a.lpips else ["--no-lpips"]
+    # test cameras only: the fit-vs-generalisation training views would double the render time at 640×360
+    lpips = ["--train-views", "0"] + ([] if a.lpips else ["--no-lpips"])
     if method == "mv-inr":
         ds = a.out / "decoded" / point
         if not (ds / "transforms.json").exists():
