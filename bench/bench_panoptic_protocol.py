@@ -223,7 +223,8 @@ def main(argv=None) -> int:
             curves.setdefault(f"vvc-{p['method']}", []).append(p)
         if x265:
             curves["x265 simulcast (training views, reference)"] = x265
-        plot_rd_curves(curves, "psnr_db", a.out / "rd_psnr.png", title=f"Panoptic basketball, {scale}")
+        title = f"basketball {640 // a.downscale}×{360 // a.downscale}, {a.frames} frames, test cams 0/10/15/30"
+        plot_rd_curves(curves, "psnr_db", a.out / "rd_psnr.png", title=title)
     print(strict_json({k: v for k, v in summary.items() if k != "points"} | {
         "points": [{k: v for k, v in p.items() if k != "per_frame"} for p in points]}, indent=1))
     return 0
