@@ -108,7 +108,7 @@ def test_error_message_names_file_chunk_offset(tmp_path):
     _write(p, n=2)
     data = bytearray(p.read_bytes())
     with ContainerReader(p) as r:
-        off = r._entries[1].offset
+        off = r.frame_offset(r.frame_indices()[1])
     data[off + 40] ^= 0x10
     p.write_bytes(bytes(data))
     r = ContainerReader(p)
@@ -123,7 +123,7 @@ def test_huge_length_field_is_checked_before_reading(tmp_path):
     _write(p, n=1, close=False)
     data = bytearray(p.read_bytes())
     with ContainerReader(p) as r:
-        off = r._entries[0].offset
+        off = r.frame_offset(r.frame_indices()[0])
     data[off + 4 : off + 12] = struct.pack("<Q", 1 << 62)
     p.write_bytes(bytes(data))
     with pytest.raises(TruncatedError, match="exceeds remaining"):

@@ -319,7 +319,7 @@ def test_corrupted_payload_byte_gives_the_typed_error(cli_run: Path, tmp_path: P
     path = _copy(cli_run, tmp_path)
     data = bytearray(path.read_bytes())
     with ContainerReader(path) as r:
-        off = r._entries[0].offset + 40  # inside frame 0's first chunk
+        off = r.frame_offset(r.frame_indices()[0]) + 40  # inside frame 0's first chunk
     data[off] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(BitstreamError, match=str(path)):

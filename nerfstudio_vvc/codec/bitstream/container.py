@@ -98,9 +98,6 @@ def encode_record(kind: int, payload: bytes) -> bytes:
     return head + payload + CRC.pack(crc)
 
 
-_encode_chunks, _encode_record = encode_chunks, encode_record  # older private names (codec/fuzz.py until moved)
-
-
 def container_prefix(header_json: bytes, global_chunks: Chunks) -> bytes:
     """Prelude + HEADER + GLOBALS records: the bytes before the first frame record."""
     return (
@@ -414,6 +411,14 @@ class ContainerReader:
 
     def frame_nbytes(self, frame_idx: int) -> int:
         return self._entry(frame_idx).nbytes
+
+    def frame_offset(self, frame_idx: int) -> int:
+        """Byte offset of the frame's record in the file."""
+        return self._entry(frame_idx).offset
+
+    def has_frame(self, frame_idx: int) -> bool:
+        """Whether the file holds a complete record of `frame_idx`."""
+        return frame_idx in self._by_idx
 
     def read_frame(self, frame_idx: int) -> FrameRecord:
         e = self._entry(frame_idx)

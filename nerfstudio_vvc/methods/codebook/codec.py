@@ -26,7 +26,7 @@ import torch
 from nerfstudio_vvc.codec.bitstream.container import ChunkType, FrameRecord
 from nerfstudio_vvc.codec.errors import BitstreamError, CorruptChunkError, TruncatedError
 from nerfstudio_vvc.codec.masks import compress_mask, decompress_mask
-from nerfstudio_vvc.codec.method_config import check_value, parse_method_config_json
+from nerfstudio_vvc.codec.method_config import Rule, check_object, check_value, parse_method_config_json
 from nerfstudio_vvc.codec.weights import compress_int_tensor, decompress_int_tensor, decompress_state_dict
 from nerfstudio_vvc.components.rendering import RenderSettings
 from nerfstudio_vvc.methods.codebook.codebook import dequantize
@@ -145,25 +145,18 @@ class StreamConfig:
 
 
 def _num(v: object, name: str, kind: type, lo: float, hi: float) -> object:
-    return check_value(v, name, (kind, lo, hi))
+    return check_value(v, name, Rule(kind, lo, hi))
 
 
-def _fields(obj: object, name: str, rules: Dict[str, Tuple[type, float, float]]) -> dict:
-    if not isinstance(obj, dict):
-        raise TypeError(f"{name} must be an object")
-    unknown = sorted(set(obj) - set(rules))
-    if unknown:
-        raise ValueError(f"unknown {name} field(s) {unknown[:4]}")
-    out = {}
-    for key, (kind, lo, hi) in rules.items():
-        if key not in obj:
-            raise KeyError(f"{name}.{key} missing")
-        out[key] = _num(obj[key], f"{name}.{key}", kind, lo, hi)
-    return out
-
-
-_HEX_RULES = {"density_resolution": (int, 2, 4096), "time_resolution": (int, 2, 4096), "density_dim": (int, 1, 256),
-              "appearance_dim": (int, 1, 256), "hidden_dim": (int, 1, 1024)}
+HEX_RULES: Dict[str, Rule] = {
+    "density_resolution": Rule(int, 2, 4096),
+    "time_resolution": Rule(int, 2, 4096),
+    "density_dim": Rule(int, 1, 256),
+    "appearance_dim": Rule(int, 1, 256),
+    "hidden_dim": Rule(int, 1, 1024),
+    "appearance_resolutions": Rule(int, 2, 4096, seq=True, max_len=8),
+}
+"""The METHOD_CONFIG's `hex` object: one line per HexSpec field."""
 
 
 def validate_method_config(meta: object) -> StreamConfig:
@@ -171,17 +164,7 @@ def validate_method_config(meta: object) -> StreamConfig:
     ValueError / KeyError naming the field)."""
     if not isinstance(meta, dict) or set(meta) != {"hex", "codebook", "render"}:
         raise TypeError("METHOD_CONFIG must be an object with exactly 'hex', 'codebook' and 'render'")
-    hexd = dict(meta["hex"]) if isinstance(meta["hex"], dict) else meta["hex"]
-    if not isinstance(hexd, dict):
-        raise TypeError("hex must be an object")
-    scales = hexd.pop("appearance_resolutions", None)
-    if not isinstance(scales, list) or not 1 <= len(scales) <= 8:
-        raise TypeError("hex.appearance_resolutions must be a list of 1..8 integers")
-    kw = _fields(hexd, "hex", _HEX_RULES)
-    kw["appearance_resolutions"] = tuple(
-        _num(r, f"hex.appearance_resolutions[{i}]", int, 2, 4096) for i, r in enumerate(scales)
-    )
-    spec = HexSpec(**kw)
+    spec = HexSpec(**check_object(meta["hex"], "hex", HEX_RULES))
     for g in GROUPS:
         if spec.num_codes(g) > MAX_CODES:
             raise ValueError(f"{spec.num_codes(g)} {g} codes exceed the decoder's bound {MAX_CODES}")
@@ -403,3 +386,25 @@ def decode_frame(
             raise bad(f"{g} dynamic codes dequantise to non-finite values", "CODEBOOK")
     sizes = {"CODEBOOK": sum(len(p) for p in cbs), "OCCUPANCY": len(occ_raw[0])}
     return DecodedFrame(f, True, cfg.fragment_of(f), time, codebooks, shared.indices, shared.mlp_state, occ, sizes)
+
+
+# ------------------------------------------------------------------------------ the method-codec contract
+class CodebookCodec:
+    """vvc-codebook under the method-codec contract (`codec/method_codec.py`): shared codebooks, index planes and
+    MLP in the GLOBALS; dynamic codes per fragment."""
+
+    method_id = METHOD_ID
+
+    def parse_config(self, data: Optional[bytes], source: str = "<bytes>") -> StreamConfig:
+        return parse_method_config(data, source=source)
+
+    def decode_globals(self, config: StreamConfig, global_chunks: Sequence[Tuple[object, bytes]],
+                       source: str = "<bytes>") -> SharedState:
+        return decode_globals(global_chunks, config, source=source)
+
+    def decode_frame(self, config: StreamConfig, shared: SharedState, record: FrameRecord,
+                     prev: Optional[DecodedFrame]) -> DecodedFrame:
+        return decode_frame(record, prev, config, shared, source=record.source)
+
+
+CODEC = CodebookCodec()

@@ -26,7 +26,7 @@ import torch
 
 from nerfstudio_vvc.codec.bitstream.header import ChunkType
 from nerfstudio_vvc.codec.errors import BitstreamError, CorruptChunkError, TruncatedError
-from nerfstudio_vvc.codec.method_config import parse_method_config_json
+from nerfstudio_vvc.codec.method_config import Rule, check_object, parse_method_config_json
 from nerfstudio_vvc.codec.weights import (
     compress_categorical,
     compress_int_tensor,
@@ -45,6 +45,17 @@ MAX_VIEWS = 512
 MAX_CHANNELS = 1024
 MAX_PARAMS = 1 << 28
 """Decoder bounds: a METHOD_CONFIG beyond them is refused before any allocation."""
+X265_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                "placebo")
+HEVC_RULES: Dict[str, Rule] = {
+    "qp": Rule(int, 0, 51),
+    "preset": Rule(str, choices=X265_PRESETS),
+}
+"""The METHOD_CONFIG's `hevc` object: how the basic view was coded (informational: the decoder reads the stream)."""
+RENDER_RULES: Dict[str, Rule] = {
+    "background": Rule(float, 0.0, 1.0, seq=True, min_len=3, max_len=3),
+}
+"""The METHOD_CONFIG's `render` object: what the viewer shows outside the decoded image."""
 
 
 @dataclass
@@ -114,6 +125,10 @@ def _real(v: Any, name: str) -> float:
     return float(v)
 
 
+def _lists(obj: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in obj.items()}  # as JSON reads them
+
+
 def validate_method_config(meta: Any) -> StreamConfig:
     if not isinstance(meta, dict) or set(meta) != {"inr", "views", "hevc", "render"}:
         raise TypeError("METHOD_CONFIG must be an object with exactly 'inr', 'views', 'hevc' and 'render'")
@@ -154,8 +169,8 @@ def validate_method_config(meta: Any) -> StreamConfig:
         bits=_int(inr["bits"], "inr.bits", 2, 16),
         cameras=cams,
         basic=_int(views["basic"], "views.basic", 0, len(cams) - 1),
-        hevc=dict(meta["hevc"]) if isinstance(meta["hevc"], dict) else {},
-        render=dict(meta["render"]) if isinstance(meta["render"], dict) else {},
+        hevc=check_object(meta["hevc"], "hevc", HEVC_RULES),
+        render=_lists(check_object(meta["render"], "render", RENDER_RULES)),
     )
     n_params = expected_parameter_count(cfg)
     if n_params > MAX_PARAMS:
@@ -376,3 +391,28 @@ class SharedState:
         images[cfg.basic] = basic_t
         images[cfg.inr_views] = coded
         return DecodedViews(frame, True, images, [c.cam_id for c in cfg.cameras])
+
+
+# ------------------------------------------------------------------------------ the method-codec contract
+class MVInrCodec:
+    """vvc-mv-inr under the method-codec contract (`codec/method_codec.py`): the network and the basic view's HEVC
+    stream in the GLOBALS; one time-grid row per frame (every frame an I-frame)."""
+
+    method_id = METHOD_ID
+
+    def parse_config(self, data: Optional[bytes], source: str = "<bytes>") -> StreamConfig:
+        return parse_method_config(data, source=source)
+
+    def decode_globals(self, config: StreamConfig, global_chunks: Sequence[Tuple[int, bytes]],
+                       source: str = "<bytes>") -> SharedState:
+        return SharedState(config, global_chunks, source=source)
+
+    def decode_frame(self, config: StreamConfig, shared: SharedState, record: Any,
+                     prev: Optional[DecodedViews]) -> DecodedViews:
+        try:
+            return shared.decode_frame(record.frame_idx, record.chunks)
+        except BitstreamError as exc:
+            raise exc.in_context(source=record.source, where=f"frame {record.frame_idx}") from None
+
+
+CODEC = MVInrCodec()

@@ -25,7 +25,7 @@ from nerfstudio_vvc.codec.bitstream.container import ChunkType, FrameRecord
 from nerfstudio_vvc.codec.context import IntegerGridContextModel
 from nerfstudio_vvc.codec.errors import BitstreamError, CorruptChunkError, TruncatedError
 from nerfstudio_vvc.codec.masks import compress_mask, decompress_mask
-from nerfstudio_vvc.codec.method_config import check_value
+from nerfstudio_vvc.codec.method_config import Rule, check_field  # noqa: F401 - the shared rule type, re-exported
 from nerfstudio_vvc.codec.weights import decompress_state_dict
 from nerfstudio_vvc.components.rendering import RenderSettings
 from nerfstudio_vvc.methods.rate_aware.field import DiFFrameField, DiFSpec
@@ -124,21 +124,6 @@ def encode_frame(
 
 
 # ------------------------------------------------------------------------------ method config
-@dataclass(frozen=True)
-class Rule:
-    """Type and range of one METHOD_CONFIG field. ``seq``: a non-empty list of such values (at most
-    ``max_len``). ``optional``: a file without the field gets the DiFSpec default (for fields added later)."""
-
-    kind: type  # int, float or bool (bool is never accepted as a number)
-    lo: Optional[float] = None
-    hi: Optional[float] = None
-    seq: bool = False
-    max_len: int = 16
-    optional: bool = False
-    default: object = None
-    """Value for a file without the field (None: the DiFSpec default)."""
-
-
 # One line per DiFSpec field (a field without a rule is refused when a file names it, and
 # tests/codec/test_fuzz_payload.py checks that every DiFSpec field has one).
 DIF_RULES: Dict[str, Rule] = {
@@ -152,28 +137,15 @@ DIF_RULES: Dict[str, Rule] = {
 # The method's own keys in the METHOD_CONFIG's `render` object, next to the shared render settings that
 # `RenderSettings.validate_json` checks (unknown keys are refused: a setting the decoder silently dropped would render
 # a different picture). Informational: the decoder does not need them.
-RENDER_EXTRA_RULES: Dict[str, Tuple] = {
-    "lambda_rate": (float, 0.0, 1e12),
-    "rate_aware": (bool,),
-    "adaptive_quant": (bool,),
+RENDER_EXTRA_RULES: Dict[str, Rule] = {
+    "lambda_rate": Rule(float, 0.0, 1e12),
+    "rate_aware": Rule(bool),
+    "adaptive_quant": Rule(bool),
 }
 MAX_GRID_ELEMS = 1 << 26
 """Bound on the total number of grid voxels a METHOD_CONFIG may declare (the decoder allocates them).
 The default full-size DiF has ~11M; the bound keeps a crafted config from asking for more."""
 MAX_METHOD_CONFIG_BYTES = 1 << 16
-
-
-def _check_value(v: object, rule: Rule, name: str) -> object:
-    return check_value(v, name, (bool,) if rule.kind is bool else (rule.kind, rule.lo, rule.hi))
-
-
-def check_field(value: object, rule: Rule, name: str) -> object:
-    """Validate one METHOD_CONFIG value against its rule (TypeError / ValueError)."""
-    if not rule.seq:
-        return _check_value(value, rule, name)
-    if not isinstance(value, list) or not 1 <= len(value) <= rule.max_len:
-        raise TypeError(f"{name} must be a list of 1..{rule.max_len} values, got {str(value)[:60]}")
-    return tuple(_check_value(v, rule, f"{name}[{i}]") for i, v in enumerate(value))
 
 
 @dataclass(frozen=True)
@@ -338,3 +310,27 @@ def decode_frame(
         if not bool(torch.isfinite(g).all()):
             raise bad(f"grid {i} dequantizes to non-finite values (step {steps[i]})", f"GRID #{i}")
     return DecodedFrame(record.frame_idx, record.is_iframe, grids, symbols, mlp_state, occupancy, steps, sizes)
+
+
+# ------------------------------------------------------------------------------ the method-codec contract
+class RateAwareCodec:
+    """vvc-rate-aware under the method-codec contract (`codec/method_codec.py`): no global payloads besides the
+    METHOD_CONFIG; I/P frames."""
+
+    method_id = METHOD_ID
+
+    def parse_config(self, data: Optional[bytes], source: str = "<bytes>") -> StreamConfig:
+        if data is None:
+            raise CorruptChunkError("no METHOD_CONFIG chunk", source=source, where="METHOD_CONFIG")
+        return parse_method_config(data, source=source)
+
+    def decode_globals(self, config: StreamConfig, global_chunks: Sequence[Tuple[int, bytes]],
+                       source: str = "<bytes>") -> None:
+        return None
+
+    def decode_frame(self, config: StreamConfig, shared: None, record: FrameRecord,
+                     prev: Optional[DecodedFrame]) -> DecodedFrame:
+        return decode_frame(record, prev, config.spec, occupancy_shape=config.occupancy_shape)
+
+
+CODEC = RateAwareCodec()

@@ -1,0 +1,57 @@
+"""The method-codec contract: every method's `codec.py` exposes `CODEC`, an object with the same three decode calls.
+
+    config = CODEC.parse_config(method_config_bytes_or_None, source)        # METHOD_CONFIG -> validated config
+    shared = CODEC.decode_globals(config, reader.global_chunk_list, source)  # GLOBALS payloads -> sequence state
+    frame  = CODEC.decode_frame(config, shared, record, prev)               # FrameRecord (+ previous frame) -> frame
+
+Every failure is a `BitstreamError` naming the file (`record.source` / `source`), the frame and the chunk. A
+method's decoder (`playback/decoder.py::MethodDecoder`) is this contract plus rendering; the fuzz targets, the
+tests and `decode_file` below drive the codec alone. The spec names the module (`VvcMethod.codec`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any, Iterator, Optional, Protocol, Sequence, Tuple, Union, runtime_checkable
+
+
+@runtime_checkable
+class MethodCodec(Protocol):
+    method_id: str
+
+    def parse_config(self, data: Optional[bytes], source: str = "<bytes>") -> Any: ...
+
+    def decode_globals(self, config: Any, global_chunks: Sequence[Tuple[int, bytes]], source: str = "<bytes>") -> Any:
+        ...
+
+    def decode_frame(self, config: Any, shared: Any, record: Any, prev: Optional[Any]) -> Any: ...
+
+
+def load_codec(module: str) -> MethodCodec:
+    """The `CODEC` of a method's codec module (e.g. the spec's `codec`)."""
+    codec = getattr(importlib.import_module(module), "CODEC")
+    if not isinstance(codec, MethodCodec):
+        raise TypeError(f"{module}.CODEC does not implement the method-codec contract")
+    return codec
+
+
+def decode_file(path: Union[str, Path], codec: MethodCodec) -> Iterator[Any]:
+    """Decode every frame of `path` in order through the contract (strict: no safety net turns a raw exception into a
+    typed one); yields the decoded frames. The header's method_id must be the codec's."""
+    from nerfstudio_vvc.codec.bitstream.container import ContainerReader
+    from nerfstudio_vvc.codec.bitstream.header import ChunkType
+    from nerfstudio_vvc.codec.errors import UnknownMethodError
+
+    source = str(path)
+    with ContainerReader(Path(path)) as reader:
+        if reader.header.method_id != codec.method_id:
+            raise UnknownMethodError(f"method_id {reader.header.method_id!r}, not {codec.method_id!r}", source=source,
+                                     where="header")
+        config = codec.parse_config(reader.global_chunks.get(ChunkType.METHOD_CONFIG), source)
+        shared = codec.decode_globals(config, reader.global_chunk_list, source)
+        prev = None
+        for idx in reader.frame_indices():
+            record = reader.read_frame(idx)
+            prev = codec.decode_frame(config, shared, record, None if record.is_iframe else prev)
+            yield prev
