@@ -1,4 +1,4 @@
-"""vvc-codebook decoder (registered for method_id "vvc-codebook" in playback/registry.py).
+"""vvc-codebook decoder (for method_id "vvc-codebook"; the method spec, methods/codebook/spec.py, names it).
 
 Needs only the file: METHOD_CONFIG (architecture, fragments, render settings) and the GLOBALS
 (shared codebooks, index planes, MLP) are read once when the file is opened; a frame then costs

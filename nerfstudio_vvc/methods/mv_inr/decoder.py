@@ -1,4 +1,4 @@
-"""vvc-mv-inr decoder (registered for method_id "vvc-mv-inr" in playback/registry.py).
+"""vvc-mv-inr decoder (for method_id "vvc-mv-inr"; the method spec, methods/mv_inr/spec.py, names it).
 
 Opening a file decodes its GLOBALS once: the network (all parameters but the per-frame grid rows) and the basic
 view's HEVC stream. A frame then costs its g1 row and one network pass per coded view. No nerfstudio import.

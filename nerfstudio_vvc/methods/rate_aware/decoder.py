@@ -1,4 +1,4 @@
-"""vvc-rate-aware decoder (registered for method_id "vvc-rate-aware" in playback/registry.py).
+"""vvc-rate-aware decoder (for method_id "vvc-rate-aware"; the method spec, methods/rate_aware/spec.py, names it).
 
 Needs only the file: the METHOD_CONFIG chunk carries the DiF architecture, the scene box and the
 render settings. No nerfstudio import, so a player can ship without the training stack.
@@ -14,13 +14,13 @@ from nerfstudio_vvc.codec.bitstream.container import FrameRecord
 from nerfstudio_vvc.codec.errors import CorruptChunkError
 from nerfstudio_vvc.components.occupancy import OccupancyGrid
 from nerfstudio_vvc.components.rendering import RenderSettings
-from nerfstudio_vvc.methods.rate_aware.codec import DecodedFrame, decode_frame, parse_method_config
+from nerfstudio_vvc.methods.rate_aware.codec import METHOD_ID, DecodedFrame, decode_frame, parse_method_config
 from nerfstudio_vvc.methods.rate_aware.field import DiFFrameField
 from nerfstudio_vvc.playback.decoder import MethodDecoder
 
 
 class RateAwareDecoder(MethodDecoder):
-    method_id = "vvc-rate-aware"
+    method_id = METHOD_ID
 
     def configure(self, method_config: Optional[bytes]) -> None:
         if method_config is None:

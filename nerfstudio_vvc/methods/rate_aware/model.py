@@ -34,6 +34,7 @@ from nerfstudio_vvc.components.occupancy import OccupancyGrid
 from nerfstudio_vvc.methods.base import FrameModel, FrameModelConfig
 from nerfstudio_vvc.methods.rate_aware.codec import (
     GRID_HEADER_BYTES,
+    METHOD_ID,
     DecodedFrame,
     encode_frame,
     float32_steps,
@@ -219,7 +220,7 @@ class RateAwareModel(FrameModel):
             return writer
         box = self.aabb.cpu().tolist()
         header = SequenceHeader(
-            method_id="vvc-rate-aware",
+            method_id=METHOD_ID,
             num_frames=self.num_frames,
             fps=30.0,
             gop_size=int(getattr(self, "gop_size", 0)),
