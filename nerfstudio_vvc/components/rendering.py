@@ -18,8 +18,9 @@ the point closest to the box centre.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Callable, Dict, Mapping, Optional, Tuple
+from typing import Callable, Dict, Mapping, Optional, Protocol, Tuple
 
 import torch
 
@@ -68,27 +69,20 @@ def _segment(
     return edges[:, :-1] + offs * width, width
 
 
-def render_rays(
-    field_fn: FieldFn,
+def _ray_samples(
     origins: torch.Tensor,
     dirs: torch.Tensor,
     aabb: torch.Tensor,
     occupancy: Optional[OccupancyGrid],
     num_samples: int,
     near_plane: float,
-    background: torch.Tensor,
     jitter: bool,
-    contraction: float = 0.0,
-    num_outer_samples: int = 0,
-    distortion: bool = False,
-    world_opacity: bool = False,
-) -> Dict[str, torch.Tensor]:
-    """Volume-render rays [R, 3]; returns rgb [R, 3], accumulation [R, 1], depth [R, 1], num_samples [R, 1] (samples
-    sent to the field), and with ``distortion`` the per-ray distortion loss [R, 1] (see `distortion_loss`).
-
-    Contracted scenes measure a step's opacity outside the box in contracted lengths unless ``world_opacity``: then
-    in world lengths, so the long last steps make every ray's far end opaque at a low density — a wall that encloses
-    the capture (Panoptic's dome) comes for free, but open scenes paint a screen per view (docs/rate_aware.md)."""
+    contraction: float,
+    num_outer_samples: int,
+    world_opacity: bool,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The samples of rays [R, 3]: (t_mid [R, S], delta [R, S] (opacity length), x01 [R, S, 3], mask [R, S] (samples
+    the field is asked for: in the cube, on a ray that hits, in an occupied cell), offs [R, S], dir_norm [R, 1])."""
     num_rays = origins.shape[0]
     dev = origins.device
     dir_norm = dirs.norm(dim=-1, keepdim=True)
@@ -140,6 +134,48 @@ def render_rays(
         mask = mask & hit[:, None]
     if occupancy is not None:
         mask = mask & occupancy.query(x01.clamp(0, 1))
+    return t_mid, delta, x01, mask, offs, dir_norm
+
+
+def _composite(
+    density: torch.Tensor, rgb: torch.Tensor, delta: torch.Tensor, t_mid: torch.Tensor, background: torch.Tensor
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(weights [R, S], rgb [R, 3], accumulation [R, 1], depth [R, 1]) of densities and colours along the rays."""
+    alpha = 1.0 - torch.exp(-density * delta)
+    trans = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha + 1e-10], -1), -1)[:, :-1]
+    weights = alpha * trans
+    acc = weights.sum(-1, keepdim=True)
+    color = (weights[..., None] * rgb).sum(-2) + (1.0 - acc) * background.to(rgb.dtype)
+    depth = (weights * t_mid).sum(-1, keepdim=True) / acc.clamp_min(1e-6)
+    return weights, color, acc, depth
+
+
+def render_rays(
+    field_fn: FieldFn,
+    origins: torch.Tensor,
+    dirs: torch.Tensor,
+    aabb: torch.Tensor,
+    occupancy: Optional[OccupancyGrid],
+    num_samples: int,
+    near_plane: float,
+    background: torch.Tensor,
+    jitter: bool,
+    contraction: float = 0.0,
+    num_outer_samples: int = 0,
+    distortion: bool = False,
+    world_opacity: bool = False,
+) -> Dict[str, torch.Tensor]:
+    """Volume-render rays [R, 3]; returns rgb [R, 3], accumulation [R, 1], depth [R, 1], num_samples [R, 1] (samples
+    sent to the field), and with ``distortion`` the per-ray distortion loss [R, 1] (see `distortion_loss`).
+
+    Contracted scenes measure a step's opacity outside the box in contracted lengths unless ``world_opacity``: then
+    in world lengths, so the long last steps make every ray's far end opaque at a low density — a wall that encloses
+    the capture (Panoptic's dome) comes for free, but open scenes paint a screen per view (docs/rate_aware.md)."""
+    t_mid, delta, x01, mask, offs, dir_norm = _ray_samples(
+        origins, dirs, aabb, occupancy, num_samples, near_plane, jitter, contraction, num_outer_samples, world_opacity
+    )
+    num_rays, total = mask.shape
+    dev = origins.device
     density = torch.zeros(num_rays, total, device=dev)
     rgb = torch.zeros(num_rays, total, 3, device=dev)
     if mask.any():
@@ -147,12 +183,7 @@ def render_rays(
         d, c = field_fn(x01[mask], unit_dirs[mask])
         density = density.masked_scatter(mask, d.to(density.dtype))
         rgb = rgb.masked_scatter(mask[..., None].expand_as(rgb), c.to(rgb.dtype))
-    alpha = 1.0 - torch.exp(-density * delta)
-    trans = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha + 1e-10], -1), -1)[:, :-1]
-    weights = alpha * trans
-    acc = weights.sum(-1, keepdim=True)
-    color = (weights[..., None] * rgb).sum(-2) + (1.0 - acc) * background.to(rgb.dtype)
-    depth = (weights * t_mid).sum(-1, keepdim=True) / acc.clamp_min(1e-6)
+    weights, color, acc, depth = _composite(density, rgb, delta, t_mid, background)
     out = {"rgb": color, "accumulation": acc, "depth": depth, "num_samples": mask.sum(-1, keepdim=True).float()}
     if distortion:
         # s-space: sample index over the whole ray, so every sample interval has width 1/total (uniform in t in
@@ -160,6 +191,147 @@ def render_rays(
         s_mid = (torch.arange(total, device=dev, dtype=weights.dtype)[None, :] + offs) / total
         out["distortion"] = distortion_loss(weights, s_mid, 1.0 / total)
     return out
+
+
+class SplitField(Protocol):
+    """A field the playback renderer can ask in two passes: density first (for every sample that may be seen), colour
+    afterwards only for the samples that reach the image (`render_rays_playback`)."""
+
+    def density_state(self, x01: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(density [N], per-sample state [N, ...] that `rgb_of` needs again)."""
+        ...
+
+    def rgb_of(self, state: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
+        """Colour [N, 3] of samples from their `density_state` state and unit view directions [N, 3]."""
+        ...
+
+
+PLAYBACK_TERMINATION = 1e-4
+"""Playback renderer: a ray stops once its transmittance falls below this (early ray termination)."""
+PLAYBACK_MIN_WEIGHT = 1e-5
+"""Playback renderer: samples whose compositing weight is below this get no colour evaluation."""
+PLAYBACK_SLAB = 16
+"""Playback renderer: samples per ray evaluated per pass (front to back) between termination checks."""
+
+
+def render_rays_playback(
+    field: SplitField,
+    origins: torch.Tensor,
+    dirs: torch.Tensor,
+    aabb: torch.Tensor,
+    occupancy: Optional[OccupancyGrid],
+    num_samples: int,
+    near_plane: float,
+    background: torch.Tensor,
+    contraction: float = 0.0,
+    num_outer_samples: int = 0,
+    world_opacity: bool = False,
+    termination: float = PLAYBACK_TERMINATION,
+    min_weight: float = PLAYBACK_MIN_WEIGHT,
+    slab: int = PLAYBACK_SLAB,
+) -> Dict[str, torch.Tensor]:
+    """`render_rays` for showing a decoded frame (no jitter, no gradients), with less field work for the same picture.
+
+    The same samples (occupancy-pruned, the same positions and step lengths) and the same compositing, but
+    (1) densities are evaluated front to back ``slab`` samples per ray at a time and a ray stops being evaluated once
+    its transmittance is below ``termination`` (early ray termination); (2) colours are evaluated only for samples
+    whose weight is at least ``min_weight``. Each pixel therefore differs from `render_rays` by at most ``termination``
+    + S · ``min_weight`` (S samples per ray) in every channel, in practice far less (tests/components/test_rendering.py
+    measures it on decoded frames)."""
+    num_rays, dev = origins.shape[0], origins.device
+    out = {
+        "rgb": background.to(origins.dtype).expand(num_rays, 3).clone(),
+        "accumulation": origins.new_zeros(num_rays, 1),
+        "depth": origins.new_zeros(num_rays, 1),
+        "num_samples": origins.new_zeros(num_rays, 1),
+    }
+    keep = _rays_near_occupied(origins, dirs, aabb, occupancy) if contraction <= 0 or num_outer_samples <= 0 else None
+    if keep is not None:  # rays that pass no occupied cell get exactly what render_rays gives them: the background
+        if not bool(keep.any()):
+            return out
+        origins, dirs = origins[keep], dirs[keep]
+    t_mid, delta, x01, mask, _, dir_norm = _ray_samples(
+        origins, dirs, aabb, occupancy, num_samples, near_plane, False, contraction, num_outer_samples, world_opacity
+    )
+    hit = mask.any(-1)  # rays with a sample in an occupied cell; the others are background
+    idx = torch.nonzero(hit).flatten()
+    if keep is not None:
+        idx_all = torch.nonzero(keep).flatten()[idx]
+    else:
+        idx_all = idx
+    if idx.numel() == 0:
+        return out
+    t_mid, delta, x01, mask, dir_norm, dirs = t_mid[idx], delta[idx], x01[idx], mask[idx], dir_norm[idx], dirs[idx]
+    num_rays, total = mask.shape
+    density = torch.zeros(num_rays, total, device=dev)
+    row = torch.full((num_rays, total), -1, dtype=torch.long, device=dev)  # index of a sample's state
+    states, count = [], 0
+    log_trans = torch.zeros(num_rays, device=dev)
+    log_stop = math.log(termination) if termination > 0 else -math.inf
+    for a in range(0, total, slab):
+        b = min(a + slab, total)
+        m = mask[:, a:b] & (log_trans > log_stop)[:, None]
+        n = int(m.sum())
+        if n:
+            d, st = field.density_state(x01[:, a:b][m])
+            density[:, a:b] = density[:, a:b].masked_scatter(m, d.to(density.dtype))
+            r = row[:, a:b]
+            r[m] = torch.arange(count, count + n, device=dev)
+            states.append(st)
+            count += n
+        log_trans = log_trans - (density[:, a:b] * delta[:, a:b]).sum(-1)
+    rgb = torch.zeros(num_rays, total, 3, device=dev)
+    alpha = 1.0 - torch.exp(-density * delta)
+    trans = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha + 1e-10], -1), -1)[:, :-1]
+    shade = (row >= 0) & (alpha * trans >= min_weight)
+    if bool(shade.any()):
+        unit_dirs = (dirs / dir_norm)[:, None, :].expand(-1, total, -1)
+        state = torch.cat(states)[row[shade]]
+        rgb[shade] = field.rgb_of(state, unit_dirs[shade]).to(rgb.dtype)
+    _, color, acc, depth = _composite(density, rgb, delta, t_mid, background)
+    for key, value in (("rgb", color), ("accumulation", acc), ("depth", depth),
+                       ("num_samples", (row >= 0).sum(-1, keepdim=True).float())):
+        out[key][idx_all] = value.to(out[key].dtype)
+    return out
+
+
+def _rays_near_occupied(
+    origins: torch.Tensor, dirs: torch.Tensor, aabb: torch.Tensor, occupancy: Optional[OccupancyGrid]
+) -> Optional[torch.Tensor]:
+    """Bounded scenes: which rays [R] pass the box around the occupied cells (grown by one cell on every side, so
+    float rounding cannot drop a sample); None without an occupancy grid. A ray outside it has no sample in an
+    occupied cell, so `render_rays` gives it the background."""
+    if occupancy is None:
+        return None
+    binary = occupancy.binary
+    res = binary.shape[0]
+    lo, hi = [], []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        cells = torch.nonzero(binary.any(dim=other)).flatten()
+        if cells.numel() == 0:
+            return torch.zeros(origins.shape[0], dtype=torch.bool, device=origins.device)
+        lo.append((int(cells.min()) - 1) / res)
+        hi.append((int(cells.max()) + 2) / res)
+    size = aabb[1] - aabb[0]
+    box = torch.stack([aabb[0] + torch.tensor(lo, device=aabb.device) * size,
+                       aabb[0] + torch.tensor(hi, device=aabb.device) * size])
+    tmin, tmax = ray_aabb(origins, dirs, box)
+    return tmax >= tmin
+
+
+class ForwardSplit:
+    """`SplitField` of a plain field (``forward(x01, dirs) -> (density, rgb)``, e.g. a view-independent one): colour
+    is computed with the density (view direction zero), so only early ray termination saves work."""
+
+    def __init__(self, field: torch.nn.Module) -> None:
+        self.field = field
+
+    def density_state(self, x01: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        return self.field.density(x01), x01
+
+    def rgb_of(self, state: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
+        return self.field(state, dirs)[1]
 
 
 def distortion_loss(weights: torch.Tensor, s_mid: torch.Tensor, width: float) -> torch.Tensor:
@@ -298,3 +470,24 @@ class RenderSettings:
             distortion=distortion,
             world_opacity=self.world_opacity,
         )
+
+    def render_playback(
+        self, field: SplitField, origins: torch.Tensor, dirs: torch.Tensor, occupancy: Optional[OccupancyGrid]
+    ) -> Dict[str, torch.Tensor]:
+        """`render` for showing decoded frames (`render_rays_playback`): the same samples and settings, early ray
+        termination and colour only where it shows. What the viewers render with; metrics use `render`."""
+        dev = origins.device
+        return render_rays_playback(
+            field,
+            origins.float(),
+            dirs.float(),
+            torch.tensor(self.aabb, dtype=torch.float32, device=dev),
+            occupancy,
+            self.num_samples,
+            self.near_plane,
+            torch.tensor(self.background, dtype=torch.float32, device=dev),
+            contraction=self.contraction,
+            num_outer_samples=self.num_outer_samples,
+            world_opacity=self.world_opacity,
+        )
+

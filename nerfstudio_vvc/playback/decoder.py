@@ -15,6 +15,7 @@ What a method implements (`docs/adding_a_method.md`):
     configure(method_config)           parse the METHOD_CONFIG chunk (architecture, render settings)
     decode_record(record, prev)        FrameRecord (+ previous decoded frame for P-frames) → decoded frame
     render_rays(decoded, origins, dirs)  → {"rgb" [R, 3], "accumulation" [R, 1], "depth" [R, 1]}
+    render_rays_playback(...)          optional: the same for viewers, faster (default: render_rays)
     to_state(decoded)                  → dict for a FrameStore / the training model's `load_state_into`
 
 A decoded frame is any object with `frame_idx` and `is_iframe` attributes.
@@ -77,6 +78,11 @@ class MethodDecoder(abc.ABC):
     @abc.abstractmethod
     def render_rays(self, decoded: Any, origins: torch.Tensor, dirs: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Volume-render rays [R, 3] (scene units) of a decoded frame: rgb [R, 3], accumulation, depth [R, 1]."""
+
+    def render_rays_playback(self, decoded: Any, origins: torch.Tensor, dirs: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """`render_rays` for showing a frame (the viewers): may trade a stated, tested pixel tolerance for speed (3D
+        methods: `RenderSettings.render_playback`). Metrics (`ns-vvc eval`, rd-sweep) use `render_rays`."""
+        return self.render_rays(decoded, origins, dirs)
 
     @abc.abstractmethod
     def to_state(self, decoded: Any) -> Dict[str, Any]:
@@ -158,15 +164,20 @@ class MethodDecoder(abc.ABC):
 
     @torch.no_grad()
     def render(self, decoded: Any, c2w: torch.Tensor, fx: float, fy: float, cx: float, cy: float,
-               width: int, height: int, chunk: int = 8192) -> torch.Tensor:
-        """Render an OpenGL-convention pinhole camera (c2w [3, 4], scene units) → RGB [H, W, 3]."""
-        c2w = c2w.float()
-        ys, xs = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
+               width: int, height: int, chunk: int = 8192, playback: bool = False,
+               device: Optional[Union[str, torch.device]] = None) -> torch.Tensor:
+        """Render an OpenGL-convention pinhole camera (c2w [3, 4], scene units) → RGB [H, W, 3] (on `device`, default
+        c2w's), with `render_rays`, or with `render_rays_playback` when ``playback``."""
+        c2w = c2w.float() if device is None else c2w.float().to(device)
+        dev = c2w.device
+        ys, xs = torch.meshgrid(torch.arange(height, device=dev) + 0.5, torch.arange(width, device=dev) + 0.5,
+                                indexing="ij")
         dirs_cam = torch.stack([(xs - cx) / fx, -(ys - cy) / fy, -torch.ones_like(xs)], -1)
         dirs = dirs_cam.reshape(-1, 3) @ c2w[:3, :3].T
         dirs = dirs / dirs.norm(dim=-1, keepdim=True)
         origins = c2w[:3, 3].expand_as(dirs)
-        out = [self.render_rays(decoded, origins[i : i + chunk], dirs[i : i + chunk])["rgb"]
+        render_rays = self.render_rays_playback if playback else self.render_rays
+        out = [render_rays(decoded, origins[i : i + chunk], dirs[i : i + chunk])["rgb"]
                for i in range(0, len(dirs), chunk)]
         return torch.cat(out).reshape(height, width, 3)
 

@@ -282,3 +282,87 @@ def test_render_mlp_colour_depends_on_view_direction_only_with_geo_code():
     torch.testing.assert_close(vd(feats, d1)[0], vd.density(feats))
     torch.testing.assert_close(vi(feats, d1)[1], vi(feats, -d1)[1])
     assert torch.allclose(sh_basis(d1)[:, 0], torch.full((64,), 0.28209479177387814))
+
+
+# ------------------------------------------------------------------------------------------ playback renderer
+PLAYBACK_TOLERANCE = 2e-3
+"""The playback renderer against the exact one: max |RGB difference| (half an 8-bit level)."""
+
+
+class _Ball(torch.nn.Module):
+    """An opaque ball in thin fog; colour depends on position and view direction (a `SplitField` too)."""
+
+    def density(self, x01):
+        r = (x01 - 0.5).norm(dim=-1)
+        return torch.where(r < 0.25, torch.full_like(r, 80.0), torch.full_like(r, 0.3))
+
+    def color(self, x01, dirs):
+        return torch.sigmoid(torch.cat([x01 * 4 - 2, dirs[:, :1] * 3], -1) @ torch.randn(4, 3, generator=self.gen))
+
+    def __init__(self):
+        super().__init__()
+        self.gen = torch.Generator().manual_seed(0)
+
+    def forward(self, x01, dirs):
+        self.gen.manual_seed(0)
+        return self.density(x01), self.color(x01, dirs)
+
+    def density_state(self, x01):
+        return self.density(x01), x01
+
+    def rgb_of(self, x01, dirs):
+        self.gen.manual_seed(0)
+        return self.color(x01, dirs)
+
+
+def test_playback_renderer_matches_render_and_skips_hidden_samples():
+    """`render_rays_playback`: the exact renderer's picture within PLAYBACK_TOLERANCE while the field sees far fewer
+    samples (rays stop inside the ball); with both thresholds at 0 it is the exact renderer up to float rounding."""
+    from nerfstudio_vvc.components.rendering import render_rays_playback
+
+    origins, dirs = _rays(512)
+    occ = OccupancyGrid(16)
+    args = (origins, dirs, AABB, occ, 64, 0.0, torch.tensor([1.0, 1.0, 0.0]))
+    want = render_rays(_Ball(), *args, jitter=False)
+    got = render_rays_playback(_Ball(), *args)
+    for key in ("rgb", "accumulation", "depth"):
+        tol = PLAYBACK_TOLERANCE * (3.0 if key == "depth" else 1.0)  # depth in scene units (box side 3)
+        assert (got[key] - want[key]).abs().max() <= tol, key
+    assert got["num_samples"].sum() < 0.6 * want["num_samples"].sum()
+    lossless = render_rays_playback(_Ball(), *args, termination=0.0, min_weight=0.0)
+    torch.testing.assert_close(lossless["rgb"], want["rgb"], atol=1e-6, rtol=0)
+    assert torch.equal(lossless["num_samples"], want["num_samples"])
+
+
+def test_decoder_fields_split_for_the_playback_renderer_give_the_same_picture():
+    """The two 3D methods' `SplitField`s (DiF: features + density MLP, colour MLP later; HexPlane: density planes,
+    appearance planes later) on random frames: the exact renderer's picture within PLAYBACK_TOLERANCE."""
+    from nerfstudio_vvc.methods.codebook.decoder import HexSplit
+    from nerfstudio_vvc.methods.codebook.field import HexField, HexHead, HexSpec, init_planes
+    from nerfstudio_vvc.methods.rate_aware.decoder import DiFSplit
+    from nerfstudio_vvc.methods.rate_aware.field import DiFFrameField, DiFSpec, init_grids
+
+    torch.manual_seed(0)
+    settings = RenderSettings(aabb=((-1.5,) * 3, (1.5,) * 3), near_plane=0.0, background=(1.0, 1.0, 1.0),
+                              num_samples=48, occupancy_resolution=16)
+    occ = OccupancyGrid(16)
+    occ.binary.copy_(torch.rand(16, 16, 16) < 0.4)
+    origins, dirs = _rays(400)
+    hspec = HexSpec(density_resolution=16, appearance_resolutions=(8, 16), time_resolution=4, density_dim=4,
+                    appearance_dim=6, hidden_dim=16)
+    head = HexHead(hspec)
+    with torch.no_grad():
+        head.sigma[2].bias.fill_(7.0)  # dense enough that rays stop early
+    hex_field = HexField(hspec, head, [p + 0.3 * torch.randn_like(p) for p in init_planes(hspec)], 0.37)
+    dspec = DiFSpec(basis_resolutions=(6, 8, 8, 10, 10, 12), coeff_resolution=8, hidden_dim=16)
+    dif = DiFFrameField(dspec)
+    dif.set_grids([g * 3 for g in init_grids(dspec)])
+    with torch.no_grad():
+        dif.mlp.net[2].bias[0] = 7.0
+    for field, split in ((hex_field, HexSplit(hex_field)), (dif, DiFSplit(dif))):
+        with torch.no_grad():
+            want = settings.render(field, origins, dirs, occ)
+            got = settings.render_playback(split, origins, dirs, occ)
+        assert want["accumulation"].mean() > 0.5  # the comparison sees surfaces, not only background
+        assert (got["rgb"] - want["rgb"]).abs().max() <= PLAYBACK_TOLERANCE, type(field).__name__
+        assert got["num_samples"].sum() < want["num_samples"].sum()

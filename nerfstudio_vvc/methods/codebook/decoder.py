@@ -15,7 +15,7 @@ from nerfstudio_vvc.codec.bitstream.container import FrameRecord
 from nerfstudio_vvc.components.occupancy import OccupancyGrid
 from nerfstudio_vvc.components.rendering import RenderSettings
 from nerfstudio_vvc.methods.codebook.codec import DecodedFrame, decode_frame, decode_globals, parse_method_config
-from nerfstudio_vvc.methods.codebook.field import HexField, HexHead
+from nerfstudio_vvc.methods.codebook.field import PAIRS, HexField, HexHead, plane_coords, sample_plane
 from nerfstudio_vvc.playback.decoder import MethodDecoder
 
 
@@ -28,6 +28,29 @@ def frame_field(spec, decoded: DecodedFrame, device: torch.device) -> Tuple[HexF
     occ = OccupancyGrid(decoded.occupancy.shape[0]).to(device)
     occ.set_binary(decoded.occupancy)
     return HexField(spec, head, planes, decoded.time), occ
+
+
+class HexSplit:
+    """The playback renderer's two passes over a HexPlane frame (`SplitField`): the density planes for every sample,
+    the appearance planes and the colour MLP only for samples that show. The same lookups as `hex_features`, split by
+    group. (Baking the frame's time slice into dense 3D feature grids is exact too, but torch's CPU 3D `grid_sample`
+    made it slower than the six plane lookups: measured, not kept.)"""
+
+    def __init__(self, field: HexField) -> None:
+        self.field = field
+
+    def _group(self, x01: torch.Tensor, sets: range) -> torch.Tensor:
+        f, out = self.field, []
+        for s in sets:
+            g = [sample_plane(f.planes[6 * s + p], plane_coords(x01, f.time, p)) for p in range(6)]
+            out.append(sum(g[a] * g[b] for a, b in PAIRS))
+        return torch.cat(out, -1)
+
+    def density_state(self, x01: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        return self.field.head.density(self._group(x01, range(1))), x01
+
+    def rgb_of(self, x01: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
+        return self.field.head.rgb(self._group(x01, range(1, len(self.field.spec.set_resolutions()))), dirs)
 
 
 class CodebookDecoder(MethodDecoder):
@@ -46,13 +69,26 @@ class CodebookDecoder(MethodDecoder):
     def to_state(self, decoded: DecodedFrame) -> Dict[str, Any]:
         return decoded.to_state()
 
-    @torch.no_grad()
-    def render_rays(self, decoded: DecodedFrame, origins: torch.Tensor, dirs: torch.Tensor) -> Dict[str, torch.Tensor]:
-        device = origins.device
-        last, last_device, cached = self._cache  # the last frame's field (a render calls this per chunk)
+    def field_for(self, decoded: DecodedFrame, device: Optional[torch.device] = None) -> Tuple[HexField, OccupancyGrid]:
+        """Field + occupancy grid of a decoded frame on `device` (default CPU; the last one is kept: a render calls
+        this per chunk)."""
+        device = torch.device("cpu") if device is None else torch.device(device)
+        last, last_device, cached = self._cache
         if last is not decoded or last_device != str(device) or cached is None:
             cached = frame_field(self.spec, decoded, device)
             self._cache = (decoded, str(device), cached)
-        field, occ = cached
+        return cached
+
+    @torch.no_grad()
+    def render_rays(self, decoded: DecodedFrame, origins: torch.Tensor, dirs: torch.Tensor) -> Dict[str, torch.Tensor]:
+        field, occ = self.field_for(decoded, origins.device)
         out = self.render_settings.render(field, origins, dirs, occ)
+        return {k: out[k] for k in ("rgb", "accumulation", "depth")}
+
+    @torch.no_grad()
+    def render_rays_playback(self, decoded: DecodedFrame, origins: torch.Tensor,
+                             dirs: torch.Tensor) -> Dict[str, torch.Tensor]:
+        field, occ = self.field_for(decoded, origins.device)
+        split = HexSplit(field)
+        out = self.render_settings.render_playback(split, origins, dirs, occ)
         return {k: out[k] for k in ("rgb", "accumulation", "depth")}

@@ -12,11 +12,31 @@ import torch
 
 from nerfstudio_vvc.codec.bitstream.container import FrameRecord
 from nerfstudio_vvc.codec.errors import CorruptChunkError
+from nerfstudio_vvc.components.heads import RenderMLP, sh_basis
 from nerfstudio_vvc.components.occupancy import OccupancyGrid
 from nerfstudio_vvc.components.rendering import RenderSettings
 from nerfstudio_vvc.methods.rate_aware.codec import METHOD_ID, DecodedFrame, decode_frame, parse_method_config
-from nerfstudio_vvc.methods.rate_aware.field import DiFFrameField
+from nerfstudio_vvc.methods.rate_aware.field import DiFFrameField, dif_features
 from nerfstudio_vvc.playback.decoder import MethodDecoder
+
+
+class DiFSplit:
+    """The playback renderer's two passes over a DiF frame (`SplitField`): features and the density MLP once per
+    sample, keeping the MLP's geometry code; the colour MLP later, only for samples that show. Same operations as
+    `DiFFrameField.forward`, split in two."""
+
+    def __init__(self, field: DiFFrameField) -> None:
+        self.field = field
+
+    def density_state(self, x01: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        h = self.field.mlp.net(dif_features(self.field.spec, self.field.grids, x01))
+        return RenderMLP._density(h[:, 0]), h
+
+    def rgb_of(self, h: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
+        mlp = self.field.mlp
+        if mlp.geo_dim == 0:
+            return torch.sigmoid(h[:, 1:])
+        return torch.sigmoid(mlp.color(torch.cat([h[:, 1:], sh_basis(dirs)], -1)))
 
 
 class RateAwareDecoder(MethodDecoder):
@@ -37,27 +57,36 @@ class RateAwareDecoder(MethodDecoder):
     def to_state(self, decoded: DecodedFrame) -> Dict[str, Any]:
         return decoded.to_state()
 
-    def field_for(self, decoded: DecodedFrame) -> Tuple[DiFFrameField, OccupancyGrid]:
-        """Field + occupancy grid of a decoded frame (the last one is kept: a render calls this per chunk)."""
+    def field_for(self, decoded: DecodedFrame,
+                  device: Optional[torch.device] = None) -> Tuple[DiFFrameField, OccupancyGrid]:
+        """Field + occupancy grid of a decoded frame, on `device` (default: the CPU, or where the last one is); the
+        last one is kept: a render calls this per chunk."""
         key, cached = self._field_cache
-        if key is decoded and cached is not None:
-            return cached
-        field = DiFFrameField(self.spec)
-        field.mlp.load_state_dict(decoded.mlp_state)
-        field.set_grids(decoded.grids)
-        occ = OccupancyGrid(self.render_settings.occupancy_resolution)
-        occ.set_binary(decoded.occupancy)
-        self._field_cache = (decoded, (field, occ))
-        return field, occ
-
-    @torch.no_grad()
-    def render_rays(self, decoded: DecodedFrame, origins: torch.Tensor, dirs: torch.Tensor) -> Dict[str, torch.Tensor]:
-        field, occ = self.field_for(decoded)
-        device = origins.device
-        if next(field.mlp.parameters()).device != device:
+        if key is not decoded or cached is None:
+            field = DiFFrameField(self.spec)
+            field.mlp.load_state_dict(decoded.mlp_state)
+            field.set_grids(decoded.grids)
+            occ = OccupancyGrid(self.render_settings.occupancy_resolution)
+            occ.set_binary(decoded.occupancy)
+            cached = (field, occ)
+            self._field_cache = (decoded, cached)
+        field, occ = cached
+        if device is not None and next(field.mlp.parameters()).device != torch.device(device):
             field = field.to(device)
             field.set_grids(decoded.grids)
             occ = occ.to(device)
             self._field_cache = (decoded, (field, occ))
+        return field, occ
+
+    @torch.no_grad()
+    def render_rays(self, decoded: DecodedFrame, origins: torch.Tensor, dirs: torch.Tensor) -> Dict[str, torch.Tensor]:
+        field, occ = self.field_for(decoded, origins.device)
         out = self.render_settings.render(field, origins, dirs, occ)
+        return {k: out[k] for k in ("rgb", "accumulation", "depth")}
+
+    @torch.no_grad()
+    def render_rays_playback(self, decoded: DecodedFrame, origins: torch.Tensor,
+                             dirs: torch.Tensor) -> Dict[str, torch.Tensor]:
+        field, occ = self.field_for(decoded, origins.device)
+        out = self.render_settings.render_playback(DiFSplit(field), origins, dirs, occ)
         return {k: out[k] for k in ("rgb", "accumulation", "depth")}
