@@ -85,6 +85,20 @@ def gop_finished(run_dir: Path, gop: Gop) -> bool:
         return False
 
 
+def check_gop_parallel(preset: str) -> None:
+    """GOPs can be encoded apart only by a frame-sequential method that writes a bitstream (its spec says so); any
+    other preset stops with one line."""
+    from nerfstudio_vvc.methods.spec import UnknownMethodSpecError, method_for_preset
+
+    try:
+        spec = method_for_preset(preset)
+    except UnknownMethodSpecError as exc:
+        raise SystemExit(f"encode-parallel: {exc}") from None
+    if spec.trainer != "frame-sequential" or not spec.has_bitstream:
+        what = "writes no bitstream" if not spec.has_bitstream else "trains the whole sequence at once (no GOPs)"
+        raise SystemExit(f"encode-parallel: {spec.method_id} {what}; encode it with ns-train {preset}")
+
+
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     """Linux: the ns-train child is killed when its Ray worker dies (no orphan keeps writing the run folder)."""
     try:
@@ -285,6 +299,7 @@ class EncodeParallel:
             raise SystemExit(f"{self.data}: no such scene folder")
         if self.workers < 1:
             raise SystemExit("--workers must be at least 1")
+        check_gop_parallel(self.method)
         own = {
             "--gop-size": "--gop-size",
             "--first-frame": None,

@@ -94,3 +94,23 @@ def test_fault_hooks(tmp_path: Path, monkeypatch):
     faults.maybe_kill("train", 5)
     with pytest.raises(faults.SimulatedKill, match="stage code after 3 units"):
         faults.maybe_kill("code", 3)
+
+
+def test_write_atomically_renames_only_a_complete_file(tmp_path: Path):
+    from nerfstudio_vvc.codec.bitstream.container import write_atomically
+
+    ref = _file(tmp_path / "ref.vvc")
+    s = StreamContents.read(ref)
+    out = tmp_path / "out.vvc"
+    with write_atomically(out, s.header, s.global_chunks) as w:
+        for idx, is_i, chunks in s.frames:
+            w.write_frame(idx, is_i, chunks)
+        assert not out.exists()  # nothing at the final name while frames are written
+    assert out.read_bytes() == ref.read_bytes() and not (tmp_path / "out.vvc.part").exists()
+    with pytest.raises(RuntimeError, match="killed"):
+        with write_atomically(out, s.header, s.global_chunks) as w:
+            w.write_frame(0, True, [(ChunkType.GRID, b"new")])
+            raise RuntimeError("killed")
+    assert out.read_bytes() == ref.read_bytes()  # the previous complete file survives
+    with ContainerReader(tmp_path / "out.vvc.part") as r:  # the partial one is closed, for inspection
+        assert r.complete and r.frame_indices() == [0]

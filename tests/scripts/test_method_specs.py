@@ -157,3 +157,15 @@ def test_demo_asks_the_spec():
     ra, grid = Demo(method="vvc-rate-aware"), Demo(method="vvc-grid")
     assert ra.spec.cpu_preset == "vvc-rate-aware-cpu" and "--iframe-iterations" in ra.iteration_args()
     assert grid.spec.cpu_preset == "vvc-grid" and grid.iteration_args() == []
+
+
+def test_encode_parallel_takes_only_frame_sequential_codecs():
+    from nerfstudio_vvc.scripts.encode_parallel import check_gop_parallel
+
+    check_gop_parallel("vvc-rate-aware-cpu")
+    with pytest.raises(SystemExit, match="vvc-codebook trains the whole sequence at once"):
+        check_gop_parallel("vvc-codebook-cpu")
+    with pytest.raises(SystemExit, match="vvc-grid writes no bitstream"):
+        check_gop_parallel("vvc-grid")
+    with pytest.raises(SystemExit, match="no method has the preset 'nerfacto'"):
+        check_gop_parallel("nerfacto")

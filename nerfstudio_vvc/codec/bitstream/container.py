@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import struct
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterable, Sequence, Union
+from typing import BinaryIO, Iterable, Iterator, Sequence, Union
 
 from nerfstudio_vvc.codec.bitstream.header import ChunkType, SequenceHeader
 from nerfstudio_vvc.codec.constants import (
@@ -585,3 +586,25 @@ class ContainerWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextmanager
+def write_atomically(
+    path: Union[str, os.PathLike],
+    header: SequenceHeader,
+    global_chunks: dict[Union[ChunkType, int], bytes] | Sequence[tuple[Union[ChunkType, int], bytes]] | None = None,
+) -> Iterator[ContainerWriter]:
+    """The lifecycle of a file written in one go (a whole-sequence method's coding stage): the frames go into
+    `<path>.part`, which is closed (index + trailer) and renamed to `path` only when the block ends normally, so
+    `path` is either absent, the previous complete file, or the new complete file. On an exception `<path>.part` is
+    closed and left for inspection; rerunning the stage rewrites it. (A frame-sequential method appends to its live
+    file instead and resumes it with `ContainerWriter.open_append`.)"""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".part")
+    writer = ContainerWriter(tmp, header, global_chunks)
+    try:
+        yield writer
+    finally:
+        writer.close()
+    os.replace(tmp, path)
+    _fsync_dir(path)

@@ -16,7 +16,6 @@ one unit per fragment) saves partial outputs through ``ctx.save_partial`` and re
 
 from __future__ import annotations
 
-import os
 from typing import Any, Dict, List
 
 import torch
@@ -211,7 +210,7 @@ def run_dynamic(ctx: StageContext, quant: Dict[str, Any]) -> Dict[str, Any]:
 
 # ------------------------------------------------------------------------------ code
 def run_code(ctx: StageContext, quant: Dict[str, Any], dyn: Dict[str, Any]) -> Dict[str, Any]:
-    from nerfstudio_vvc.codec.bitstream.container import ContainerWriter, SequenceHeader
+    from nerfstudio_vvc.codec.bitstream.container import SequenceHeader, write_atomically
     from nerfstudio_vvc.components.occupancy import OccupancyGrid
     from nerfstudio_vvc.methods.codebook.codec import (
         METHOD_ID,
@@ -253,9 +252,8 @@ def run_code(ctx: StageContext, quant: Dict[str, Any], dyn: Dict[str, Any]) -> D
     units = 0
     for name, frags in streams.items():
         path = ctx.run_dir / name
-        tmp = path.with_name(path.name + ".part")
         per_frame: List[int] = []
-        with ContainerWriter(tmp, header, encode_globals(cfg, shared, quant["mlp_payload"])) as w:
+        with write_atomically(path, header, encode_globals(cfg, shared, quant["mlp_payload"])) as w:
             for j, dyn_j in enumerate(frags):
                 codebooks = reconstruct(shared, dyn_j)
                 frames = fragment_frames(model, j)
@@ -291,7 +289,6 @@ def run_code(ctx: StageContext, quant: Dict[str, Any], dyn: Dict[str, Any]) -> D
                 ctx.progress.update(task, advance=1)
                 units += 1
                 maybe_kill("code", units)
-        os.replace(tmp, path)
         stats[name] = {"file_bytes": path.stat().st_size, "frame_bytes": per_frame}
     if c.write_ablations:
         raw = b"".join(p.detach().cpu().float().numpy().tobytes() for p in model.hex.planes)

@@ -12,7 +12,6 @@ resumable; the training phases save every epoch through ``ctx.save_partial`` and
 from __future__ import annotations
 
 import math
-import os
 from typing import Any, Dict, List
 
 import numpy as np
@@ -200,7 +199,7 @@ def _psnr_u8(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def run_code(ctx: StageContext) -> Dict[str, Any]:
-    from nerfstudio_vvc.codec.bitstream.container import ContainerWriter, SequenceHeader
+    from nerfstudio_vvc.codec.bitstream.container import SequenceHeader, write_atomically
     from nerfstudio_vvc.codec.bitstream.header import ChunkType
     from nerfstudio_vvc.methods.mv_inr.codec import (
         METHOD_ID,
@@ -246,12 +245,11 @@ def run_code(ctx: StageContext) -> Dict[str, Any]:
         extra={},
     )
     path = ctx.run_dir / "sequence.vvc"
-    tmp = path.with_name(path.name + ".part")
     task = ctx.task("entropy coding into sequence.vvc, frames", cfg.n_frames)
     frame_bytes: List[int] = []
     frame_payload = 0
-    with ContainerWriter(
-        tmp,
+    with write_atomically(
+        path,
         header,
         [
             (ChunkType.METHOD_CONFIG, cfg.to_bytes()),
@@ -264,7 +262,6 @@ def run_code(ctx: StageContext) -> Dict[str, Any]:
             frame_payload += len(payload)
             frame_bytes.append(w.write_frame(t, True, [(ChunkType.INR_WEIGHTS, payload)]))
             ctx.progress.update(task, advance=1)
-    os.replace(tmp, path)
     targets, src = _split(ctx)
     recon = reconstruct(net, list(range(targets.shape[0])), cfg.n_frames, src)
     file_bytes = path.stat().st_size
