@@ -10,7 +10,8 @@ I-frame (`decode_ms`), then one view of the scene box from outside (the viewer's
 view) is rendered `--repeats` times with each renderer: ``exact`` is `MethodDecoder.render_rays` (what `ns-vvc eval`
 measures with), ``playback`` is `render_rays_playback` (what the viewers show). The first render of a frame also
 builds its field (`first_render_ms`); `render_ms` is the median of the following ones, `views_per_s` = 1000 /
-render_ms. The playback render is compared with the exact one (`max_abs_diff`, `psnr_vs_exact_db`, RGB in [0, 1]).
+render_ms; `cpu_ms` is the process CPU time of a render (all threads; less sensitive to other jobs than wall
+time). The playback render is compared with the exact one (`max_abs_diff`, `psnr_vs_exact_db`, RGB in [0, 1]).
 Prints one JSON document. Renderers run one after the other in this process: on a shared machine compare within
 one run.
 """
@@ -61,22 +62,24 @@ def bench_file(path: Path, frame: int, width: int, height: int, repeats: int, de
                  "device": device, "width": width, "height": height, "decode_ms": round(decode_ms, 1), "renderers": {}}
     images = {}
     for name in renderers:
-        times = []
+        times, cpu = [], []
         for i in range(repeats + 1):
             if device == "cuda":
                 torch.cuda.synchronize()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             img = decoder.render(decoded, c2w, fx, fy, cx, cy, width, height, playback=name == "playback",
                                  device=device)
             if device == "cuda":
                 torch.cuda.synchronize()
             times.append(1000 * (time.perf_counter() - t0))
+            cpu.append(1000 * (time.process_time() - c0))
             decoder.render_rays(decoded, c2w[:3, 3].to(device)[None], c2w[:3, 2].to(device)[None])  # keep caches warm
         images[name] = img.float().cpu()
         ms = statistics.median(times[1:])
         out["renderers"][name] = {"first_render_ms": round(times[0], 1), "render_ms": round(ms, 1),
                                   "views_per_s": round(1000 / ms, 3), "rays_per_s": round(width * height / ms * 1000),
-                                  "decode_plus_render_ms": round(decode_ms + ms, 1)}
+                                  "decode_plus_render_ms": round(decode_ms + ms, 1),
+                                  "cpu_ms": round(statistics.median(cpu[1:]), 1)}
     if "exact" in images and "playback" in images:
         diff = (images["playback"] - images["exact"]).abs()
         mse = float((diff**2).mean())

@@ -9,9 +9,11 @@ and three hooks the FrameSequentialTrainer calls:
 
 The decoded state goes to the FrameStore; the next frame reads its reference from there.
 Playback (viewer, eval) never renders the float training parameters: codec methods (those that
-define a `bitstream_path` property) play their run's bitstream through the decoder registry;
-methods without a codec play their frame store; with neither, the viewer shows why and renders
-only the background.
+define a `bitstream_path` property) hold a playback object (`playback.player.BitstreamSource`) and render
+every frame through their decoder, `decoder.render_rays(player.get(frame), ...)`, with the file's
+METHOD_CONFIG (the viewer with the decoder's playback renderer, eval with the exact one); methods
+without a codec play their frame store; with neither, the viewer shows why and renders only the
+background.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ class FrameModel(Model):
         raise NotImplementedError
 
     def make_playback_field(self) -> nn.Module:
-        """Field that renders a decoded frame state (defaults to the training field's class)."""
+        """Methods without a codec: field that renders a frame-store state (defaults to the training field's class)."""
         return self.make_field()
 
     def begin_frame(self, frame: int, is_iframe: bool) -> None:
@@ -100,7 +102,7 @@ class FrameModel(Model):
         raise NotImplementedError
 
     def load_state_into(self, field_module: nn.Module, occupancy: OccupancyGrid, state: Dict[str, Any]) -> None:
-        """Install a decoded frame state into a field + occupancy grid (for playback)."""
+        """Methods without a codec: install a frame-store state into a field + occupancy grid (for playback)."""
         raise NotImplementedError
 
     def frame_lr_scale(self, param_group: str) -> float:
@@ -132,14 +134,22 @@ class FrameModel(Model):
         self._blank: Optional[Tuple[nn.Module, OccupancyGrid]] = None
         self.playback = PlaybackControls(self.num_frames, fps=30.0, provider=self, initial_view=default_view(self.aabb))
 
-    def set_frame_store(self, root: Path) -> None:
-        """Render from the frames in `root` (e.g. a decoder's output): forget any cached playback frame and
-        the training frame, so every frame comes from the new store."""
-        self.store = FrameStore(root)
-        self._playback_source = self.store
-        self._playback_message = f"playing decoded frame states from {root}"
+    def play_file(self, path: Path) -> Any:
+        """Render every frame from the `.vvc` file `path` through its decoder (`ns-vvc eval`, rd-sweep): the file's
+        METHOD_CONFIG decides how, never this run's config; the training frame is never shown. Returns the
+        playback object (`BitstreamSource`)."""
+        from nerfstudio_vvc.playback.player import BitstreamSource
+
+        self._playback_source = BitstreamSource(path)
+        self._playback_message = f"playing {self._playback_source.player.decoder.describe()} ({path})"
         self._play_frame = -1
         self.current_frame = -1
+        return self._playback_source
+
+    def playback_renderer(self) -> str:
+        """'playback' (the decoder's fast renderer, `render_rays_playback`) when a viewer shows this model, else
+        'exact' (`render_rays`: what eval and rd-sweep measure with)."""
+        return "playback" if self.playback.viewer_attached else "exact"
 
     # ---- playback source ---------------------------------------------------------------------
     def playback_source(self) -> Optional[Any]:
@@ -228,13 +238,16 @@ class FrameModel(Model):
             self.occupancy.update(self.field.density, self.step_size())
 
     def _playback_modules(self, frame: int) -> Tuple[nn.Module, Optional[OccupancyGrid]]:
-        """Field and occupancy to render `frame` when not training it: the decoded frame from the playback
-        source; the live training field only for the frame a running trainer has not coded yet; else blank."""
+        """Field and occupancy to render `frame` when not training it: the decoder's field of the decoded frame
+        (`BitstreamSource.field_for`; renders go through the decoder, see get_outputs) or the frame-store state;
+        the live training field only for the frame a running trainer has not coded yet; else blank."""
         source = self.playback_source()
         if source is None or not source.has(frame):
             if frame == self.current_frame:  # ns-train's viewer: preview of the frame being trained
                 return self.field, self.occupancy
             return self._blank_modules()
+        if hasattr(source, "field_for"):  # a bitstream: the decoder's own field, no state round trip
+            return source.field_for(frame, self.aabb.device)
         if frame != self._play_frame:
             state = source.load(frame)
             if state is None:
@@ -263,7 +276,17 @@ class FrameModel(Model):
             field_module, occ = self.field, self.occupancy
         else:
             t = float(ray_bundle.times.reshape(-1)[0]) if ray_bundle.times is not None else 0.0
-            field_module, occ = self._playback_modules(self.frame_of_time(t))
+            frame = self.frame_of_time(t)
+            source = self.playback_source()
+            if source is not None and hasattr(source, "render_rays") and source.has(frame):
+                # a decoded frame of the file: through its decoder, with the file's METHOD_CONFIG
+                t0 = time.perf_counter()
+                out = source.render_rays(frame, origins, dirs, renderer=self.playback_renderer())
+                if self.playback.viewer_attached:
+                    self.playback.note_render(origins.shape[0], time.perf_counter() - t0)
+                shape = ray_bundle.origins.shape[:-1]
+                return {k: v.reshape(*shape, -1) for k, v in out.items()}
+            field_module, occ = self._playback_modules(frame)
         out = self.render_settings().render(field_module, origins, dirs, occ, jitter=self.training,
                                             distortion=self.training and self._use_distortion())
         shape = ray_bundle.origins.shape[:-1]

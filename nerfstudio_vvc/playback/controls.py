@@ -15,10 +15,17 @@ The Time slider and the frame slider follow each other (time = frame / (N - 1)).
 
 The controls do not know the method: a provider (the model) answers `playback_prepare(frame)`
 with (read-out line, status line), decoding the frame if needed.
+
+Settled resolution: nerfstudio's viewer renders a still view at its "Max res" (after a low-resolution
+preview sized from the measured render rate). The model reports the time of every viewer render
+(`note_render`), and the controls keep "Max res" at the largest long side whose render fits
+`settle_budget_s` (at least `min_settled_res`), so a frame change settles at a usable size on a CPU
+and at full size on a GPU. Moving the "Max res" slider by hand turns this off.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import Any, Callable, Optional, Protocol, Tuple
@@ -96,6 +103,15 @@ class PlaybackControls(nn.Module):
         self.status = ""
         self.idle_refresh_s = 2.0
         """When idle, the current frame's read-outs are refreshed this often."""
+        self.auto_max_res = True
+        """Keep the viewer's "Max res" at what renders within `settle_budget_s` (off once a user moves it)."""
+        self.settle_budget_s = 0.9
+        """Render time allowed for the settled (full-resolution) view after a frame change."""
+        self.min_settled_res = 256
+        self.max_settled_res = 1024
+        self.rays_per_s: Optional[float] = None
+        """Measured viewer render rate (moving average over render calls)."""
+        self._auto_res: Optional[int] = None
 
     # ------------------------------------------------------------------ state
     @property
@@ -105,6 +121,41 @@ class PlaybackControls(nn.Module):
     @property
     def playing(self) -> bool:
         return self._playing
+
+    @property
+    def viewer_attached(self) -> bool:
+        """True once a nerfstudio viewer shows these controls (its model then renders with the playback renderer)."""
+        return self._viewer is not None
+
+    # ------------------------------------------------------------------ settled resolution
+    def note_render(self, rays: int, seconds: float) -> None:
+        """The model rendered `rays` rays for the viewer in `seconds` (called from the render thread)."""
+        if rays < 64 or seconds <= 0:
+            return
+        rate = rays / seconds
+        self.rays_per_s = rate if self.rays_per_s is None else 0.7 * self.rays_per_s + 0.3 * rate
+        self._update_max_res()
+
+    def settled_res(self) -> int:
+        """Long side of the settled view: a square view of that side renders in `settle_budget_s` at the measured
+        rate (a wider or taller view has fewer rays), in [min_settled_res, max_settled_res], a multiple of 32."""
+        rate = self.rays_per_s or 0.0
+        side = int(math.sqrt(max(rate, 0.0) * self.settle_budget_s)) // 32 * 32
+        return min(max(side, self.min_settled_res), self.max_settled_res)
+
+    def _update_max_res(self) -> None:
+        viewer = self._viewer
+        if viewer is None or not self.auto_max_res:
+            return
+        slider = viewer.control_panel._max_res
+        current = int(slider.value)
+        if self._auto_res is not None and abs(current - self._auto_res) > 50:  # (the slider's step is 100)
+            self.auto_max_res = False  # a user moved the slider: theirs from now on
+            return
+        target = self.settled_res()
+        if self._auto_res is None or abs(target - current) > 0.2 * current:
+            self._auto_res = target
+            slider.value = target
 
     def set_provider(self, provider: PlaybackProvider) -> None:
         self.__dict__["_provider"] = provider

@@ -1,7 +1,8 @@
 """Render the test cameras of a trained run, frame by frame, and measure them.
 
-Renders come from the model in eval mode, which reads each frame's *decoded* state from the run's
-frame store (for codec methods: the state rebuilt by the decoder), never the float training state.
+Renders come from the model in eval mode, never from the float training state: codec methods render
+each decoded frame of the file through its decoder (`FrameModel.play_file`), methods without a codec
+their frame store.
 """
 
 from __future__ import annotations
@@ -178,16 +179,14 @@ def codes_views(decoder) -> bool:
     return spec is not None and spec.output == "views"
 
 
-def decoded_pipeline(bitstream: Path, load_config: Path, store_dir: Path):
-    """Decode `bitstream` (with the decoder its method_id selects) into `store_dir` and load the run's
-    pipeline so that it renders from those decoded frames only. Returns (decoder, pipeline)."""
-    from nerfstudio_vvc.playback.registry import open_decoder
-
-    decoder = open_decoder(bitstream)
-    store = decoder.decode_to_store(store_dir)
+def decoded_pipeline(bitstream: Path, load_config: Path, store_dir: Optional[Path] = None):
+    """Load the run's pipeline (dataset: test cameras, ground truth) with its model playing `bitstream`: every
+    render goes through the decoder the file's method_id selects, with the file's METHOD_CONFIG
+    (`FrameModel.play_file`; the exact renderer, `MethodDecoder.render_rays`). Frames are decoded on demand.
+    Returns (decoder, pipeline). `store_dir` is ignored (decoded states are no longer written to disk)."""
     _, pipeline, _, _ = eval_setup(load_config, test_mode="test")
-    pipeline.model.set_frame_store(store.root)
-    return decoder, pipeline
+    source = pipeline.model.play_file(bitstream)
+    return source.decoder, pipeline
 
 
 @dataclass
@@ -199,7 +198,7 @@ class EvalBitstream:
     load_config: Path
     """config.yml of the run (gives the dataset's test cameras and ground truth)."""
     output_dir: Optional[Path] = None
-    """Side-by-side PNGs, metrics.json, decoded frame states."""
+    """Side-by-side PNGs and metrics.json."""
     lpips: bool = True
     """Compute LPIPS (offline weights; reported as n/a when missing)."""
     train_views: int = 4
@@ -220,7 +219,7 @@ class EvalBitstream:
             CONSOLE.print(f"side-by-side images and metrics.json in {out}")
             return result["frames"]
         probe.close()
-        decoder, pipeline = decoded_pipeline(self.bitstream, self.load_config, out / "decoded_frames")
+        decoder, pipeline = decoded_pipeline(self.bitstream, self.load_config)
         rows = render_test_views(pipeline, frames=decoder.frames(), out_dir=out, use_lpips=self.lpips)
         extra = {}
         for r in rows:

@@ -70,7 +70,10 @@ class FilePlaybackModel(Model):
         frame = self.playback.frame_of_time(t)
         shape = ray_bundle.origins.shape[:-1]
         if self.player.has(frame):
-            out = self.player.decoder.render_rays(self.player.get(frame), origins, dirs)
+            decoded = self.player.get(frame)
+            t0 = time.perf_counter()
+            out = self.player.decoder.render_rays_playback(decoded, origins, dirs)
+            self.playback.note_render(origins.shape[0], time.perf_counter() - t0)
         else:  # a frame the file does not hold: nothing is drawn
             n = origins.shape[0]
             out = {
@@ -100,6 +103,27 @@ def build_model(bitstream: Path, device: str = "cpu", cache_size: int = 8) -> Fi
     return model.to(device).eval()
 
 
+def playback_only_panel(viewer) -> None:
+    """A file is only played: no "Pause/Resume Training", "Train Speed" / "Train Util", training-camera buttons or
+    training "Step" read-out (the stats line shows the render resolution only)."""
+    for name in ("pause_train", "resume_train", "hide_images", "show_images"):
+        handle = getattr(viewer, name, None)
+        if handle is not None:
+            handle.visible = False
+    for name in ("_train_speed", "_train_util"):
+        element = getattr(viewer.control_panel, name, None)
+        if element is not None and element.gui_handle is not None:
+            element.set_hidden(True)
+
+    def stats(step, res) -> str:
+        if res is None:
+            res = viewer.stats_markdown.content.rpartition("Resolution: ")[2].strip()
+        return f"Resolution: {res}"
+
+    viewer.make_stats_markdown = stats
+    viewer.stats_markdown.content = stats(None, None)
+
+
 @dataclass
 class PlayBitstream:
     """Open the nerfstudio viewer on a .vvc file alone: frame slider, Play/Pause, Loop, per-frame read-out."""
@@ -112,8 +136,9 @@ class PlayBitstream:
     """Host the viewer listens on."""
     device: str = "cpu"
     """Where decoded frames are rendered (cpu, cuda)."""
-    max_res: int = 512
-    """Largest side of a viewer render."""
+    max_res: Optional[int] = None
+    """Largest side of the settled view (the viewer's "Max res"); default: the largest that renders in about a second
+    at the measured render rate (256 to 1024 px)."""
     seconds: Optional[float] = None
     """Stop after this many seconds (default: run until interrupted)."""
 
@@ -140,7 +165,10 @@ class PlayBitstream:
             pipeline=pipeline,
             train_lock=threading.Lock(),
         )
-        viewer.control_panel._max_res.value = self.max_res
+        if self.max_res is not None:
+            viewer.control_panel._max_res.value = self.max_res
+            model.playback.auto_max_res = False
+        playback_only_panel(viewer)
         writer.setup_local_writer(
             LoggingConfig(local_writer=LocalWriterConfig(enable=False)), max_iter=1, banner_messages=viewer.viewer_info
         )

@@ -5,8 +5,8 @@ decoding starts from the latest cached frame of f's GOP before f (a P-frame need
 else from the GOP's I-frame, and every frame decoded on the way is cached. Thread-safe: the
 viewer's render thread and the play thread share one player.
 
-`BitstreamSource` gives the same frames as FrameStore-style states (`has / load / frames`) for a
-training model's playback path (`FrameModel._playback_modules`).
+`BitstreamSource` is the playback object a training model holds (`FrameModel.playback_source`,
+`play_file`): frames of the file and their pixels through its decoder.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
+
+import torch
 
 from nerfstudio_vvc.playback.decoder import MethodDecoder
 from nerfstudio_vvc.units import format_kb
@@ -113,7 +115,8 @@ class FramePlayer:
 
 
 class BitstreamSource:
-    """FrameStore-like read access (`has / load / frames`) to the frames of a `.vvc` file."""
+    """The playback object a training model holds for a `.vvc` file: which frames it has, and pixels of any of them
+    through the file's decoder (`decoder.render_rays(player.get(frame), ...)`, the file's METHOD_CONFIG)."""
 
     def __init__(self, path: Union[str, Path], cache_size: int = 8) -> None:
         self.path = Path(path)
@@ -123,13 +126,30 @@ class BitstreamSource:
     def root(self) -> Path:
         return self.path
 
+    @property
+    def decoder(self) -> MethodDecoder:
+        return self.player.decoder
+
     def frames(self) -> List[int]:
         return self.player.frames()
 
     def has(self, frame: int) -> bool:
         return self.player.has(frame)
 
-    def load(self, frame: int) -> Optional[Dict[str, Any]]:
-        if not self.player.has(frame):
-            return None
-        return self.player.decoder.to_state(self.player.get(frame))
+    def render_rays(self, frame: int, origins: torch.Tensor, dirs: torch.Tensor,
+                    renderer: str = "exact") -> Dict[str, torch.Tensor]:
+        """rgb / accumulation / depth of rays [R, 3] at `frame`: ``exact`` = `MethodDecoder.render_rays` (metrics),
+        ``playback`` = `render_rays_playback` (viewers)."""
+        decoded = self.player.get(frame)
+        if renderer == "playback":
+            return self.decoder.render_rays_playback(decoded, origins, dirs)
+        if renderer != "exact":
+            raise ValueError(f"renderer must be 'exact' or 'playback', not {renderer!r}")
+        return self.decoder.render_rays(decoded, origins, dirs)
+
+    def field_for(self, frame: int, device: Any = None) -> Any:
+        """The decoder's (field, occupancy) of `frame` (3D methods with a `field_for`), e.g. for inspection."""
+        field_for = getattr(self.decoder, "field_for", None)
+        if field_for is None:
+            raise TypeError(f"{self.decoder.header.method_id} renders no field (its decoder has no field_for)")
+        return field_for(self.player.get(frame), device)

@@ -238,6 +238,70 @@ def test_viewer_path_decodes_from_the_file(rate_aware_run: Path, tmp_path: Path)
     assert (rgb1 - rgb0).abs().mean() > 1e-3  # two frames, two pictures
 
 
+def test_eval_renders_through_the_decoder_with_the_files_settings(rate_aware_run: Path, tmp_path: Path):
+    """`ns-vvc eval` / rd-sweep (`decoded_pipeline`): every pixel comes from `decoder.render_rays(player.get(frame))`
+    with the file's METHOD_CONFIG, not the run's config.yml (changed here: 4 samples, black background), and no
+    decoded state goes through the disk (frames/ removed, nothing written)."""
+    from nerfstudio_vvc.playback.evaluate import decoded_pipeline
+
+    run = copy_run(rate_aware_run, tmp_path)
+    shutil.rmtree(run / "frames")
+    cfg_path = run / "config.yml"
+    config = yaml.load(cfg_path.read_text(), Loader=yaml.Loader)
+    config.pipeline.model.num_samples = 4
+    config.pipeline.model.background_color = (0.0, 0.0, 0.0)
+    cfg_path.write_text(yaml.dump(config), "utf8")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    decoder, pipeline = decoded_pipeline(run / "sequence.vvc", cfg_path)
+    model = pipeline.model
+    assert model.playback_renderer() == "exact" and model.render_settings().num_samples == 4
+    cam = _camera(0.5)
+    c2w = cam.camera_to_worlds[0]
+    with torch.no_grad():
+        rgb = model.get_outputs_for_camera(cam)["rgb"]
+    ref = decoder.render(decoder.decode_frame(1), c2w, 30.0, 30.0, 12.0, 12.0, 24, 24)
+    assert torch.allclose(rgb, ref, atol=1e-4)  # (nerfstudio's rays and the decoder's differ by float rounding)
+    assert decoder.render_settings.num_samples != 4 and (rgb == 0).all(-1).float().mean() < 0.5  # white background
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_viewer_renders_with_the_playback_renderer_and_sizes_the_settled_view(rate_aware_run: Path, tmp_path: Path):
+    """Shown in a viewer, the run's model renders with `render_rays_playback` (the exact renderer's picture within
+    2e-3), reports its render time, and the controls set the viewer's "Max res" to what renders in
+    `settle_budget_s` (at least 256 px); a user's own "Max res" is left alone."""
+    from types import SimpleNamespace
+
+    run = copy_run(rate_aware_run, tmp_path)
+    model = _load_model(run)
+    source = model.playback_source()
+    slider = SimpleNamespace(value=512)
+    controls = model.playback
+    controls._viewer = SimpleNamespace(control_panel=SimpleNamespace(_max_res=slider))  # what the viewer hook sets
+    assert model.playback_renderer() == "playback"
+    cam = _camera(0.5, size=48)
+    c2w = cam.camera_to_worlds[0]
+    calls = []
+    real = source.decoder.render_rays_playback
+    source.decoder.render_rays_playback = lambda *args: calls.append(len(args[1])) or real(*args)
+    with torch.no_grad():
+        rgb = model.get_outputs_for_camera(cam)["rgb"]
+    assert sum(calls) == 48 * 48  # every ray through the playback renderer
+    decoded = source.player.get(1)
+    fast = source.decoder.render(decoded, c2w, 30.0, 30.0, 24.0, 24.0, 48, 48, playback=True)  # _camera's intrinsics
+    exact = source.decoder.render(decoded, c2w, 30.0, 30.0, 24.0, 24.0, 48, 48)
+    assert torch.allclose(rgb, fast, atol=1e-4)
+    assert (fast - exact).abs().max() <= 2e-3
+    assert controls.rays_per_s is not None and controls.rays_per_s > 0
+    assert slider.value == controls.settled_res() >= 256 and slider.value % 32 == 0
+    controls.rays_per_s = 1e9  # a GPU: the settled view grows to the cap
+    controls._update_max_res()
+    assert slider.value == controls.max_settled_res
+    slider.value = 164  # a user's choice
+    controls.rays_per_s = 1.0
+    controls._update_max_res()
+    assert slider.value == 164 and not controls.auto_max_res
+
+
 def test_no_bitstream_shows_the_message_and_renders_no_field(rate_aware_run: Path, tmp_path: Path):
     run = copy_run(rate_aware_run, tmp_path)
     (run / "sequence.vvc").unlink()  # frames/ (the encoder's decode buffer) is still there: it must not be used

@@ -20,7 +20,6 @@ from typing import Any, Dict, List, Literal, Optional, Tuple, Type
 import torch
 from torch import nn
 
-from nerfstudio_vvc.components.occupancy import OccupancyGrid
 from nerfstudio_vvc.methods.base import FrameModel, FrameModelConfig
 from nerfstudio_vvc.methods.codebook.field import PLANES, HexField, HexHead, HexSpec, gather_planes, init_planes
 
@@ -158,9 +157,6 @@ class CodebookModel(FrameModel):
     def make_field(self) -> nn.Module:
         return HexPlanes(self.spec, self.config.seed)
 
-    def make_playback_field(self) -> nn.Module:
-        return HexField(self.spec, HexHead(self.spec), [], 0.0)
-
     @property
     def hex(self) -> HexPlanes:
         return self.field  # type: ignore[return-value]
@@ -175,18 +171,6 @@ class CodebookModel(FrameModel):
     @property
     def run_dir(self) -> Optional[Path]:
         return None if self.store is None else self.store.root.parent
-
-    def load_state_into(self, field_module: nn.Module, occupancy: OccupancyGrid, state: Dict[str, Any]) -> None:
-        from nerfstudio_vvc.methods.codebook.codec import DecodedFrame
-
-        decoded = DecodedFrame.from_state(state)
-        assert isinstance(field_module, HexField)
-        device = self.aabb.device
-        field_module.head.load_state_dict(decoded.mlp_state)
-        field_module.head.to(device)
-        field_module.planes = [p.to(device) for p in decoded.planes(self.spec)]
-        field_module.time = decoded.time
-        occupancy.set_binary(decoded.occupancy)
 
     # ------------------------------------------------------------------ rendering
     def render_grouped(

@@ -10,6 +10,7 @@ frame of the coded camera nearest to the viewer's position, named on screen (thi
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Type
@@ -76,9 +77,6 @@ class MVInrModel(FrameModel):
     def make_field(self) -> nn.Module:
         return _NoDensity()
 
-    def make_playback_field(self) -> nn.Module:
-        return _NoDensity()
-
     def stages(self):
         from nerfstudio_vvc.methods.mv_inr.stages import STAGES
 
@@ -111,9 +109,6 @@ class MVInrModel(FrameModel):
             return None
         return self.store.root.parent / BITSTREAM_NAME
 
-    def load_state_into(self, field_module: nn.Module, occupancy, state: Dict[str, Any]) -> None:
-        raise RuntimeError("vvc-mv-inr plays decoded views through its decoder, not frame states")
-
     def playback_prepare(self, frame: int) -> Tuple[str, str]:
         line, status = super().playback_prepare(frame)
         source = self._playback_source
@@ -144,7 +139,10 @@ class MVInrModel(FrameModel):
                 "depth": origins.new_zeros(n, 1),
             }
         else:
-            out = source.player.decoder.render_rays(source.player.get(frame), origins, dirs)
+            t0 = time.perf_counter()
+            out = source.render_rays(frame, origins, dirs, renderer=self.playback_renderer())
+            if self.playback.viewer_attached:
+                self.playback.note_render(origins.shape[0], time.perf_counter() - t0)
         return {k: v.reshape(*shape, -1) for k, v in out.items()}
 
     def get_param_groups(self) -> Dict[str, List[nn.Parameter]]:

@@ -183,9 +183,6 @@ class RateAwareModel(FrameModel):
     def make_field(self) -> nn.Module:
         return TrainableDiF(self.spec, self.config.init_step)
 
-    def make_playback_field(self) -> nn.Module:
-        return DiFFrameField(self.spec)
-
     # ------------------------------------------------------------------ bitstream
     @property
     def bitstream_path(self) -> Optional[Path]:
@@ -486,10 +483,3 @@ class RateAwareModel(FrameModel):
             torch.round(d.detach().cpu().float() / torch.tensor(q, dtype=torch.float32)).long()
             for d, q in zip(f.delta, steps)
         ]
-
-    def load_state_into(self, field_module: nn.Module, occupancy: OccupancyGrid, state: Dict[str, Any]) -> None:
-        decoded = DecodedFrame.from_state(state)
-        assert isinstance(field_module, DiFFrameField)
-        field_module.mlp.load_state_dict(decoded.mlp_state)
-        field_module.set_grids(decoded.grids)
-        occupancy.set_binary(decoded.occupancy)
