@@ -86,9 +86,7 @@ class RdSweep:
     preset: str = "vvc-rate-aware-cpu"
     """Method preset to train (any preset of a method spec with RD points, e.g. `vvc-codebook-cpu`)."""
     runs: Tuple[str, ...] = ()
-    """Runs to sweep; empty = the method's defaults (its spec's `rd_default_runs`). vvc-rate-aware: full-<λ> for λ in
-    `lambdas`, wo-dynamic, wo-adaptive, baseline; vvc-codebook: k-<k>, bits-<b>, dyn-<n>; vvc-mv-inr: c<c>-qp<qp>,
-    wo-embedding, wo-compensation."""
+    """Runs to sweep (names from the method spec's `rd_runs`); empty = its `rd_default_runs`."""
     lambdas: Tuple[float, ...] = ()
     """λs that `full-<λ>` runs may use; empty = the paper's four (`RD_LAMBDAS`). Add one to extend the Full curve."""
     num_frames: int = 10

@@ -66,6 +66,23 @@ def test_payload_fuzz_gate(stream: Path):
     assert res.counts["typed"] > 500 and res.counts["ok"] > 20  # the mutations reach both outcomes
 
 
+@pytest.mark.timeout(600)
+def test_payload_fuzz_gate_mv_inr(tmp_path: Path):
+    """500 payload mutations of a vvc-mv-inr stream (METHOD_CONFIG with its hevc / render objects, the HEVC basic
+    view, the INR weights), decoded through the method-codec contract: only typed errors naming the file, or
+    finite data. The spec names the target, so bench/bench_fuzz_payload.py fuzzes it too."""
+    from nerfstudio_vvc.methods.spec import get_method
+    from nerfstudio_vvc.testing.fuzz_targets import mv_inr
+
+    assert get_method("vvc-mv-inr").fuzz_target == mv_inr.__name__
+    base = mv_inr.make_stream(tmp_path / "mv.vvc")
+    assert sum(1 for _ in mv_inr.decode(base)) > 10  # the unmutated stream decodes
+    res = run_fuzz(base, f"{mv_inr.__name__}:decode", cases=500, seed=0, workers=2, timeout_s=10.0, mem_mb=1024)
+    print("payload fuzz mv-inr:", json.dumps({k: v for k, v in res.to_json().items() if k != "findings"}))
+    assert res.cases == 500 and {k: res.counts[k] for k in BAD} == {k: 0 for k in BAD}, res.findings[:5]
+    assert res.typed_unnamed == 0 and res.counts["typed"] > 200 and res.counts["ok"] > 20
+
+
 @pytest.mark.timeout(200)
 def test_fuzz_harness_sees_every_outcome(stream: Path):
     """The harness counts what a bad decoder does: raw exceptions, hangs, memory blow-ups, crashes, NaNs."""

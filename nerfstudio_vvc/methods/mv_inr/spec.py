@@ -44,6 +44,6 @@ METHOD = VvcMethod(
     rd_runs=rd_runs,
     rd_default_runs=DEFAULT_RUNS,
     rd_reference="x265",
-    fuzz_target=None,  # no fuzz target yet (its payload checks are tested in tests/methods/test_mv_inr.py)
+    fuzz_target="nerfstudio_vvc.testing.fuzz_targets.mv_inr",
     description="Multi-view video codec: one view in HEVC, the others by a grid + conv INR; resumable stages.",
 )
