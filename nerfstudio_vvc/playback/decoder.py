@@ -148,7 +148,7 @@ class MethodDecoder(abc.ABC):
 
     def decode_frame(self, frame: int) -> Any:
         """One frame, decoding its GOP from the I-frame up to it (seek)."""
-        if frame not in self.reader._by_idx:
+        if not self.reader.has_frame(frame):
             raise KeyError(f"{self.path}: frame {frame} is not in the stream")
         out = None
         for out in self.iter_decoded(start=frame, stop=frame):

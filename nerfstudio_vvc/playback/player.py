@@ -65,12 +65,12 @@ class FramePlayer:
     def has(self, frame: int) -> bool:
         """True when the file holds `frame`; a file still being written is re-read (at most once a second)."""
         with self._lock:
-            if frame in self.decoder.reader._by_idx:
+            if self.decoder.reader.has_frame(frame):
                 return True
             if time.monotonic() - self._last_refresh >= self.refresh_interval_s:
                 self._last_refresh = time.monotonic()
                 self.decoder.refresh()
-            return frame in self.decoder.reader._by_idx
+            return self.decoder.reader.has_frame(frame)
 
     def info(self, frame: int) -> FrameInfo:
         s = self.decoder.decode_seconds.get(frame)
