@@ -36,6 +36,7 @@ from typing import Dict, List, Optional
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 from nerfstudio_vvc.jsonio import strict_json  # noqa: E402
+from nerfstudio_vvc.methods.spec import method_for_preset  # noqa: E402
 
 BIN = Path(sys.executable).parent
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "panoptic-basketball"
@@ -111,11 +112,12 @@ def run_point(a, method: str, point: str) -> Optional[dict]:
         args = [*spec["args"], *spec["points"][point], *a.train_args]
         _run(train_cmd(spec["preset"], runs, method, point, args, a.data, spec["data_args"], a.frames, a.downscale,
                        a.device), a.dry_run)
-    bitstream = run / "sequence.vvc"
+    method_spec = method_for_preset(spec["preset"])
+    bitstream = run / str(method_spec.bitstream)
     eval_dir = a.out / "eval" / method / point
     # test cameras only: the fit-vs-generalisation training views would double the render time at 640×360
     lpips = ["--train-views", "0"] + ([] if a.lpips else ["--no-lpips"])
-    if method == "mv-inr":
+    if method_spec.output == "views":  # a view codec: a 3-D method trained on its decoded views gives the test views
         ds = a.out / "decoded" / point
         if not (ds / "transforms.json").exists():
             _run([str(BIN / "ns-vvc"), "decode", str(bitstream), "--out", str(ds), "--as-dataset",
