@@ -30,9 +30,11 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 from nerfstudio_vvc.jsonio import strict_json  # noqa: E402
+from nerfstudio_vvc.methods.rate_aware.spec import METHOD  # noqa: E402
 
 BIN = Path(sys.executable).parent
-PRESET = "vvc-rate-aware-cpu"
+PRESET = str(METHOD.cpu_preset)
+STREAM = str(METHOD.bitstream)
 
 
 def _env() -> Dict[str, str]:
@@ -53,7 +55,7 @@ def sample(out: Path, far: bool) -> Path:
 def run(out: Path, name: str, data: Path, contraction: float, train_args: List[str]) -> Path:
     runs = out / "runs"
     run_dir = runs / "ff" / PRESET / name
-    if not (run_dir / "sequence.vvc").exists() or not (run_dir / "progress.json").exists():
+    if not (run_dir / STREAM).exists() or not (run_dir / "progress.json").exists():
         subprocess.run(
             [
                 str(BIN / "ns-train"),
@@ -90,7 +92,7 @@ def run(out: Path, name: str, data: Path, contraction: float, train_args: List[s
             [
                 str(BIN / "ns-vvc"),
                 "eval",
-                str(run_dir / "sequence.vvc"),
+                str(run_dir / STREAM),
                 "--load-config",
                 str(run_dir / "config.yml"),
                 "--output-dir",
