@@ -3,7 +3,8 @@
 
 Usage (from the repo root):
     .venv/bin/python bench/bench_step_cost.py [--data DIR] [--presets vvc-rate-aware-cpu vvc-rate-aware]
-        [--repeats 3] [--compare /tmp/wt-before] [--profile 16] [--out FILE.json]
+        [--repeats 3] [--compare /tmp/wt-before] [--checkout /tmp/wt-after] [--profile 16] [--out FILE.json]
+    .venv/bin/python bench/bench_step_cost.py --rate-term-only [--presets ...] [--repeats 3]
 
 For each preset it builds the preset's pipeline on frame 0 (an I-frame) of DIR (default: a 1-frame sample scene
 made in a temp folder), trains `--warm-steps` real steps (the occupancy grid prunes as it does mid-frame), then
@@ -236,6 +237,55 @@ def measure(preset: str, data: Path, warm_steps: int, cycles: int, profile_steps
     return out
 
 
+def rate_term_ops(preset: str, repeats: int, threads: int) -> dict:
+    """The rate term alone on the preset's grid shapes (random symbols): operators and seconds of forward + backward,
+    the per-grid, per-phase path (`GridContextModel.forward` per grid) against the batched `total_bits`, in this
+    checkout and process (interleaved repeats), for an I-frame (no reference) and a P-frame (reference symbols)."""
+    import torch
+
+    from nerfstudio_vvc.codec.context import GridContextModel
+    from nerfstudio_vvc.methods.rate_aware.field import DiFSpec
+
+    if threads:
+        torch.set_num_threads(threads)
+    c = _preset(preset).config.pipeline.model
+    spec = DiFSpec(tuple(c.basis_dims), tuple(c.basis_resolutions), tuple(c.basis_freqs), c.coeff_resolution,
+                   c.hidden_dim, c.geo_dim)
+    gen = torch.Generator().manual_seed(0)
+    m = GridContextModel(hidden=c.entropy_hidden, num_channels=spec.feature_dim)
+    grids = [torch.round(torch.randn(s, generator=gen) * 3).requires_grad_() for s in spec.grid_shapes()]
+    refs = [torch.round(torch.randn(s, generator=gen) * 3) for s in spec.grid_shapes()]
+    out: dict = {"preset": preset, "grid_voxels": sum(g.numel() for g in grids), "threads": torch.get_num_threads()}
+    for kind, prevs in (("iframe", [None] * len(grids)), ("pframe", refs)):
+        fns = {"per_grid": lambda: sum(m(g, p) for g, p in zip(grids, prevs)),
+               "batched": lambda: m.total_bits(grids, prevs)}
+        res: dict = {}
+        for name, fn in fns.items():
+            fn().backward()  # warm-up (caches)
+            counter = _OpCounter()
+            with counter.mode:
+                v = fn()
+            n_fwd = counter.total()
+            counter = _OpCounter()
+            with counter.mode:
+                v.backward()
+            res[name] = {"ops_forward": n_fwd, "ops_backward": counter.total(), "bits": float(v.detach()), "s": []}
+        for _ in range(repeats):
+            for name, fn in fns.items():
+                t0 = time.perf_counter()
+                fn().backward()
+                res[name]["s"].append(round(time.perf_counter() - t0, 4))
+        for r in res.values():
+            r["median_s"] = statistics.median(r["s"])
+        pg, bt = res["per_grid"], res["batched"]
+        res["ops_per_grid_over_batched"] = round((pg["ops_forward"] + pg["ops_backward"])
+                                                 / (bt["ops_forward"] + bt["ops_backward"]), 1)
+        res["s_per_grid_over_batched"] = round(pg["median_s"] / bt["median_s"], 2)
+        res["relative_bits_difference"] = abs(pg["bits"] - bt["bits"]) / pg["bits"]
+        out[kind] = res
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- parent process
 def _run_child(repo: Path, preset: str, data: Path, args) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--repo", str(repo), "--presets", preset,
@@ -291,9 +341,14 @@ def main(argv=None) -> int:
     ap.add_argument("--cycles", type=int, default=2, help="measured cycles of rate_every steps per process")
     ap.add_argument("--repeats", type=int, default=3, help="processes per checkout and preset (interleaved)")
     ap.add_argument("--compare", type=Path, default=None, help="another checkout to measure alternately (before)")
+    ap.add_argument("--checkout", type=Path, default=REPO_ROOT,
+                    help="the checkout measured as 'after' (default: this one; a clean `git worktree` of a commit "
+                         "keeps other uncommitted edits out of the measurement)")
     ap.add_argument("--profile", type=int, default=0, help="cProfile this many steps; top functions in the JSON")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--rate-term-only", action="store_true",
+                    help="only the rate term on each preset's grid shapes: per-grid vs batched in this checkout")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--repo", type=Path, default=REPO_ROOT, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -305,6 +360,17 @@ def main(argv=None) -> int:
         print(json.dumps(measure(preset, args.data, warm, args.cycles, args.profile, args.threads)))
         return 0
 
+    if args.rate_term_only:
+        sys.path.insert(0, str(args.checkout))
+        result = {"machine": f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} at start",
+                  "presets": {p: rate_term_ops(p, args.repeats, args.threads) for p in args.presets},
+                  "load_at_end": round(os.getloadavg()[0], 1)}
+        text = json.dumps(result, indent=1)
+        if args.out:
+            args.out.write_text(text + "\n")
+        print(text)
+        return 0
+
     data = args.data
     if data is None:
         sys.path.insert(0, str(REPO_ROOT))
@@ -312,9 +378,15 @@ def main(argv=None) -> int:
 
         data = Path(tempfile.mkdtemp()) / "sample"
         make_sample(data, num_frames=1)
-    checkouts = {"after": REPO_ROOT} if args.compare is None else {"before": args.compare, "after": REPO_ROOT}
+    checkouts = {"after": args.checkout} if args.compare is None else {"before": args.compare, "after": args.checkout}
+    def commit(repo: Path) -> str:
+        proc = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        return proc.stdout.strip() + (" + uncommitted changes" if dirty else "")
+
     result: dict = {"data": str(data), "machine": f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} at start",
-                    "checkouts": {k: str(v) for k, v in checkouts.items()}, "presets": {}}
+                    "checkouts": {k: f"{v} ({commit(v)})" for k, v in checkouts.items()}, "presets": {}}
     for preset in args.presets:
         runs: dict = {name: [] for name in checkouts}
         for _ in range(args.repeats):
