@@ -84,8 +84,8 @@ class VvcMethod:
     cpu_preset: Optional[str] = None
     """The preset that runs on a CPU (the demo's and the sweeps' default)."""
     rd_runs: Optional[Callable[[Sequence[float]], Dict[str, RdRun]]] = None
-    """The method's RD sweep runs; the argument adds values of the method's RD knob where it has a continuous one
-    (vvc-rate-aware: λ of `full-<λ>`), others ignore it."""
+    """The method's RD sweep runs by name. The argument: values of its continuous RD knob, where it has one
+    (vvc-rate-aware: the λs of `full-<λ>`; empty = the paper's four); methods with fixed points ignore it."""
     rd_default_runs: Tuple[str, ...] = ()
     """Runs `ns-vvc rd-sweep` trains when none are named."""
     rd_reference: str = ""
@@ -98,12 +98,6 @@ class VvcMethod:
     @property
     def has_bitstream(self) -> bool:
         return self.decoder is not None and self.bitstream is not None
-
-    def load(self, target: str):
-        """Import a "module:attr" (or "module") target of this spec."""
-        mod, _, attr = target.partition(":")
-        module = importlib.import_module(mod)
-        return getattr(module, attr) if attr else module
 
 
 def run_finished(rd: Path, num_frames: int) -> bool:
