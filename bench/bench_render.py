@@ -80,6 +80,26 @@ def bench_file(path: Path, frame: int, width: int, height: int, repeats: int, de
                                   "views_per_s": round(1000 / ms, 3), "rays_per_s": round(width * height / ms * 1000),
                                   "decode_plus_render_ms": round(decode_ms + ms, 1),
                                   "cpu_ms": round(statistics.median(cpu[1:]), 1)}
+    settings, field_for = getattr(decoder, "render_settings", None), getattr(decoder, "field_for", None)
+    if settings is not None and field_for is not None and "playback" in out["renderers"]:
+        # field work per ray, independent of other jobs on the machine: samples whose density the field computes
+        from nerfstudio_vvc.playback.decoder import MethodDecoder
+
+        rays = MethodDecoder.camera_rays(c2w.to(device), fx, fy, cx, cy, width, height)
+        with torch.no_grad():
+            for name in ("exact", "playback"):
+                n = 0.0
+                for i in range(0, len(rays[0]), 8192):
+                    o, d = rays[0][i : i + 8192], rays[1][i : i + 8192]
+                    if name == "exact":
+                        n += float(settings.render(field_for(decoded, device)[0], o, d, field_for(decoded, device)[1])[
+                            "num_samples"].sum())
+                    else:
+                        field, occ = field_for(decoded, device)
+                        split = decoder.playback_split(field)
+                        n += float(settings.render_playback(split, o, d, occ)["num_samples"].sum())
+                if name in out["renderers"]:
+                    out["renderers"][name]["field_samples_per_ray"] = round(n / (width * height), 2)
     if "exact" in images and "playback" in images:
         diff = (images["playback"] - images["exact"]).abs()
         mse = float((diff**2).mean())

@@ -169,17 +169,24 @@ class MethodDecoder(abc.ABC):
         """Render an OpenGL-convention pinhole camera (c2w [3, 4], scene units) → RGB [H, W, 3] (on `device`, default
         c2w's), with `render_rays`, or with `render_rays_playback` when ``playback``."""
         c2w = c2w.float() if device is None else c2w.float().to(device)
+        origins, dirs = self.camera_rays(c2w, fx, fy, cx, cy, width, height)
+        render_rays = self.render_rays_playback if playback else self.render_rays
+        out = [render_rays(decoded, origins[i : i + chunk], dirs[i : i + chunk])["rgb"]
+               for i in range(0, len(dirs), chunk)]
+        return torch.cat(out).reshape(height, width, 3)
+
+    @staticmethod
+    def camera_rays(c2w: torch.Tensor, fx: float, fy: float, cx: float, cy: float, width: int,
+                    height: int) -> "tuple[torch.Tensor, torch.Tensor]":
+        """(origins, unit directions) [H·W, 3], row-major, of an OpenGL pinhole camera (c2w [3, 4]) on c2w's device."""
+        c2w = c2w.float()
         dev = c2w.device
         ys, xs = torch.meshgrid(torch.arange(height, device=dev) + 0.5, torch.arange(width, device=dev) + 0.5,
                                 indexing="ij")
         dirs_cam = torch.stack([(xs - cx) / fx, -(ys - cy) / fy, -torch.ones_like(xs)], -1)
         dirs = dirs_cam.reshape(-1, 3) @ c2w[:3, :3].T
         dirs = dirs / dirs.norm(dim=-1, keepdim=True)
-        origins = c2w[:3, 3].expand_as(dirs)
-        render_rays = self.render_rays_playback if playback else self.render_rays
-        out = [render_rays(decoded, origins[i : i + chunk], dirs[i : i + chunk])["rgb"]
-               for i in range(0, len(dirs), chunk)]
-        return torch.cat(out).reshape(height, width, 3)
+        return c2w[:3, 3].expand_as(dirs), dirs
 
     def close(self) -> None:
         self.reader.close()

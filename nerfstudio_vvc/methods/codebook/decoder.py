@@ -85,10 +85,14 @@ class CodebookDecoder(MethodDecoder):
         out = self.render_settings.render(field, origins, dirs, occ)
         return {k: out[k] for k in ("rgb", "accumulation", "depth")}
 
+    def playback_split(self, field: HexField) -> HexSplit:
+        """The field as the playback renderer asks it (`SplitField`)."""
+        return HexSplit(field)
+
     @torch.no_grad()
     def render_rays_playback(self, decoded: DecodedFrame, origins: torch.Tensor,
                              dirs: torch.Tensor) -> Dict[str, torch.Tensor]:
         field, occ = self.field_for(decoded, origins.device)
-        split = HexSplit(field)
+        split = self.playback_split(field)
         out = self.render_settings.render_playback(split, origins, dirs, occ)
         return {k: out[k] for k in ("rgb", "accumulation", "depth")}

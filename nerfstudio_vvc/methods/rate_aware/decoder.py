@@ -84,9 +84,13 @@ class RateAwareDecoder(MethodDecoder):
         out = self.render_settings.render(field, origins, dirs, occ)
         return {k: out[k] for k in ("rgb", "accumulation", "depth")}
 
+    def playback_split(self, field: DiFFrameField) -> DiFSplit:
+        """The field as the playback renderer asks it (`SplitField`)."""
+        return DiFSplit(field)
+
     @torch.no_grad()
     def render_rays_playback(self, decoded: DecodedFrame, origins: torch.Tensor,
                              dirs: torch.Tensor) -> Dict[str, torch.Tensor]:
         field, occ = self.field_for(decoded, origins.device)
-        out = self.render_settings.render_playback(DiFSplit(field), origins, dirs, occ)
+        out = self.render_settings.render_playback(self.playback_split(field), origins, dirs, occ)
         return {k: out[k] for k in ("rgb", "accumulation", "depth")}
