@@ -77,7 +77,8 @@ class _OpCounter:
         return sum(self.ops.values())
 
 
-def measure(preset: str, data: Path, warm_steps: int, cycles: int, profile_steps: int, threads: int) -> dict:
+def measure(preset: str, data: Path, warm_steps: int, cycles: int, profile_steps: int, threads: int,
+            ab_pairs: int = 0) -> dict:
     import torch
     from nerfstudio.engine.optimizers import Optimizers
 
@@ -159,6 +160,9 @@ def measure(preset: str, data: Path, warm_steps: int, cycles: int, profile_steps
     while (model.frame_step + 1) % k != 0:
         step(None)
 
+    if ab_pairs:
+        return _ab_rate_term(model, step, timed, rate_fn, k, ab_pairs, preset, warm_steps)
+
     times = {"rate": [], "plain": []}
     for _ in range(cycles):
         for i in range(k):
@@ -234,6 +238,53 @@ def measure(preset: str, data: Path, warm_steps: int, cycles: int, profile_steps
             rows.append({"function": f"{Path(func[0]).name}:{func[1]}({func[2]})", "calls": nc,
                          "tottime_s": round(tt, 4), "cumtime_s": round(ct, 4)})
         out["profile"] = {"steps": profile_steps, "top_tottime": rows}
+    return out
+
+
+def _ab_rate_term(model, step, timed, batched_fn, k: int, pairs: int, preset: str, warm_steps: int) -> dict:
+    """In one process, interleaved: cycles of `rate_every` trainer steps (one rate step, k-1 plain ones) with the rate
+    term computed per grid and phase (`GridContextModel.forward` per grid, the code before issue 26) and batched
+    (`rate_bits_per_voxel`), in ABBA order. Paired in time, so the machine's load hits both alike."""
+    import torch
+
+    def per_grid_fn():
+        f = model.field
+        syms = f.symbols()
+        prev = model._reference_symbols(syms[0].device)
+        bits = sum(model.entropy(s_, p) for s_, p in zip(syms, prev))
+        return bits / sum(s_.numel() for s_ in syms)
+
+    fns = {"per_grid": timed(per_grid_fn, "rate_term"), "batched": timed(batched_fn, "rate_term")}
+    cycles: dict = {name: [] for name in fns}
+    for i in range(pairs):
+        for name in ("per_grid", "batched") if i % 2 == 0 else ("batched", "per_grid"):
+            model.rate_bits_per_voxel = fns[name]
+            total: dict = {}
+            for _ in range(k):
+                rec: dict = {}
+                step(rec)
+                for ph, v in rec.items():
+                    total[ph] = total.get(ph, 0.0) + v
+            cycles[name].append(total)
+
+    def summary(recs):
+        no_occ = [sum(v for ph, v in r.items() if ph != "occupancy") for r in recs]
+        return {"cycle_s_without_occupancy": [round(x, 4) for x in no_occ],
+                "median_cycle_s_without_occupancy": round(statistics.median(no_occ), 4),
+                "median_mean_step_s_without_occupancy": round(statistics.median(no_occ) / k, 4),
+                "median_rate_term_s": round(statistics.median(r["rate_term"] + r["rate_backward"] for r in recs), 4),
+                "median_phase_s": {ph: round(statistics.median(r.get(ph, 0.0) for r in recs), 4) for ph in PHASES}}
+
+    out = {"preset": preset, "mode": "A/B in one process, ABBA order", "threads": torch.get_num_threads(),
+           "rate_every": k, "warm_steps": warm_steps, "pairs": pairs,
+           "occupied_fraction": round(float(model.occupancy.binary.float().mean()), 4),
+           "per_grid": summary(cycles["per_grid"]), "batched": summary(cycles["batched"])}
+    pg, bt = out["per_grid"], out["batched"]
+    out["rate_term_s_per_grid_over_batched"] = round(pg["median_rate_term_s"] / bt["median_rate_term_s"], 2)
+    out["mean_step_s_per_grid_over_batched"] = round(pg["median_cycle_s_without_occupancy"]
+                                                     / bt["median_cycle_s_without_occupancy"], 2)
+    out["paired_cycle_ratios"] = [round(a / b, 2) for a, b in zip(pg["cycle_s_without_occupancy"],
+                                                                  bt["cycle_s_without_occupancy"])]
     return out
 
 
@@ -349,6 +400,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--rate-term-only", action="store_true",
                     help="only the rate term on each preset's grid shapes: per-grid vs batched in this checkout")
+    ap.add_argument("--ab-pairs", type=int, default=0,
+                    help="instead: per-grid vs batched rate term inside full trainer steps, this many ABBA pairs of "
+                         "rate_every-step cycles in one process (this checkout)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--repo", type=Path, default=REPO_ROOT, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -358,6 +412,24 @@ def main(argv=None) -> int:
         preset = args.presets[0]
         warm = DEFAULT_WARM[preset] if args.warm_steps is None else args.warm_steps
         print(json.dumps(measure(preset, args.data, warm, args.cycles, args.profile, args.threads)))
+        return 0
+    if args.ab_pairs:
+        sys.path.insert(0, str(args.checkout))
+        data = args.data
+        if data is None:
+            from nerfstudio_vvc.data.sample_scene import make_sample
+
+            data = Path(tempfile.mkdtemp()) / "sample"
+            make_sample(data, num_frames=1)
+        result = {"machine": f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} at start", "presets": {}}
+        for p in args.presets:
+            warm = DEFAULT_WARM[p] if args.warm_steps is None else args.warm_steps
+            result["presets"][p] = measure(p, data, warm, 0, 0, args.threads, ab_pairs=args.ab_pairs)
+        result["load_at_end"] = round(os.getloadavg()[0], 1)
+        text = json.dumps(result, indent=1)
+        if args.out:
+            args.out.write_text(text + "\n")
+        print(text)
         return 0
 
     if args.rate_term_only:
