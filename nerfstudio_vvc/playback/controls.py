@@ -112,6 +112,7 @@ class PlaybackControls(nn.Module):
         self.rays_per_s: Optional[float] = None
         """Measured viewer render rate (moving average over render calls)."""
         self._auto_res: Optional[int] = None
+        self._auto_res_at = -1e9
 
     # ------------------------------------------------------------------ state
     @property
@@ -130,7 +131,7 @@ class PlaybackControls(nn.Module):
     # ------------------------------------------------------------------ settled resolution
     def note_render(self, rays: int, seconds: float) -> None:
         """The model rendered `rays` rays for the viewer in `seconds` (called from the render thread)."""
-        if rays < 64 or seconds <= 0:
+        if rays < 1024 or seconds <= 0:  # (a preview's few rays measure per-call overhead, not the rate)
             return
         rate = rays / seconds
         self.rays_per_s = rate if self.rays_per_s is None else 0.7 * self.rays_per_s + 0.3 * rate
@@ -153,8 +154,9 @@ class PlaybackControls(nn.Module):
             self.auto_max_res = False  # a user moved the slider: theirs from now on
             return
         target = self.settled_res()
-        if self._auto_res is None or abs(target - current) > 0.2 * current:
-            self._auto_res = target
+        settled_a_while = time.monotonic() - self._auto_res_at > 3.0
+        if self._auto_res is None or (abs(target - current) > 0.2 * current and settled_a_while):
+            self._auto_res, self._auto_res_at = target, time.monotonic()  # each change re-renders: not more often
             slider.value = target
 
     def set_provider(self, provider: PlaybackProvider) -> None:

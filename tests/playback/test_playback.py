@@ -294,6 +294,7 @@ def test_viewer_renders_with_the_playback_renderer_and_sizes_the_settled_view(ra
     assert controls.rays_per_s is not None and controls.rays_per_s > 0
     assert slider.value == controls.settled_res() >= 256 and slider.value % 32 == 0
     controls.rays_per_s = 1e9  # a GPU: the settled view grows to the cap
+    controls._auto_res_at = -1e9
     controls._update_max_res()
     assert slider.value == controls.max_settled_res
     slider.value = 164  # a user's choice
