@@ -247,21 +247,27 @@ def render_rays_playback(
     }
     keep = _rays_near_occupied(origins, dirs, aabb, occupancy) if contraction <= 0 or num_outer_samples <= 0 else None
     if keep is not None:  # rays that pass no occupied cell get exactly what render_rays gives them: the background
-        if not bool(keep.any()):
+        n_keep = int(keep.sum())
+        if n_keep == 0:
             return out
-        origins, dirs = origins[keep], dirs[keep]
+        if n_keep > 0.8 * num_rays:  # not worth the copies
+            keep = None
+        else:
+            origins, dirs = origins[keep], dirs[keep]
     t_mid, delta, x01, mask, _, dir_norm = _ray_samples(
         origins, dirs, aabb, occupancy, num_samples, near_plane, False, contraction, num_outer_samples, world_opacity
     )
     hit = mask.any(-1)  # rays with a sample in an occupied cell; the others are background
     idx = torch.nonzero(hit).flatten()
-    if keep is not None:
-        idx_all = torch.nonzero(keep).flatten()[idx]
-    else:
-        idx_all = idx
     if idx.numel() == 0:
         return out
-    t_mid, delta, x01, mask, dir_norm, dirs = t_mid[idx], delta[idx], x01[idx], mask[idx], dir_norm[idx], dirs[idx]
+    idx_all = torch.nonzero(keep).flatten()[idx] if keep is not None else idx
+    if idx.numel() < 0.8 * hit.numel():  # compact (the copies pay when many rays see nothing)
+        t_mid, delta, x01, mask, dir_norm, dirs = t_mid[idx], delta[idx], x01[idx], mask[idx], dir_norm[idx], dirs[idx]
+    elif keep is None:
+        idx_all = slice(None)
+    else:
+        idx_all = torch.nonzero(keep).flatten()
     num_rays, total = mask.shape
     density = torch.zeros(num_rays, total, device=dev)
     row = torch.full((num_rays, total), -1, dtype=torch.long, device=dev)  # index of a sample's state

@@ -141,6 +141,9 @@ class PlayBitstream:
     at the measured render rate (256 to 1024 px)."""
     seconds: Optional[float] = None
     """Stop after this many seconds (default: run until interrupted)."""
+    threads: int = 1
+    """torch CPU threads (--device cpu; 0: torch's default). One: on a busy 2-core machine two threads rendered a
+    decoded frame 5x slower than one (docs/evaluation.md, playback render rate)."""
 
     def main(self) -> None:
         from nerfstudio.configs.base_config import LocalWriterConfig, LoggingConfig, ViewerConfig
@@ -152,6 +155,8 @@ class PlayBitstream:
 
         if not self.bitstream.exists():
             raise SystemExit(f"{self.bitstream}: no such file")
+        if self.device == "cpu" and self.threads > 0:
+            torch.set_num_threads(self.threads)
         try:
             model = build_model(self.bitstream, self.device)
         except BitstreamError as exc:
