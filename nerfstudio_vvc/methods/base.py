@@ -132,7 +132,9 @@ class FrameModel(Model):
         self._playback_message = ""
         self._playback_opened_at = -1e9
         self._blank: Optional[Tuple[nn.Module, OccupancyGrid]] = None
-        self.playback = PlaybackControls(self.num_frames, fps=30.0, provider=self, initial_view=default_view(self.aabb))
+        self.playback = PlaybackControls(
+            self.num_frames, fps=self.data_fps, provider=self, initial_view=default_view(self.aabb)
+        )
 
     def play_file(self, path: Path) -> Any:
         """Render every frame from the `.vvc` file `path` through its decoder (`ns-vvc eval`, rd-sweep): the file's
@@ -198,6 +200,11 @@ class FrameModel(Model):
     def frame_of_time(self, t: float) -> int:
         """Frame index for a nerfstudio time in [0, 1] (the viewer's slider)."""
         return int(round(min(max(t, 0.0), 1.0) * max(self.num_frames - 1, 0)))
+
+    @property
+    def data_fps(self) -> float:
+        """Frames per second of the training data (the dataparser's metadata; 30 when it has none): the header fps."""
+        return float(self.kwargs.get("metadata", {}).get("fps", 30.0))
 
     @property
     def occupancy_cells(self) -> int:

@@ -119,13 +119,14 @@ def _not_json(name: str):
     raise AssertionError(f"stages.json holds {name}, which is not JSON")
 
 
-def test_cli_run_decodes_to_the_encoders_states_and_renders(cli_run: Path):
+def test_cli_run_decodes_to_the_encoders_states_and_renders(cli_run: Path, tiny_sample: Path):
     """ns-train → sequence.vvc → registry decoder: every decoded frame equals the encoder's state, renders are
     bit-identical, an I-frame per fragment (fragments of 2 frames), reported bytes are file bytes."""
     stages = json.loads((cli_run / "stages.json").read_text(), parse_constant=_not_json)
     assert stages["done"] == ["train", "importance", "codebook", "finetune", "quantize", "dynamic", "code"]
     dec = open_decoder(cli_run / "sequence.vvc")
     assert dec.method_id == "vvc-codebook"
+    assert dec.fps == pytest.approx(json.loads((tiny_sample / "train_meta.json").read_text())["fps"]) != 30.0
     assert dec.frames() == [0, 1, 2] and [dec.is_iframe(f) for f in dec.frames()] == [True, False, True]
     store = FrameStore(cli_run / "frames")
     for d in dec.iter_decoded():

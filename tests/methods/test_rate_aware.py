@@ -44,6 +44,13 @@ def test_decoded_grids_equal_encoder_decode_buffer(run_dir: Path):
     assert kinds == [True, False, True]  # GOP 2: I P I
 
 
+def test_header_fps_is_the_datas(run_dir: Path, tiny_sample):
+    """The sample renders every 2nd mocap frame (15 fps): the header says so, not a hard-coded 30."""
+    fps = json.loads((tiny_sample / "train_meta.json").read_text())["fps"]
+    assert fps != 30.0
+    assert Decoder(run_dir / "sequence.vvc").fps == pytest.approx(fps)
+
+
 def test_reported_bytes_are_file_bytes(run_dir: Path):
     progress = json.loads((run_dir / "progress.json").read_text())
     decoder = Decoder(run_dir / "sequence.vvc")

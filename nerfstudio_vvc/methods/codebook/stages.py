@@ -235,7 +235,7 @@ def run_code(ctx: StageContext, quant: Dict[str, Any], dyn: Dict[str, Any]) -> D
     header = SequenceHeader(
         method_id=METHOD_ID,
         num_frames=model.num_frames,
-        fps=30.0,
+        fps=model.data_fps,
         gop_size=c.fragment_size,
         num_cameras=0,
         scene_box=(tuple(box[0]), tuple(box[1])),

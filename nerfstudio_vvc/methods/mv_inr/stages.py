@@ -238,7 +238,7 @@ def run_code(ctx: StageContext) -> Dict[str, Any]:
     header = SequenceHeader(
         method_id=METHOD_ID,
         num_frames=model.num_frames,
-        fps=float(model.kwargs.get("metadata", {}).get("fps", 30.0)),
+        fps=model.data_fps,
         gop_size=1,
         num_cameras=len(cfg.cameras),
         scene_box=(tuple(box[0]), tuple(box[1])),

@@ -219,7 +219,7 @@ class RateAwareModel(FrameModel):
         header = SequenceHeader(
             method_id=METHOD_ID,
             num_frames=self.num_frames,
-            fps=30.0,
+            fps=self.data_fps,
             gop_size=int(getattr(self, "gop_size", 0)),
             num_cameras=0,
             scene_box=(tuple(box[0]), tuple(box[1])),
