@@ -179,11 +179,11 @@ def codes_views(decoder) -> bool:
     return spec is not None and spec.output == "views"
 
 
-def decoded_pipeline(bitstream: Path, load_config: Path, store_dir: Optional[Path] = None):
+def decoded_pipeline(bitstream: Path, load_config: Path):
     """Load the run's pipeline (dataset: test cameras, ground truth) with its model playing `bitstream`: every
     render goes through the decoder the file's method_id selects, with the file's METHOD_CONFIG
     (`FrameModel.play_file`; the exact renderer, `MethodDecoder.render_rays`). Frames are decoded on demand.
-    Returns (decoder, pipeline). `store_dir` is ignored (decoded states are no longer written to disk)."""
+    Returns (decoder, pipeline). Nothing is written to disk."""
     _, pipeline, _, _ = eval_setup(load_config, test_mode="test")
     source = pipeline.model.play_file(bitstream)
     return source.decoder, pipeline

@@ -204,7 +204,7 @@ class RdSweep:
         if not bitstream.exists():
             raise SweepError(f"run {run.name}: {bitstream} is missing (was the run finished?)")
         pdir = self.out / "points" / point
-        decoder, pipeline = decoded_pipeline(bitstream, self.run_dir(run) / "config.yml", pdir / "decoded")
+        decoder, pipeline = decoded_pipeline(bitstream, self.run_dir(run) / "config.yml")
         frames = decoder.frames()
         test_rows = render_test_views(pipeline, frames=frames, out_dir=pdir, use_lpips=self.lpips, split="test")
         train_rows: List[Dict] = []
@@ -321,7 +321,7 @@ class RdSweep:
                         f"rerun to resume: {' '.join(cmd)}"
                     )
             e2e_file = e2e_dir / (preset_method(self.e2e_preset).bitstream or "sequence.vvc")
-            dec3d, pipeline = decoded_pipeline(e2e_file, e2e_dir / "config.yml", pdir / "e2e_decoded")
+            dec3d, pipeline = decoded_pipeline(e2e_file, e2e_dir / "config.yml")
             test = mean_metrics(
                 render_test_views(pipeline, frames=dec3d.frames(), out_dir=pdir, use_lpips=self.lpips, split="test")
             )
