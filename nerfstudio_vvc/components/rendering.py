@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Dict, Mapping, Optional, Protocol, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Protocol, Tuple
 
 import torch
 
@@ -460,40 +460,27 @@ class RenderSettings:
 
         The one call both the training models (``jitter`` and, for contracted scenes, ``distortion`` while training)
         and the decoders (neither) render with, so a decoder cannot drift from what its method trained."""
+        return render_rays(*self._ray_args(field, origins, dirs, occupancy), jitter=jitter, distortion=distortion,
+                           **self._scene_kwargs())
+
+    def _ray_args(self, field, origins: torch.Tensor, dirs: torch.Tensor, occupancy: Optional[OccupancyGrid]):
+        """Positional arguments of `render_rays` / `render_rays_playback`, as tensors on the rays' device."""
         dev = origins.device
-        return render_rays(
-            field,
-            origins.float(),
-            dirs.float(),
-            torch.tensor(self.aabb, dtype=torch.float32, device=dev),
-            occupancy,
-            self.num_samples,
-            self.near_plane,
-            torch.tensor(self.background, dtype=torch.float32, device=dev),
-            jitter=jitter,
-            contraction=self.contraction,
-            num_outer_samples=self.num_outer_samples,
-            distortion=distortion,
-            world_opacity=self.world_opacity,
-        )
+        aabb = torch.tensor(self.aabb, dtype=torch.float32, device=dev)
+        background = torch.tensor(self.background, dtype=torch.float32, device=dev)
+        return field, origins.float(), dirs.float(), aabb, occupancy, self.num_samples, self.near_plane, background
+
+    def _scene_kwargs(self) -> Dict[str, Any]:
+        return {
+            "contraction": self.contraction,
+            "num_outer_samples": self.num_outer_samples,
+            "world_opacity": self.world_opacity,
+        }
 
     def render_playback(
         self, field: SplitField, origins: torch.Tensor, dirs: torch.Tensor, occupancy: Optional[OccupancyGrid]
     ) -> Dict[str, torch.Tensor]:
         """`render` for showing decoded frames (`render_rays_playback`): the same samples and settings, early ray
         termination and colour only where it shows. What the viewers render with; metrics use `render`."""
-        dev = origins.device
-        return render_rays_playback(
-            field,
-            origins.float(),
-            dirs.float(),
-            torch.tensor(self.aabb, dtype=torch.float32, device=dev),
-            occupancy,
-            self.num_samples,
-            self.near_plane,
-            torch.tensor(self.background, dtype=torch.float32, device=dev),
-            contraction=self.contraction,
-            num_outer_samples=self.num_outer_samples,
-            world_opacity=self.world_opacity,
-        )
+        return render_rays_playback(*self._ray_args(field, origins, dirs, occupancy), **self._scene_kwargs())
 
