@@ -140,6 +140,13 @@ class RdSweep:
     def point_json(self, point: str) -> Path:
         return self.out / "points" / f"{point}.json"
 
+    def dataparser_args(self) -> List[str]:
+        """The `vvc-data` options of every run (scene, frame range, downscale, extra data args)."""
+        return [
+            "--data", str(self.data), "--frame-start", str(self.frame_start), "--num-frames", str(self.num_frames),
+            "--downscale-factor", str(self.downscale), *self.data_args,
+        ]
+
     def scale(self) -> Dict[str, object]:
         return {
             "scene": str(self.data),
@@ -177,15 +184,7 @@ class RdSweep:
             *self.train_args,
             *run.args,
             "vvc-data",
-            "--data",
-            str(self.data),
-            "--frame-start",
-            str(self.frame_start),
-            "--num-frames",
-            str(self.num_frames),
-            "--downscale-factor",
-            str(self.downscale),
-            *self.data_args,
+            *self.dataparser_args(),
         ]
         print("$ " + " ".join(cmd), flush=True)
         env = dict(os.environ, PYTHONWARNINGS="ignore")
@@ -389,20 +388,7 @@ class RdSweep:
         from nerfstudio_vvc.data.dataparser import VvcDataParserConfig
 
         # the same dataparser arguments as the runs (e.g. --train-cameras / --max-train-cameras): same views
-        cfg = tyro.cli(
-            VvcDataParserConfig,
-            args=[
-                "--data",
-                str(self.data),
-                "--frame-start",
-                str(self.frame_start),
-                "--num-frames",
-                str(self.num_frames),
-                "--downscale-factor",
-                str(self.downscale),
-                *self.data_args,
-            ],
-        )
+        cfg = tyro.cli(VvcDataParserConfig, args=self.dataparser_args())
         outputs = cfg.setup().get_dataparser_outputs("train")
         meta = outputs.metadata
         frames: Dict[object, List[Tuple[int, np.ndarray]]] = {}
