@@ -173,8 +173,9 @@ class PlaybackControls(nn.Module):
         frame = int(round(element.value))
         frame = min(max(frame, 0), self.num_frames - 1)
         self._frame = frame
-        self._sync_time_slider(frame)
+        self._sync_time_slider(frame)  # (sets the value the next render reads at once; its callbacks run later)
         self.request(frame)
+        self._render_settled()
 
     def _on_time_slider(self, _: Any) -> None:
         if self._viewer is None:
@@ -195,13 +196,37 @@ class PlaybackControls(nn.Module):
         # read-outs change often: updating them must not make the viewer re-render (it wraps every cb_hook)
         self.readout_frame.cb_hook = lambda _: None
         self.readout_status.cb_hook = lambda _: None
+        # a frame change moves no camera: instead of nerfstudio's preview-then-full re-render ("move", which its
+        # wrapper of our hook and the Time slider's own hook would send), the full-resolution render at once
+        self.frame_slider.cb_hook = self._on_frame_slider
         time_slider = viewer.control_panel._time
+        user_time_hook = time_slider.cb_hook
+
+        def on_time(element: Any) -> None:
+            if abs(float(element.value) - self.time_of_frame(self._frame)) > 1e-9:
+                user_time_hook(element)  # a user moved Time: nerfstudio's usual re-render
+
+        time_slider.cb_hook = on_time
         if time_slider.gui_handle is not None:
             time_slider.gui_handle.on_update(self._on_time_slider)
         self._sync_time_slider(self._frame)
         if self.initial_view is not None:
             viewer.viser_server.on_client_connect(self._set_initial_view)
         self.request(self._frame)
+
+    def _render_settled(self) -> None:
+        """Render the current view at "Max res" now, in every browser (nerfstudio's "step" action, as a training step
+        does): a frame change skips the low-resolution preview and the 0.2 s wait before the full render. A render in
+        progress finishes first; requests made meanwhile collapse into one (frames are dropped, nothing queues up)."""
+        viewer = self._viewer
+        if viewer is None or not getattr(viewer, "ready", False):
+            return
+        from nerfstudio.viewer.render_state_machine import RenderAction
+
+        machines = getattr(viewer, "render_statemachines", {})
+        for client_id, client in viewer.viser_server.get_clients().items():
+            if client_id in machines:
+                machines[client_id].action(RenderAction("step", viewer.get_camera_state(client)))
 
     def _set_initial_view(self, client: Any) -> None:
         from nerfstudio.viewer.viewer import VISER_NERFSTUDIO_SCALE_RATIO as scale

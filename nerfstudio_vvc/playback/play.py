@@ -32,7 +32,7 @@ from nerfstudio_vvc.playback.player import FramePlayer
 class FilePlaybackModelConfig(ModelConfig):
     _target: Type = field(default_factory=lambda: FilePlaybackModel)
     enable_collider: bool = False
-    eval_num_rays_per_chunk: int = 4096
+    eval_num_rays_per_chunk: int = 16384  # fewer calls per view (each has a fixed cost)
 
 
 class FilePlaybackModel(Model):

@@ -5,7 +5,8 @@ The frame slider is moved through the page (keyboard on the slider thumb, as a u
 test waits for each render to settle, compares screenshots of the 3D view at two frames, and reads
 the read-out, the Time slider and the render resolution (the viewer's "Resolution" line) from the DOM:
 the settled view of a frame reaches at least 256 px on its long side (the playback renderer and the
-controls' settled resolution; the time it took after the frame change is printed). `ns-vvc play`
+controls' settled resolution) within 2 s of the frame change (more when the machine is busier than chromium and the
+viewer make it; the time is measured from back-to-back grabs of the view and printed). `ns-vvc play`
 shows playback controls only (no training buttons, no training step). Screenshots go to a temporary folder (kept in
 `VVC_SCREENSHOT_DIR` when that is set). Needs chromium: `make browser-deps`.
 """
@@ -104,6 +105,34 @@ def _wait_resolution(browser: Browser, min_long_side: int, timeout: float) -> tu
     raise TimeoutError(f"render resolution stayed below {min_long_side} px for {timeout} s (last: {res})")
 
 
+def _grab_view(browser: Browser) -> np.ndarray:
+    """The 3D view part of the page (as `_view` crops a screenshot), as float RGB, from a quick JPEG grab."""
+    import io
+
+    w, h = browser.width, browser.height
+    x0, y0 = int(0.05 * w), int(0.1 * h)
+    jpg = browser.grab(x0, y0, int(0.58 * w) - x0, int(0.9 * h) - y0)
+    return np.asarray(Image.open(io.BytesIO(jpg)).convert("RGB"), dtype=np.float32)
+
+
+def _settle_time(browser: Browser, t_change: float, stable_s: float = 3.0, timeout: float = 60.0) -> float:
+    """Seconds from `t_change` until the view showed what it then kept showing for `stable_s` (the settled render of
+    the new frame). Grabs the view back to back (~0.1 s each); a grab's time is when it returned (conservative)."""
+    shots = []
+    while time.time() - t_change < timeout:
+        img = _grab_view(browser)
+        t = time.time() - t_change
+        shots.append((t, img))
+        first_of_run = t
+        for s, im in reversed(shots):
+            if np.abs(im - img).mean() >= 0.5:  # (JPEGs of the same pixels are identical)
+                break
+            first_of_run = s
+        if t - first_of_run >= stable_s:
+            return first_of_run
+    raise TimeoutError(f"the view did not settle within {timeout} s of the frame change")
+
+
 def _step_frame_slider(browser: Browser, key: str, code: str, key_code: int) -> None:
     assert browser.eval(
         "(() => { const s = window.__vvcSlider('Frame'); if (!s) return false; "
@@ -191,6 +220,8 @@ def test_viewer_steps_frames_in_a_real_browser(viewer_url: str, tmp_path: Path, 
         f0 = _settled_shot(browser, shots / f"{prefix}frame0.png")
         _step_frame_slider(browser, "ArrowRight", "ArrowRight", 39)
         t_change = time.time()
+        settle_s = _settle_time(browser, t_change)
+        load = os.getloadavg()[0]
         readout1 = browser.wait_for(
             "(() => { const v = window.__vvcText('Frame info'); return v && v.startsWith('1/') ? v : null; })()", 120
         )
@@ -198,10 +229,9 @@ def test_viewer_steps_frames_in_a_real_browser(viewer_url: str, tmp_path: Path, 
         assert browser.eval("window.__vvcSlider('Frame').getAttribute('aria-valuenow')") == "1"
         # nerfstudio's Time slider follows the frame slider: frame 1 of 0..2 is t = 0.5
         browser.wait_for("window.__vvcSlider('Time').getAttribute('aria-valuenow') === '0.5'", 30)
-        # the frame change drops the view to a preview; it settles again at >= 256 px on its long side
-        _wait_resolution(browser, 256, 60)
+        # the view settles at >= 256 px on its long side
+        res_settled = browser.eval(_RESOLUTION)
         f1 = _settled_shot(browser, shots / f"{prefix}frame1.png")
-        settle_s = time.time() - t_change
         res_final = browser.eval(_RESOLUTION)
 
         _step_frame_slider(browser, "ArrowLeft", "ArrowLeft", 37)
@@ -219,7 +249,11 @@ def test_viewer_steps_frames_in_a_real_browser(viewer_url: str, tmp_path: Path, 
     d01 = float(np.abs(f0 - f1).mean())
     d00 = float(np.abs(f0 - f0_again).mean())
     print(f"mean |frame0 - frame1| = {d01:.2f}, mean |frame0 - frame0 again| = {d00:.2f} (0..255)")
-    print(f"frame 1 settled at {res_final} px; screenshots stable {settle_s:.1f} s after the change (1.5 s polls)")
+    print(f"frame 1: settled render of {res_settled} px shown {settle_s:.2f} s after the change; final {res_final} px")
     assert d01 > 1.0, f"frames 0 and 1 render alike (mean abs diff {d01:.3f})"
     assert res_final and max(res_final) >= 256, res_final
+    # issue 28: settled within 2 s of a frame change on 2 idle cores (chromium and the viewer server load them to ~3);
+    # on a machine busier than that the budget grows with the 1-minute load average
+    budget = 2.0 * max(1.0, load / 3.0)
+    assert settle_s <= budget, f"the view settled {settle_s:.2f} s after the frame change (budget {budget:.1f} s)"
     assert d00 < d01 / 4, f"frame 0 renders differently when shown again ({d00:.3f} vs {d01:.3f})"

@@ -495,3 +495,36 @@ def test_decode_of_a_file_cut_before_its_first_frame_says_so(rate_aware_run: Pat
     cut.write_bytes(src.read_bytes()[: first.offset + first.nbytes // 2])
     with pytest.raises(SystemExit, match="cut.vvc: holds no complete frame"):
         DecodeBitstream(cut, out=tmp_path / "dec").main()
+
+
+def test_a_frame_change_asks_the_viewer_for_the_full_resolution_render_at_once():
+    """A frame change moves no camera: the controls send nerfstudio's render state machine one "step" (render at
+    "Max res" now) after setting the Time the render reads, instead of the "move" that nerfstudio's wrappers send
+    (a low-resolution preview, then the full render after 0.2 s without input). A user's own Time change keeps
+    nerfstudio's re-render."""
+    from types import SimpleNamespace
+
+    from nerfstudio.viewer.viewer_elements import ViewerSlider
+
+    from nerfstudio_vvc.playback.controls import PlaybackControls
+
+    actions, user_rerenders = [], []
+    time_slider = ViewerSlider("Time", 0.0, 0.0, 1.0, 0.01, cb_hook=lambda _: user_rerenders.append(1))
+    panel = type("Panel", (), {"time": property(lambda s: s._time.value, lambda s, v: setattr(s._time, "value", v)),
+                               "_time": time_slider})()
+    machine = SimpleNamespace(action=lambda a: actions.append((a.action, float(panel.time))))
+    client = object()
+    viewer = SimpleNamespace(ready=True, control_panel=panel, render_statemachines={7: machine},
+                             viser_server=SimpleNamespace(get_clients=lambda: {7: client}),
+                             get_camera_state=lambda c: "camera of " + str(c is client))
+    controls = PlaybackControls(num_frames=5, fps=15.0)
+    controls.frame_slider.cb_hook = lambda _: pytest.fail("nerfstudio's wrapper (sends 'move') must be replaced")
+    controls._attach_viewer(viewer)
+    actions.clear()
+    controls.frame_slider.cb_hook(SimpleNamespace(value=2))
+    assert actions == [("step", 0.5)]  # one full-resolution render, of frame 2's time (2 / 4)
+    time_slider.cb_hook(SimpleNamespace(value=0.5))  # the Time slider's own callback, for the value set above
+    assert user_rerenders == []
+    time_slider.cb_hook(SimpleNamespace(value=0.3))  # a user moved Time
+    assert user_rerenders == [1]
+    controls.pause()
