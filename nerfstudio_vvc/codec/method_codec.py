@@ -1,8 +1,25 @@
-"""The method-codec contract: every method's `codec.py` exposes `CODEC`, an object with the same three decode calls.
+"""The method-codec contract: every method's `codec.py` exposes `CODEC`, an object with the same calls.
+
+Encode (what a writer puts in the container; `payload` is the method's own "what to code" object):
+
+    chunks = CODEC.encode_globals(config, payload)       # -> [(ChunkType, bytes)]: METHOD_CONFIG first, then GLOBALS
+    chunks = CODEC.encode_frame(config, payload, prev)   # -> [(ChunkType, bytes)] of one frame record
+
+Decode (what a reader gets back):
 
     config = CODEC.parse_config(method_config_bytes_or_None, source)        # METHOD_CONFIG -> validated config
     shared = CODEC.decode_globals(config, reader.global_chunk_list, source)  # GLOBALS payloads -> sequence state
     frame  = CODEC.decode_frame(config, shared, record, prev)               # FrameRecord (+ previous frame) -> frame
+
+`prev` is the previous decoded frame of the GOP on both sides (None for an I-frame): an encoder codes a P-frame
+against exactly what the decoder will hold. `config` is the same object on both sides (`parse_config` of the
+METHOD_CONFIG that `encode_globals` wrote equals the config it was given).
+
+| method | globals payload | frame payload |
+|---|---|---|
+| vvc-rate-aware | None (METHOD_CONFIG only) | `CodedFrame` (symbols, steps, integer context model, occupancy, MLP) |
+| vvc-codebook | `CodedGlobals` (shared codebooks, index planes, MLP payload) | `FragmentCodes`+occupancy, or None |
+| vvc-mv-inr | `CodedGlobals` (basic view's HEVC stream, network units) | the frame's time-grid row units |
 
 Every failure is a `BitstreamError` naming the file (`record.source` / `source`), the frame and the chunk. A
 method's decoder (`playback/decoder.py::MethodDecoder`) is this contract plus rendering; the fuzz targets, the
@@ -13,12 +30,16 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any, Iterator, Optional, Protocol, Sequence, Tuple, Union, runtime_checkable
+from typing import Any, Iterator, List, Optional, Protocol, Sequence, Tuple, Union, runtime_checkable
 
 
 @runtime_checkable
 class MethodCodec(Protocol):
     method_id: str
+
+    def encode_globals(self, config: Any, payload: Any) -> List[Tuple[Any, bytes]]: ...
+
+    def encode_frame(self, config: Any, payload: Any, prev: Optional[Any]) -> List[Tuple[Any, bytes]]: ...
 
     def parse_config(self, data: Optional[bytes], source: str = "<bytes>") -> Any: ...
 

@@ -109,6 +109,30 @@ class FrameModel(Model):
         """Multiplier of `param_group`'s learning rate for the frame being trained (called after begin_frame)."""
         return 1.0
 
+    def set_sequence(self, num_frames: int, gop_size: int, first_frame: int) -> None:
+        """The trainer's sequence: frames in the data, GOP size (0: one GOP), the first frame this run trains (a GOP
+        range run starts past 0)."""
+        self.num_frames, self.gop_size, self.first_frame = int(num_frames), int(gop_size), int(first_frame)
+
+    # ---- optional hooks of the frame-sequential trainer (defaults do nothing) -----------------------------------
+    def after_optimizer_step(self, optimizers: Dict[str, torch.optim.Optimizer], lrs: Dict[str, float]) -> None:
+        """After each optimizer step, with the learning rates it used (e.g. a proximal step)."""
+
+    def on_resume(self, frames_done: int) -> None:
+        """A run resumes with frames 0..frames_done-1 finished (reopen what the model writes)."""
+
+    def on_train_end(self) -> None:
+        """Every frame is trained (close what the model writes)."""
+
+    # ---- the bitstream (codec methods) -------------------------------------------------------------------------
+    writes_bitstream: bool = False
+    """A codec method: the run's frames are its `bitstream_path` file, and playback shows that file only."""
+
+    @property
+    def bitstream_path(self) -> Optional[Path]:
+        """The run's `.vvc` file (codec methods; None before the run folder is known)."""
+        return None
+
     # ---- shared wiring ---------------------------------------------------------------------
     def populate_modules(self) -> None:
         super().populate_modules()
@@ -124,6 +148,9 @@ class FrameModel(Model):
         self._play_occupancy: Optional[OccupancyGrid] = None
         self._play_frame: int = -1
         self.current_frame: int = -1
+        self.gop_size: int = 0
+        """Frames per GOP (0: one GOP); `first_frame`: the first frame this run trains (both from `set_sequence`)."""
+        self.first_frame: int = 0
         self.frame_step: int = 0
         self.freeze_occupancy = False  # a method sets it for frames whose occupancy must not be pruned
         self.store = FrameStore(self.config.frame_store_dir) if self.config.frame_store_dir else None
@@ -161,8 +188,8 @@ class FrameModel(Model):
         if self._playback_source is not None or time.monotonic() - self._playback_opened_at < 1.0:
             return self._playback_source
         self._playback_opened_at = time.monotonic()
-        if hasattr(type(self), "bitstream_path"):  # a codec method: play the file, nothing else
-            path = getattr(self, "bitstream_path")
+        if self.writes_bitstream:  # a codec method: play the file, nothing else
+            path = self.bitstream_path
             if path is None or not Path(path).exists():
                 self._playback_message = (f"NO BITSTREAM: {path or 'this run'} not found. Nothing to play "
                                           "(the training field is never shown as a frame).")
@@ -184,6 +211,10 @@ class FrameModel(Model):
             self._playback_message = "no bitstream and no frame store: nothing to play"
         return self._playback_source
 
+    def _plays_file(self, source: Any) -> bool:
+        """The playback source is a `.vvc` file (a `BitstreamSource`: decoder renders), not a `FrameStore`."""
+        return source is not self.store
+
     def playback_prepare(self, frame: int) -> Tuple[str, str]:
         """For the viewer controls (background thread): decode `frame`; (read-out line, status line)."""
         source = self.playback_source()
@@ -192,7 +223,7 @@ class FrameModel(Model):
             return f"{frame}/{last} · nothing to show", self._playback_message
         if not source.has(frame):
             return f"{frame}/{last} · not in {source.root.name} (yet)", self._playback_message
-        if hasattr(source, "player"):  # a BitstreamSource
+        if self._plays_file(source):
             source.player.get(frame)
             return source.player.info(frame).line(last), self._playback_message
         return f"{frame}/{last} · stored state", self._playback_message
@@ -253,7 +284,7 @@ class FrameModel(Model):
             if frame == self.current_frame:  # ns-train's viewer: preview of the frame being trained
                 return self.field, self.occupancy
             return self._blank_modules()
-        if hasattr(source, "field_for"):  # a bitstream: the decoder's own field, no state round trip
+        if self._plays_file(source):  # a bitstream: the decoder's own field, no state round trip
             return source.field_for(frame, self.aabb.device)
         if frame != self._play_frame:
             state = source.load(frame)
@@ -285,7 +316,7 @@ class FrameModel(Model):
             t = float(ray_bundle.times.reshape(-1)[0]) if ray_bundle.times is not None else 0.0
             frame = self.frame_of_time(t)
             source = self.playback_source()
-            if source is not None and hasattr(source, "render_rays") and source.has(frame):
+            if source is not None and self._plays_file(source) and source.has(frame):
                 # a decoded frame of the file: through its decoder, with the file's METHOD_CONFIG
                 t0 = time.perf_counter()
                 out = source.render_rays(frame, origins, dirs, renderer=self.playback_renderer())

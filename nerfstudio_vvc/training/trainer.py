@@ -29,6 +29,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from nerfstudio_vvc.jsonio import strict_json
+from nerfstudio_vvc.methods.base import FrameModelConfig
 from nerfstudio_vvc.training.device import require_device
 from nerfstudio_vvc.units import format_kb
 
@@ -113,9 +114,11 @@ class FrameSequentialTrainer(Trainer):
     def setup(self, test_mode: Literal["test", "val", "inference"] = "val") -> None:
         require_device(self.config.method_name, self.config.machine.device_type)
         model_cfg = self.config.pipeline.model
-        if hasattr(model_cfg, "frame_store_dir"):
-            model_cfg.frame_store_dir = self.base_dir / "frames"
-            self.config.save_config()  # the viewer reads the frame store path from config.yml
+        if not isinstance(model_cfg, FrameModelConfig):
+            raise SystemExit(f"{self.config.method_name}: the frame-sequential trainer trains FrameModel methods "
+                             f"(vvc-rate-aware, vvc-grid), not {type(model_cfg).__name__}")
+        model_cfg.frame_store_dir = self.base_dir / "frames"
+        self.config.save_config()  # the viewer reads the frame store path from config.yml
         first = int(self.config.first_frame)
         if first < 0 or first % max(self.config.gop_size, 1) != 0:
             raise SystemExit(
@@ -130,9 +133,7 @@ class FrameSequentialTrainer(Trainer):
         )
         if first >= self.num_frames:
             raise SystemExit(f"--first-frame {first} is past the last frame to train ({self.num_frames - 1})")
-        self.pipeline.model.num_frames = dm.num_frames
-        self.pipeline.model.gop_size = self.config.gop_size
-        self.pipeline.model.first_frame = first
+        self.pipeline.model.set_sequence(dm.num_frames, self.config.gop_size, first)
 
     # ------------------------------------------------------------------ checkpoints
     def _progress_path(self) -> Path:
@@ -160,10 +161,9 @@ class FrameSequentialTrainer(Trainer):
         self.frames_done = int(info["frames_done"])
         self._rng_resume = state.get("rng")  # the rest of a GOP draws the numbers it would have drawn unbroken
         model = self.pipeline.model
-        if getattr(model, "store", None) is not None:
+        if model.store is not None:
             model.store.discard_after(self.frames_done - 1)
-        if hasattr(model, "on_resume"):
-            model.on_resume(self.frames_done)
+        model.on_resume(self.frames_done)
         CONSOLE.print(f"Resuming at frame {self.frames_done} (frames 0..{self.frames_done - 1} finished).")
 
     def save_frame_checkpoint(self, step: int, frames_done: int, stats: List[Dict[str, Any]]) -> None:
@@ -206,7 +206,7 @@ class FrameSequentialTrainer(Trainer):
             factor = self.config.pframe_lr_final_factor
         model = self.pipeline.model
         for name, opt in self.optimizers.optimizers.items():
-            scale = float(model.frame_lr_scale(name)) if hasattr(model, "frame_lr_scale") else 1.0
+            scale = float(model.frame_lr_scale(name))
             if name in self.optimizers.schedulers or (factor == 1.0 and scale == 1.0):
                 continue
             self.optimizers.schedulers[name] = torch.optim.lr_scheduler.LambdaLR(
@@ -253,8 +253,7 @@ class FrameSequentialTrainer(Trainer):
                             name: float(opt.param_groups[0]["lr"]) for name, opt in self.optimizers.optimizers.items()
                         }
                         loss, loss_dict, metrics = self.train_iteration(step)
-                        if hasattr(model, "after_optimizer_step"):
-                            model.after_optimizer_step(self.optimizers.optimizers, lrs)  # e.g. a proximal step
+                        model.after_optimizer_step(self.optimizers.optimizers, lrs)  # e.g. a proximal step
                     self._update_viewer_state(step)
                     if step % self.config.logging.steps_per_log == 0:
                         writer.put_scalar(name="Train Loss", scalar=loss, step=step)
@@ -277,8 +276,7 @@ class FrameSequentialTrainer(Trainer):
                 bar.update(seq_task, advance=1)
                 CONSOLE.print(_frame_line(frame_stats))
         self.training_state = "completed"
-        if hasattr(model, "on_train_end"):
-            model.on_train_end()
+        model.on_train_end()
 
 
 def _frame_line(s: Dict[str, Any]) -> str:

@@ -389,11 +389,34 @@ def decode_frame(
 
 
 # ------------------------------------------------------------------------------ the method-codec contract
+@dataclass
+class CodedGlobals:
+    """What `CodebookCodec.encode_globals` codes: the shared codebooks and index planes, and the MLP's payload."""
+
+    shared: SharedState
+    mlp_payload: bytes
+
+
+@dataclass
+class CodedFragment:
+    """What `CodebookCodec.encode_frame` codes on a fragment's first frame: its dynamic codes and occupancy grid."""
+
+    codes: FragmentCodes
+    occupancy: torch.Tensor
+
+
 class CodebookCodec:
     """vvc-codebook under the method-codec contract (`codec/method_codec.py`): shared codebooks, index planes and
-    MLP in the GLOBALS; dynamic codes per fragment."""
+    MLP in the GLOBALS; dynamic codes per fragment (the other frames of a fragment are empty records: payload None)."""
 
     method_id = METHOD_ID
+
+    def encode_globals(self, config: StreamConfig, payload: CodedGlobals) -> List[Tuple[ChunkType, bytes]]:
+        return encode_globals(config, payload.shared, payload.mlp_payload)
+
+    def encode_frame(self, config: StreamConfig, payload: Optional[CodedFragment],
+                     prev: Optional[DecodedFrame]) -> List[Tuple[ChunkType, bytes]]:
+        return [] if payload is None else encode_fragment(payload.codes, payload.occupancy)
 
     def parse_config(self, data: Optional[bytes], source: str = "<bytes>") -> StreamConfig:
         return parse_method_config(data, source=source)

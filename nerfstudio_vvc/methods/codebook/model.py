@@ -22,8 +22,7 @@ from torch import nn
 
 from nerfstudio_vvc.methods.base import FrameModel, FrameModelConfig
 from nerfstudio_vvc.methods.codebook.field import PLANES, HexField, HexHead, HexSpec, gather_planes, init_planes
-
-BITSTREAM_NAME = "sequence.vvc"
+from nerfstudio_vvc.methods.codebook.spec import METHOD
 
 
 @dataclass
@@ -162,11 +161,13 @@ class CodebookModel(FrameModel):
         return self.field  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ bitstream / playback
+    writes_bitstream = True
+
     @property
     def bitstream_path(self) -> Optional[Path]:
         if self.store is None:
             return None
-        return self.store.root.parent / BITSTREAM_NAME
+        return self.store.root.parent / METHOD.bitstream
 
     @property
     def run_dir(self) -> Optional[Path]:

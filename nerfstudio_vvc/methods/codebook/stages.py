@@ -213,13 +213,14 @@ def run_code(ctx: StageContext, quant: Dict[str, Any], dyn: Dict[str, Any]) -> D
     from nerfstudio_vvc.codec.bitstream.container import SequenceHeader, write_atomically
     from nerfstudio_vvc.components.occupancy import OccupancyGrid
     from nerfstudio_vvc.methods.codebook.codec import (
+        CODEC,
         METHOD_ID,
+        CodedFragment,
+        CodedGlobals,
         DecodedFrame,
         FragmentCodes,
         SharedState,
         StreamConfig,
-        encode_fragment,
-        encode_globals,
         frame_time,
         reconstruct,
     )
@@ -253,7 +254,7 @@ def run_code(ctx: StageContext, quant: Dict[str, Any], dyn: Dict[str, Any]) -> D
     for name, frags in streams.items():
         path = ctx.run_dir / name
         per_frame: List[int] = []
-        with write_atomically(path, header, encode_globals(cfg, shared, quant["mlp_payload"])) as w:
+        with write_atomically(path, header, CODEC.encode_globals(cfg, CodedGlobals(shared, quant["mlp_payload"]))) as w:
             for j, dyn_j in enumerate(frags):
                 codebooks = reconstruct(shared, dyn_j)
                 frames = fragment_frames(model, j)
@@ -272,7 +273,7 @@ def run_code(ctx: StageContext, quant: Dict[str, Any], dyn: Dict[str, Any]) -> D
                     occupancies.append(occ.binary.cpu().clone())
                 occ_j = occupancies[j]
                 for f in frames:
-                    chunks = encode_fragment(dyn_j, occ_j) if f == frames[0] else []
+                    chunks = CODEC.encode_frame(cfg, CodedFragment(dyn_j, occ_j) if f == frames[0] else None, None)
                     per_frame.append(w.write_frame(f, f == frames[0], chunks))
                     if name == "sequence.vvc" and model.store is not None:
                         decoded = DecodedFrame(

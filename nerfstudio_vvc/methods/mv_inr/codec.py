@@ -394,11 +394,28 @@ class SharedState:
 
 
 # ------------------------------------------------------------------------------ the method-codec contract
+@dataclass
+class CodedGlobals:
+    """What `MVInrCodec.encode_globals` codes: the basic view's HEVC stream and the network's quantized units (all
+    parameters but the per-frame rows of g1; `split_units`)."""
+
+    hevc: bytes
+    units: Dict[str, List[Tuple[torch.Tensor, float]]]
+
+
 class MVInrCodec:
     """vvc-mv-inr under the method-codec contract (`codec/method_codec.py`): the network and the basic view's HEVC
-    stream in the GLOBALS; one time-grid row per frame (every frame an I-frame)."""
+    stream in the GLOBALS; one time-grid row per frame (every frame an I-frame; frame payload: that row's units)."""
 
     method_id = METHOD_ID
+
+    def encode_globals(self, config: StreamConfig, payload: CodedGlobals) -> List[Tuple[ChunkType, bytes]]:
+        return [(ChunkType.METHOD_CONFIG, config.to_bytes()), (ChunkType.VIDEO_STREAM, payload.hevc),
+                (ChunkType.INR_WEIGHTS, encode_weights(payload.units))]
+
+    def encode_frame(self, config: StreamConfig, payload: Dict[str, List[Tuple[torch.Tensor, float]]],
+                     prev: Optional[DecodedViews]) -> List[Tuple[ChunkType, bytes]]:
+        return [(ChunkType.INR_WEIGHTS, encode_weights(payload))]
 
     def parse_config(self, data: Optional[bytes], source: str = "<bytes>") -> StreamConfig:
         return parse_method_config(data, source=source)

@@ -19,8 +19,7 @@ import torch
 from torch import nn
 
 from nerfstudio_vvc.methods.base import FrameModel, FrameModelConfig, _NoDensity
-
-BITSTREAM_NAME = "sequence.vvc"
+from nerfstudio_vvc.methods.mv_inr.spec import METHOD
 
 
 @dataclass
@@ -103,11 +102,13 @@ class MVInrModel(FrameModel):
         return self.__dict__["inr"]
 
     # ------------------------------------------------------------------ bitstream / playback
+    writes_bitstream = True
+
     @property
     def bitstream_path(self) -> Optional[Path]:
         if self.store is None:
             return None
-        return self.store.root.parent / BITSTREAM_NAME
+        return self.store.root.parent / METHOD.bitstream
 
     def playback_prepare(self, frame: int) -> Tuple[str, str]:
         line, status = super().playback_prepare(frame)

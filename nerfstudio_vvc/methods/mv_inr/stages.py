@@ -202,11 +202,12 @@ def run_code(ctx: StageContext) -> Dict[str, Any]:
     from nerfstudio_vvc.codec.bitstream.container import SequenceHeader, write_atomically
     from nerfstudio_vvc.codec.bitstream.header import ChunkType
     from nerfstudio_vvc.methods.mv_inr.codec import (
+        CODEC,
         METHOD_ID,
         Camera,
+        CodedGlobals,
         StreamConfig,
         coding_stats,
-        encode_weights,
         split_units,
     )
     from nerfstudio_vvc.methods.mv_inr.compress import dequantize_units, quantize_params
@@ -233,7 +234,8 @@ def run_code(ctx: StageContext) -> Dict[str, Any]:
         render={"background": [float(x) for x in c.background_color]},
     )
     glob, per_frame = split_units(units)
-    glob_bytes = encode_weights(glob)
+    global_chunks = CODEC.encode_globals(cfg, CodedGlobals(basic["hevc"], glob))
+    glob_bytes = sum(len(p) for t, p in global_chunks if t == ChunkType.INR_WEIGHTS)
     box = model.aabb.cpu().tolist()
     header = SequenceHeader(
         method_id=METHOD_ID,
@@ -248,19 +250,11 @@ def run_code(ctx: StageContext) -> Dict[str, Any]:
     task = ctx.task("entropy coding into sequence.vvc, frames", cfg.n_frames)
     frame_bytes: List[int] = []
     frame_payload = 0
-    with write_atomically(
-        path,
-        header,
-        [
-            (ChunkType.METHOD_CONFIG, cfg.to_bytes()),
-            (ChunkType.VIDEO_STREAM, basic["hevc"]),
-            (ChunkType.INR_WEIGHTS, glob_bytes),
-        ],
-    ) as w:
+    with write_atomically(path, header, global_chunks) as w:
         for t, rows in enumerate(per_frame):
-            payload = encode_weights(rows)
-            frame_payload += len(payload)
-            frame_bytes.append(w.write_frame(t, True, [(ChunkType.INR_WEIGHTS, payload)]))
+            chunks = CODEC.encode_frame(cfg, rows, None)
+            frame_payload += sum(len(p) for _, p in chunks)
+            frame_bytes.append(w.write_frame(t, True, chunks))
             ctx.progress.update(task, advance=1)
     targets, src = _split(ctx)
     recon = reconstruct(net, list(range(targets.shape[0])), cfg.n_frames, src)
@@ -270,7 +264,7 @@ def run_code(ctx: StageContext) -> Dict[str, Any]:
     per_view = {int(v["cam_ids"][j]): _psnr_u8(recon[k], targets[k]) for k, j in enumerate(others)}
     n_params = sum(p.numel() for p in net.parameters())
     nonzero = sum(int((q != 0).sum()) for us in units.values() for q, _ in us)
-    inr_bytes = len(glob_bytes) + frame_payload
+    inr_bytes = glob_bytes + frame_payload
     stats = {
         "file_bytes": file_bytes,
         "kb_per_frame": file_bytes / 1000 / cfg.n_frames,

@@ -160,6 +160,10 @@ class StreamConfig:
         r = int(self.render["occupancy_resolution"])  # type: ignore[arg-type]
         return (r, r, r)
 
+    def to_bytes(self) -> bytes:
+        """The METHOD_CONFIG chunk (JSON, sorted keys): `parse_method_config` gives this config back."""
+        return json.dumps({"dif": self.spec.to_json(), "render": self.render}, sort_keys=True).encode()
+
 
 def validate_method_config(meta: object) -> StreamConfig:
     """METHOD_CONFIG JSON (parsed) → StreamConfig; every field's type and range is checked.
@@ -313,11 +317,40 @@ def decode_frame(
 
 
 # ------------------------------------------------------------------------------ the method-codec contract
+@dataclass
+class CodedFrame:
+    """What `RateAwareCodec.encode_frame` codes: a frame's integer grid symbols and their steps, the frozen integer
+    context model, the occupancy grid, and the MLP (payload on I-frames; the dequantized state the decoder gets)."""
+
+    frame_idx: int
+    symbols: Sequence[torch.Tensor]
+    steps: Sequence[float]
+    entropy_model: IntegerGridContextModel
+    occupancy: torch.Tensor
+    mlp_payload: Optional[bytes]
+    mlp_state: Dict[str, torch.Tensor]
+
+
 class RateAwareCodec:
     """vvc-rate-aware under the method-codec contract (`codec/method_codec.py`): no global payloads besides the
     METHOD_CONFIG; I/P frames."""
 
     method_id = METHOD_ID
+
+    def encode_globals(self, config: StreamConfig, payload: None = None) -> List[Tuple[ChunkType, bytes]]:
+        return [(ChunkType.METHOD_CONFIG, config.to_bytes())]
+
+    def encode_frame(self, config: StreamConfig, payload: CodedFrame,
+                     prev: Optional[DecodedFrame]) -> List[Tuple[ChunkType, bytes]]:
+        return self.encode_frame_and_reference(config, payload, prev)[0]
+
+    def encode_frame_and_reference(self, config: StreamConfig, payload: CodedFrame,
+                                   prev: Optional[DecodedFrame]) -> Tuple[List[Tuple[ChunkType, bytes]], DecodedFrame]:
+        """`encode_frame` plus the decoded frame the encoder keeps as the next P-frame's reference (what
+        `decode_frame` rebuilds from these chunks, without decoding them)."""
+        p = payload
+        return encode_frame(p.symbols, prev, p.steps, p.entropy_model, p.occupancy, p.mlp_payload, p.mlp_state,
+                            p.frame_idx)
 
     def parse_config(self, data: Optional[bytes], source: str = "<bytes>") -> StreamConfig:
         if data is None:

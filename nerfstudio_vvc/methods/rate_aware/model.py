@@ -33,10 +33,12 @@ from nerfstudio_vvc.codec.weights import compress_state_dict
 from nerfstudio_vvc.components.occupancy import OccupancyGrid
 from nerfstudio_vvc.methods.base import FrameModel, FrameModelConfig
 from nerfstudio_vvc.methods.rate_aware.codec import (
+    CODEC,
     GRID_HEADER_BYTES,
     METHOD_ID,
+    CodedFrame,
     DecodedFrame,
-    encode_frame,
+    StreamConfig,
     float32_steps,
     reconstruct,
 )
@@ -46,15 +48,8 @@ from nerfstudio_vvc.methods.rate_aware.field import (
     dif_features,
     init_grids,
     make_mlp,
-    spec_json,
 )
-
-BITSTREAM_NAME = "sequence.vvc"
-
-
-def extra_bitstream_name(exponent: int) -> str:
-    """File name of a Baseline stream coded at the fixed step 2^-exponent."""
-    return f"sequence.q{exponent}.vvc"
+from nerfstudio_vvc.methods.rate_aware.spec import METHOD, extra_bitstream_name
 
 
 @dataclass
@@ -184,21 +179,23 @@ class RateAwareModel(FrameModel):
         return TrainableDiF(self.spec, self.config.init_step)
 
     # ------------------------------------------------------------------ bitstream
+    writes_bitstream = True
+
     @property
     def bitstream_path(self) -> Optional[Path]:
         if self.store is None:
             return None
-        return self.store.root.parent / BITSTREAM_NAME
+        return self.store.root.parent / METHOD.bitstream
+
+    def stream_config(self) -> StreamConfig:
+        """What the METHOD_CONFIG says: the DiF architecture, the render settings and the method's own keys."""
+        c = self.config
+        render = dict(self.render_settings().to_json(), lambda_rate=c.lambda_rate, rate_aware=c.rate_aware,
+                      adaptive_quant=c.adaptive_quant)
+        return StreamConfig(self.spec, render)
 
     def method_config_bytes(self) -> bytes:
-        c = self.config
-        return spec_json(
-            self.spec,
-            **self.render_settings().to_json(),
-            lambda_rate=c.lambda_rate,
-            rate_aware=c.rate_aware,
-            adaptive_quant=c.adaptive_quant,
-        )
+        return self.stream_config().to_bytes()
 
     def extra_bitstream_path(self, exponent: int) -> Optional[Path]:
         """Where the Baseline stream coded at step 2^-exponent goes."""
@@ -207,7 +204,7 @@ class RateAwareModel(FrameModel):
         return self.store.root.parent / extra_bitstream_name(exponent)
 
     def _open_one(self, path: Path, frames_done: int) -> ContainerWriter:
-        done_here = frames_done - int(getattr(self, "first_frame", 0))  # a GOP-range run starts at first_frame
+        done_here = frames_done - self.first_frame  # a GOP-range run starts at first_frame
         if done_here > 0 and path.exists():
             # drop frames past the last finished checkpoint (killed between bitstream and checkpoint)
             writer = ContainerWriter.open_append(path, keep_frames=done_here)
@@ -220,12 +217,12 @@ class RateAwareModel(FrameModel):
             method_id=METHOD_ID,
             num_frames=self.num_frames,
             fps=self.data_fps,
-            gop_size=int(getattr(self, "gop_size", 0)),
+            gop_size=self.gop_size,
             num_cameras=0,
             scene_box=(tuple(box[0]), tuple(box[1])),
             extra={},
         )
-        return ContainerWriter(path, header, global_chunks={ChunkType.METHOD_CONFIG: self.method_config_bytes()})
+        return ContainerWriter(path, header, global_chunks=CODEC.encode_globals(self.stream_config()))
 
     def _open_writer(self, frames_done: int) -> None:
         path = self.bitstream_path
@@ -418,9 +415,9 @@ class RateAwareModel(FrameModel):
                     self._code_extra(frame, k, mlp_payload, mlp_state)
         # Occupancy from the quantized field the decoder will have.
         self._update_occupancy(self.occupancy, ref, syms, steps, mlp_state)
-        chunks, decoded = encode_frame(
-            syms, ref, steps, int_model, self.occupancy.binary, mlp_payload, mlp_state, frame
-        )
+        chunks, decoded = CODEC.encode_frame_and_reference(
+            self.stream_config(), CodedFrame(frame, syms, steps, int_model, self.occupancy.binary, mlp_payload,
+                                             mlp_state), ref)
         nbytes = None
         if self.writer is not None:
             nbytes = self.writer.write_frame(frame, self.is_iframe, chunks)
@@ -469,7 +466,9 @@ class RateAwareModel(FrameModel):
         int_model = entropy.freeze()
         occupancy = copy.deepcopy(self.occupancy)
         self._update_occupancy(occupancy, None, syms, steps, mlp_state)
-        chunks, _ = encode_frame(syms, None, steps, int_model, occupancy.binary, mlp_payload, mlp_state, frame)
+        chunks = CODEC.encode_frame(self.stream_config(),
+                                    CodedFrame(frame, syms, steps, int_model, occupancy.binary, mlp_payload, mlp_state),
+                                    None)
         writer.write_frame(frame, True, chunks)
 
     def _on_device(self, tensors: List[Optional[torch.Tensor]]) -> List[Optional[torch.Tensor]]:

@@ -1,6 +1,6 @@
 """vvc-codebook fuzz target (see nerfstudio_vvc/testing/fuzz.py): a tiny real stream and a strict decode.
 
-``make_stream`` codes random codebooks / index planes / dynamic codes with the method's own encoders (no
+``make_stream`` codes random codebooks / index planes / dynamic codes through the method-codec contract (no
 training: a second), ``decode`` parses the config and GLOBALS and decodes every frame with ``decode_frame``
 (not through ``Decoder.decode_step``, whose safety net would turn a raw exception into a typed one and hide
 a missing check), rendering a 4x4 view of each.
@@ -16,15 +16,16 @@ import torch
 from nerfstudio_vvc.codec.bitstream.container import ChunkType, ContainerReader, ContainerWriter, SequenceHeader
 from nerfstudio_vvc.codec.weights import compress_state_dict
 from nerfstudio_vvc.methods.codebook.codec import (
+    CODEC,
     METHOD_ID,
+    CodedFragment,
+    CodedGlobals,
     DecodedFrame,
     FragmentCodes,
     SharedState,
     StreamConfig,
     decode_frame,
     decode_globals,
-    encode_fragment,
-    encode_globals,
     parse_method_config,
 )
 from nerfstudio_vvc.methods.codebook.field import GROUPS, HexHead, HexSpec
@@ -54,10 +55,10 @@ def make_stream(path: Path, num_frames: int = 5, fragment_size: int = 2, seed: i
     header = SequenceHeader(method_id=METHOD_ID, num_frames=num_frames, fps=30.0, gop_size=fragment_size,
                             num_cameras=0, scene_box=(tuple(box[0]), tuple(box[1])), extra={})
     r = TINY_RENDER["occupancy_resolution"]
-    with ContainerWriter(path, header, encode_globals(cfg, shared, mlp_payload)) as w:
+    with ContainerWriter(path, header, CODEC.encode_globals(cfg, CodedGlobals(shared, mlp_payload))) as w:
         for f in range(num_frames):
             if f % fragment_size:
-                w.write_frame(f, False, [])
+                w.write_frame(f, False, CODEC.encode_frame(cfg, None, None))
                 continue
             ids = {g: torch.sort(torch.randperm(entries[g] - 1, generator=gen)[:4] + 1).values for g in GROUPS}
             dyn = FragmentCodes(
@@ -66,7 +67,7 @@ def make_stream(path: Path, num_frames: int = 5, fragment_size: int = 2, seed: i
             if f == 2:
                 dyn = FragmentCodes.empty(spec)
             occ = torch.rand(r, r, r, generator=gen) < 0.4
-            w.write_frame(f, True, encode_fragment(dyn, occ))
+            w.write_frame(f, True, CODEC.encode_frame(cfg, CodedFragment(dyn, occ), None))
     return path
 
 

@@ -1,7 +1,7 @@
 """vvc-mv-inr fuzz target (see nerfstudio_vvc/testing/fuzz.py): a tiny real stream and a strict decode.
 
-``make_stream`` codes a random network with the method's own quantiser and weight coder and random basic-view frames
-with x265 (no training: a second); ``decode`` runs the method-codec contract (``CODEC.parse_config`` /
+``make_stream`` codes a random network (the method's own quantiser) through the method-codec contract and random
+basic-view frames with x265 (no training: a second); ``decode`` runs the method-codec contract (``CODEC.parse_config`` /
 ``decode_globals`` / ``decode_frame``, not through ``MethodDecoder.decode_step``, whose safety net would turn a raw
 exception into a typed one and hide a missing check), yielding the network's parameters and every decoded view.
 """
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from nerfstudio_vvc.codec.bitstream.container import ChunkType, ContainerReader, ContainerWriter, SequenceHeader
-from nerfstudio_vvc.methods.mv_inr.codec import CODEC, METHOD_ID, Camera, StreamConfig, encode_weights, split_units
+from nerfstudio_vvc.methods.mv_inr.codec import CODEC, METHOD_ID, Camera, CodedGlobals, StreamConfig, split_units
 from nerfstudio_vvc.methods.mv_inr.compress import quantize_params
 
 
@@ -44,11 +44,9 @@ def make_stream(path: Path, seed: int = 0) -> Path:
         video = hevc.read_bytes()
     header = SequenceHeader(method_id=METHOD_ID, num_frames=cfg.n_frames, fps=30.0, gop_size=1,
                             num_cameras=len(cfg.cameras), scene_box=((-1.0, -1.0, -1.0), (1.0, 1.0, 1.0)), extra={})
-    globals_ = [(ChunkType.METHOD_CONFIG, cfg.to_bytes()), (ChunkType.VIDEO_STREAM, video),
-                (ChunkType.INR_WEIGHTS, encode_weights(glob))]
-    with ContainerWriter(path, header, globals_) as w:
+    with ContainerWriter(path, header, CODEC.encode_globals(cfg, CodedGlobals(video, glob))) as w:
         for t, rows in enumerate(per_frame):
-            w.write_frame(t, True, [(ChunkType.INR_WEIGHTS, encode_weights(rows))])
+            w.write_frame(t, True, CODEC.encode_frame(cfg, rows, None))
     return path
 
 

@@ -1,6 +1,7 @@
 """vvc-rate-aware fuzz target (see nerfstudio_vvc/testing/fuzz.py): a tiny real stream and a strict decode.
 
-``make_stream`` codes random symbols with the method's own ``encode_frame`` (no training: a second),
+``make_stream`` codes random symbols through the method-codec contract (``CODEC.encode_globals`` / ``encode_frame``;
+no training: a second),
 ``decode`` decodes every frame with ``decode_frame`` (not through ``Decoder.iter_decoded``, whose safety
 net would turn a raw exception into a typed one and hide a missing check) and renders a 4x4 view.
 """
@@ -12,11 +13,18 @@ from typing import Iterator, List, Optional
 
 import torch
 
-from nerfstudio_vvc.codec.bitstream.container import ChunkType, ContainerWriter, SequenceHeader
+from nerfstudio_vvc.codec.bitstream.container import ContainerWriter, SequenceHeader
 from nerfstudio_vvc.codec.context import GridContextModel
 from nerfstudio_vvc.codec.weights import compress_state_dict
-from nerfstudio_vvc.methods.rate_aware.codec import METHOD_ID, DecodedFrame, decode_frame, encode_frame
-from nerfstudio_vvc.methods.rate_aware.field import DiFFrameField, DiFSpec, spec_json
+from nerfstudio_vvc.methods.rate_aware.codec import (
+    CODEC,
+    METHOD_ID,
+    CodedFrame,
+    DecodedFrame,
+    StreamConfig,
+    decode_frame,
+)
+from nerfstudio_vvc.methods.rate_aware.field import DiFFrameField, DiFSpec
 
 TINY_SPEC = DiFSpec(basis_resolutions=(6, 8, 8, 10, 10, 12), coeff_resolution=8, hidden_dim=16)
 TINY_RENDER = dict(aabb=[[-1.5, -1.5, -1.5], [1.5, 1.5, 1.5]], near_plane=0.05, background=[1.0, 1.0, 1.0],
@@ -39,7 +47,8 @@ def make_stream(path: Path, num_frames: int = 3, gop_size: int = 2, seed: int = 
                             num_cameras=0, scene_box=(tuple(box[0]), tuple(box[1])), extra={})
     r = TINY_RENDER["occupancy_resolution"]
     prev: Optional[DecodedFrame] = None
-    with ContainerWriter(path, header, {ChunkType.METHOD_CONFIG: spec_json(spec, **TINY_RENDER)}) as w:
+    cfg = StreamConfig(spec, dict(TINY_RENDER))
+    with ContainerWriter(path, header, CODEC.encode_globals(cfg)) as w:
         for f in range(num_frames):
             is_i = f % gop_size == 0
             scale = 6.0 if is_i else 1.5
@@ -50,8 +59,9 @@ def make_stream(path: Path, num_frames: int = 3, gop_size: int = 2, seed: int = 
             if is_i:
                 payload, deq = compress_state_dict(field.mlp.state_dict(), bits=8)
                 mlp_state = dict(deq)
-            chunks, decoded = encode_frame(syms, None if is_i else prev, [0.05 + 0.01 * i for i in range(len(syms))],
-                                           int_model, occ, payload, mlp_state, f)
+            steps = [0.05 + 0.01 * i for i in range(len(syms))]
+            chunks, decoded = CODEC.encode_frame_and_reference(
+                cfg, CodedFrame(f, syms, steps, int_model, occ, payload, mlp_state), None if is_i else prev)
             w.write_frame(f, is_i, chunks)
             prev = decoded
     return path
