@@ -524,6 +524,20 @@ class ContainerWriter:
         w._sync()
         return w
 
+    @classmethod
+    def with_prefix(cls, path: Union[str, os.PathLike], header: SequenceHeader, prefix: bytes) -> "ContainerWriter":
+        """A new file whose magic, header and GLOBALS are `prefix` verbatim (e.g. copied from another file of the
+        same stream, as `merge_streams` does); frames are appended as usual. `header` is what `prefix` holds."""
+        f = open(path, "wb")
+        try:
+            f.write(prefix)
+        except BaseException:
+            f.close()
+            raise
+        w = cls(path, header, _resume=(f, []))
+        w._sync()
+        return w
+
     def _sync(self) -> None:
         self._f.flush()
         os.fsync(self._f.fileno())
@@ -580,6 +594,12 @@ class ContainerWriter:
         self._f.write(encode_index([(e.frame_idx, e.is_iframe, e.offset, e.nbytes) for e in self._entries], off))
         self._sync()
         self._f.close()
+
+    def abort(self) -> None:
+        """Close without the index (a file being given up, e.g. a failed merge's temporary); no-op once closed."""
+        if not self._closed:
+            self._closed = True
+            self._f.close()
 
     def __enter__(self) -> "ContainerWriter":
         return self

@@ -64,7 +64,7 @@ def merge_containers(
         raise ValueError("nothing to merge")
     readers: List[ContainerReader] = []
     tmp = out.with_name(out.name + ".tmp")
-    f = None
+    writer = None
     try:
         for p in paths:
             r = ContainerReader(p)  # a damaged record raises a BitstreamError naming p
@@ -105,9 +105,7 @@ def merge_containers(
                 source=", ".join(str(p) for p in paths),
             )
         out.parent.mkdir(parents=True, exist_ok=True)
-        f = open(tmp, "wb")
-        f.write(prefix)
-        writer = ContainerWriter(tmp, first.header, _resume=(f, []))
+        writer = ContainerWriter.with_prefix(tmp, first.header, prefix)
         iframes = []
         for r in readers:
             for fid in r.frame_indices():
@@ -120,8 +118,8 @@ def merge_containers(
         os.replace(tmp, out)
         _fsync_dir(out)
     finally:
-        if f is not None and not f.closed:
-            f.close()
+        if writer is not None:
+            writer.abort()  # (closed already when the merge succeeded)
         for r in readers:
             r.close()
         if tmp.exists():
