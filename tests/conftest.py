@@ -82,18 +82,17 @@ def train_rate_aware(out: Path, sample: Path, *extra: str, device: str = "cpu", 
     (float results, hence bytes, can differ between thread counts)."""
     import os
     import subprocess
-    import sys
 
-    cmd = [str(Path(sys.executable).parent / "ns-train"), "vvc-rate-aware-cpu", "--output-dir", str(out),
-           "--experiment-name", "e", "--timestamp", "t", "--vis", "tensorboard", *TINY_RATE_AWARE_ARGS, *extra,
-           "--machine.device-type", device,
-           "vvc-data", "--data", str(sample)]
+    from ns_train import ns_train_cmd, run_dir
+
+    cmd = ns_train_cmd("vvc-rate-aware-cpu", out, *TINY_RATE_AWARE_ARGS, *extra, "--machine.device-type", device,
+                       data=sample, device=None)
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     if threads > 0:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return out / "e" / "vvc-rate-aware-cpu" / "t"
+    return run_dir(out, "vvc-rate-aware-cpu")
 
 
 @pytest.fixture(scope="session")

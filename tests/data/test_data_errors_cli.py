@@ -60,9 +60,9 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, file: Path, problem
 
 
 def ns_train(data: Path, out: Path) -> List[str]:
-    return [str(BIN / "ns-train"), "vvc-grid", "--output-dir", str(out), "--experiment-name", "e", "--timestamp", "t",
-            "--machine.device-type", "cpu", "--vis", "tensorboard", "vvc-data", "--data", str(data),
-            "--cache-dir", str(out / "cache")]
+    from ns_train import ns_train_cmd
+
+    return ns_train_cmd("vvc-grid", out, data=data, data_args=("--cache-dir", str(out / "cache")))
 
 
 def _bad_camera(root: Path) -> Path:

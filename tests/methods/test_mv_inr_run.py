@@ -58,25 +58,10 @@ def train_inprocess(out: Path, sample: Path, kill_at: str = "", **overrides) -> 
 @pytest.fixture(scope="module")
 def cli_run(tmp_path_factory, tiny_sample) -> Path:
     """A tiny run through the real `ns-train` CLI (read-only)."""
+    from ns_train import ns_train_cmd
+
     out = tmp_path_factory.mktemp("mv_cli")
-    cmd = [
-        str(BIN / "ns-train"),
-        "vvc-mv-inr-cpu",
-        "--output-dir",
-        str(out),
-        "--experiment-name",
-        "e",
-        "--timestamp",
-        "t",
-        "--vis",
-        "tensorboard",
-        "--machine.device-type",
-        "cpu",
-        *TINY_CLI,
-        "vvc-data",
-        "--data",
-        str(tiny_sample),
-    ]
+    cmd = ns_train_cmd("vvc-mv-inr-cpu", out, *TINY_CLI, data=tiny_sample)
     env = dict(os.environ, PYTHONWARNINGS="ignore", NERFSTUDIO_METHOD_CONFIGS=METHOD_ENV)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -254,31 +254,12 @@ def test_p_frame_steps_start_from_the_reference(from_reference: bool):
 
 def _train_preset(out: Path, sample: Path, *extra: str) -> Path:
     """`ns-train vvc-rate-aware-cpu` with the preset's own settings (not the tiny ones), GOP 2."""
-    cmd = [
-        str(BIN / "ns-train"),
-        "vvc-rate-aware-cpu",
-        "--output-dir",
-        str(out),
-        "--experiment-name",
-        "e",
-        "--timestamp",
-        "t",
-        "--vis",
-        "tensorboard",
-        "--machine.device-type",
-        "cpu",
-        "--gop-size",
-        "2",
-        "--max-frames",
-        "2",
-        *extra,
-        "vvc-data",
-        "--data",
-        str(sample),
-    ]
+    from ns_train import ns_train_cmd, run_dir
+
+    cmd = ns_train_cmd("vvc-rate-aware-cpu", out, "--gop-size", "2", "--max-frames", "2", *extra, data=sample)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return out / "e" / "vvc-rate-aware-cpu" / "t"
+    return run_dir(out, "vvc-rate-aware-cpu")
 
 
 @pytest.mark.slow

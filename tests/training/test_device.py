@@ -52,9 +52,11 @@ def test_readme_cpu_command_trains_without_a_device_flag(tmp_path, tiny_sample, 
             continue
         args.append(a)
     out = tmp_path / "out"
-    proc = _ns_train("vvc-rate-aware-cpu", "--output-dir", str(out), "--experiment-name", "e", "--timestamp", "t",
-                     "--vis", "tensorboard", *args, "--max-frames", "1", "--iframe-iterations", "4",
-                     "vvc-data", "--data", str(tiny_sample))
+    from ns_train import ns_train_cmd
+
+    cmd = ns_train_cmd("vvc-rate-aware-cpu", out, *args, "--max-frames", "1", "--iframe-iterations", "4",
+                       data=tiny_sample, device=None)  # as the README writes it: no device flag
+    proc = _ns_train(*cmd[1:])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     run = out / "e" / "vvc-rate-aware-cpu" / "t"
     assert yaml.load((run / "config.yml").read_text(), Loader=yaml.Loader).machine.device_type == "cpu"

@@ -49,15 +49,13 @@ def env() -> Dict[str, str]:
 def ns_train_cmd(
     data: Path, out: Path, iframe: int, pframe: int, max_frames: int, gop: int, name: str = "s", stamp: str = "t1"
 ) -> List[str]:
-    return [
-        tool("ns-train"), "vvc-grid",
-        "--output-dir", str(out), "--experiment-name", name, "--timestamp", stamp,
-        "--machine.device-type", "cpu", "--vis", "tensorboard",
-        "--iframe-iterations", str(iframe), "--pframe-iterations", str(pframe),
-        "--max-frames", str(max_frames), "--gop-size", str(gop),
-        *TINY_MODEL,
-        "vvc-data", "--data", str(data), "--cache-dir", str(out / "cache"),
-    ]  # fmt: skip
+    from ns_train import ns_train_cmd
+
+    return ns_train_cmd(
+        "vvc-grid", out, "--iframe-iterations", str(iframe), "--pframe-iterations", str(pframe),
+        "--max-frames", str(max_frames), "--gop-size", str(gop), *TINY_MODEL,
+        data=data, data_args=("--cache-dir", str(out / "cache")), name=name, stamp=stamp,
+    )  # fmt: skip
 
 
 def run_dir(out: Path, name: str = "s", stamp: str = "t1") -> Path:
