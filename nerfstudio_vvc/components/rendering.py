@@ -18,6 +18,7 @@ the point closest to the box centre.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Mapping, Optional, Protocol, Tuple
@@ -351,6 +352,13 @@ def distortion_loss(weights: torch.Tensor, s_mid: torch.Tensor, width: float) ->
     return between + within
 
 
+@functools.lru_cache(maxsize=32)
+def _constants(aabb: Tuple, background: Tuple, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(aabb [2, 3], background [3]) float32 tensors on `device` for `RenderSettings` (read-only: never modify)."""
+    return (torch.tensor(aabb, dtype=torch.float32, device=device),
+            torch.tensor(background, dtype=torch.float32, device=device))
+
+
 @dataclass(frozen=True)
 class RenderSettings:
     """How a 3D method's field is rendered: what its training model uses and its decoder must use alike.
@@ -464,10 +472,9 @@ class RenderSettings:
                            **self._scene_kwargs())
 
     def _ray_args(self, field, origins: torch.Tensor, dirs: torch.Tensor, occupancy: Optional[OccupancyGrid]):
-        """Positional arguments of `render_rays` / `render_rays_playback`, as tensors on the rays' device."""
-        dev = origins.device
-        aabb = torch.tensor(self.aabb, dtype=torch.float32, device=dev)
-        background = torch.tensor(self.background, dtype=torch.float32, device=dev)
+        """Positional arguments of `render_rays` / `render_rays_playback`, as tensors on the rays' device (made once
+        per device: no host-to-device copy per training step)."""
+        aabb, background = _constants(self.aabb, self.background, origins.device)
         return field, origins.float(), dirs.float(), aabb, occupancy, self.num_samples, self.near_plane, background
 
     def _scene_kwargs(self) -> Dict[str, Any]:

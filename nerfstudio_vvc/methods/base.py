@@ -140,6 +140,7 @@ class FrameModel(Model):
         meta_near = self.kwargs.get("metadata", {}).get("near_plane", 0.0)
         self.near_plane = float(self.config.near_plane if self.config.near_plane is not None else meta_near or 0.0)
         self.register_buffer("aabb", self.scene_box.aabb.clone().float())
+        self._aabb_values = self.aabb.tolist()  # the scene box, as render_settings() reports it
         self.register_buffer("background", torch.tensor(self.config.background_color, dtype=torch.float32))
         self.field = self.make_field()
         self.occupancy = OccupancyGrid(self.occupancy_cells, self.config.occupancy_threshold)
@@ -250,7 +251,7 @@ class FrameModel(Model):
     def render_settings(self) -> RenderSettings:
         """The render settings this model trains with, as its decoder will read them from the METHOD_CONFIG."""
         c = self.config
-        box = self.aabb.cpu().tolist()
+        box = self._aabb_values  # (python floats: no device-to-host copy per training step)
         return RenderSettings(aabb=(tuple(box[0]), tuple(box[1])), near_plane=self.near_plane,
                               background=tuple(c.background_color), num_samples=c.num_samples,
                               occupancy_resolution=self.occupancy_cells, contraction=c.contraction,
