@@ -25,10 +25,11 @@ and at full size on a GPU. Moving the "Max res" slider by hand turns this off.
 
 from __future__ import annotations
 
+import collections
 import math
 import threading
 import time
-from typing import Any, Callable, Optional, Protocol, Tuple
+from typing import Any, Callable, Deque, Optional, Protocol, Tuple
 
 import torch
 from nerfstudio.viewer.viewer_elements import ViewerButton, ViewerCheckbox, ViewerControl, ViewerSlider, ViewerText
@@ -110,7 +111,9 @@ class PlaybackControls(nn.Module):
         self.min_settled_res = 256
         self.max_settled_res = 1024
         self.rays_per_s: Optional[float] = None
-        """Measured viewer render rate (moving average over render calls)."""
+        """Measured viewer render rate: rays / seconds over the last `rate_window_s` seconds of render calls."""
+        self.rate_window_s = 3.0
+        self._recent: Deque[Tuple[int, float]] = collections.deque()
         self._auto_res: Optional[int] = None
         self._auto_res_at = -1e9
 
@@ -130,11 +133,17 @@ class PlaybackControls(nn.Module):
 
     # ------------------------------------------------------------------ settled resolution
     def note_render(self, rays: int, seconds: float) -> None:
-        """The model rendered `rays` rays for the viewer in `seconds` (called from the render thread)."""
+        """The model rendered `rays` rays for the viewer in `seconds` (called from the render thread, once per chunk
+        of a view). The rate is total rays over total time of the last `rate_window_s` seconds of rendering: chunks
+        of empty space render hundreds of times faster than chunks through the scene, so a mean of per-chunk rates
+        would be dominated by them and size the settled view for a render many times slower than the budget."""
         if rays < 1024 or seconds <= 0:  # (a preview's few rays measure per-call overhead, not the rate)
             return
-        rate = rays / seconds
-        self.rays_per_s = rate if self.rays_per_s is None else 0.7 * self.rays_per_s + 0.3 * rate
+        self._recent.append((rays, seconds))
+        total_s = sum(s for _, s in self._recent)
+        while len(self._recent) > 1 and total_s - self._recent[0][1] >= self.rate_window_s:
+            total_s -= self._recent.popleft()[1]
+        self.rays_per_s = sum(r for r, _ in self._recent) / total_s
         self._update_max_res()
 
     def settled_res(self) -> int:

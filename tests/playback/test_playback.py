@@ -528,3 +528,23 @@ def test_a_frame_change_asks_the_viewer_for_the_full_resolution_render_at_once()
     time_slider.cb_hook(SimpleNamespace(value=0.3))  # a user moved Time
     assert user_rerenders == [1]
     controls.pause()
+
+
+def test_the_render_rate_is_rays_over_time_not_a_mean_of_chunk_rates():
+    """A view's chunks of empty space render ~100x faster than chunks through the scene: the settled resolution must
+    come from total rays / total time (a mean of per-chunk rates sized the view for 1024 px on the sample scene, whose
+    renders then took seconds and kept being interrupted: the viewer showed 30x30 px)."""
+    from nerfstudio_vvc.playback.controls import PlaybackControls
+
+    controls = PlaybackControls(num_frames=3, fps=15.0)
+    for _ in range(3):  # one view: 12 empty chunks (2 ms each), 4 through the scene (100 ms each)
+        for _ in range(12):
+            controls.note_render(16384, 0.002)
+        for _ in range(4):
+            controls.note_render(16384, 0.1)
+    rate = 16 * 16384 / (12 * 0.002 + 4 * 0.1)
+    assert controls.rays_per_s == pytest.approx(rate)  # ~618k rays/s (a mean of chunk rates: 6.2M)
+    assert controls.settled_res() == int((rate * controls.settle_budget_s) ** 0.5) // 32 * 32 == 736
+    for _ in range(20):  # the window follows a change of scene (the last ~3 s of rendering only)
+        controls.note_render(16384, 0.8)
+    assert controls.rays_per_s == pytest.approx(16384 / 0.8, rel=0.05)

@@ -1,0 +1,76 @@
+#!/usr/bin/env python
+"""Viewer settle time: `ns-vvc play FILE.vvc` in headless chromium, frame changes by keyboard, as a user would.
+
+Usage (from the repo root; needs chromium: `make browser-deps`):
+    .venv/bin/python bench/bench_viewer_settle.py FILE.vvc [--out bench_out/viewer_settle] [--changes 2]
+
+Steps the Frame slider `--changes` times from frame 0 and, for each change, reports the seconds until the view
+showed what it then kept for 3 s (back-to-back JPEG grabs of the 3D view; the browser test's measure), the viewer's
+render resolution and the 1-minute load average; screenshots `frame<k>.png` of each settled frame go to `--out`.
+Reuses the browser test's helpers (tests/playback/). Prints JSON. Other jobs on the machine slow the viewer: say the
+load with the figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "tests" / "playback"))
+import test_browser as tb  # noqa: E402
+from cdp import Browser, free_port  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("file", type=Path)
+    ap.add_argument("--out", type=Path, default=REPO_ROOT / "bench_out" / "viewer_settle")
+    ap.add_argument("--changes", type=int, default=2)
+    a = ap.parse_args()
+    a.out.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = open(a.out / "viewer.log", "w")
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "ns-vvc"), "play", str(a.file), "--websocket-port",
+                             str(port), "--websocket-host", "127.0.0.1"], stdout=log, stderr=subprocess.STDOUT,
+                            env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            urllib.request.urlopen(url, timeout=2).read(10)
+            break
+        except OSError:
+            time.sleep(1)
+    browser = Browser(width=1280, height=1000)
+    changes = []
+    try:
+        browser.navigate(url)
+        browser.wait_for("document.body && document.body.innerText.includes('Frame info')", timeout=120)
+        browser.eval(tb._FIND)
+        browser.wait_for("(() => { const v = window.__vvcText('Frame info'); "
+                         "return v && v.startsWith('0/') ? v : null; })()", 120)
+        tb._wait_resolution(browser, 256, 120)
+        tb._settled_shot(browser, a.out / "frame0.png")
+        for k in range(1, a.changes + 1):
+            tb._step_frame_slider(browser, "ArrowRight", "ArrowRight", 39)
+            t = time.time()
+            settle = tb._settle_time(browser, t)
+            changes.append({"to_frame": k, "settle_s": round(settle, 2), "resolution": browser.eval(tb._RESOLUTION),
+                            "load1": round(os.getloadavg()[0], 2),
+                            "readout": browser.eval("window.__vvcText('Frame info')")})
+            tb._settled_shot(browser, a.out / f"frame{k}.png")
+    finally:
+        browser.close()
+        proc.terminate()
+    print(json.dumps({"file": str(a.file), "window": [1280, 1000], "changes": changes}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
