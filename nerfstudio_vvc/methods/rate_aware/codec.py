@@ -28,7 +28,7 @@ from nerfstudio_vvc.codec.masks import compress_mask, decompress_mask
 from nerfstudio_vvc.codec.method_config import Rule, check_field  # noqa: F401 - the shared rule type, re-exported
 from nerfstudio_vvc.codec.weights import decompress_state_dict
 from nerfstudio_vvc.components.rendering import RenderSettings
-from nerfstudio_vvc.methods.rate_aware.field import DiFFrameField, DiFSpec
+from nerfstudio_vvc.methods.rate_aware.field import DiFFrameField, DiFSpec, spec_json
 from nerfstudio_vvc.methods.rate_aware.spec import METHOD_ID  # noqa: F401 - the header's method_id, re-exported
 
 _GRID_HDR = struct.Struct("<BB4H")  # grid id, residual flag, C, D, H, W
@@ -162,7 +162,7 @@ class StreamConfig:
 
     def to_bytes(self) -> bytes:
         """The METHOD_CONFIG chunk (JSON, sorted keys): `parse_method_config` gives this config back."""
-        return json.dumps({"dif": self.spec.to_json(), "render": self.render}, sort_keys=True).encode()
+        return spec_json(self.spec, **self.render)
 
 
 def validate_method_config(meta: object) -> StreamConfig:
