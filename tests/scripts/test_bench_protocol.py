@@ -1,0 +1,59 @@
+"""bench/bench_panoptic_protocol.py's bookkeeping: which runs count as finished, the training time it reports, the
+table's scale line and the commands a resumed run issues (dry run: nothing trains)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    path = REPO / "bench" / "bench_panoptic_protocol.py"
+    spec = importlib.util.spec_from_file_location("bench_panoptic_protocol", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_train_seconds_and_finished(bench, tmp_path):
+    seq = tmp_path / "seq"
+    seq.mkdir()
+    (seq / "progress.json").write_text(json.dumps({"frames_done": 2, "frames": [
+        {"frame": 0, "train_s": 100.0, "finalize_s": 3.0}, {"frame": 1, "train_s": 50.0, "finalize_s": 2.0}]}))
+    assert bench.train_seconds(seq) == pytest.approx(155.0)
+    assert bench.trained(seq, 2) and not bench.trained(seq, 3)
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    (whole / "stages.json").write_text(json.dumps({"done": ["fit", "code"], "stats": {
+        "fit": {"seconds": 60.0, "epochs": 10}, "code": {"seconds": 1.5}}}))
+    assert bench.train_seconds(whole) == pytest.approx(61.5)
+    assert bench.trained(whole, 30)
+    assert bench.train_seconds(tmp_path / "absent") is None
+
+
+def test_table_states_scale_and_anchor(bench):
+    point = {"method": "rate-aware", "point": "lambda-0.002", "kb_per_frame": 12.345, "psnr_db": 25.5, "ssim": 0.8,
+             "lpips": None, "train_s": 3600.0}
+    text = bench.table([point], [], "640×360, 30 frames")
+    assert "640×360, 30 frames" in text
+    assert "| rate-aware | lambda-0.002 | 12.35 | 25.50 | 0.8000 | n/a | 60 |" in text
+    assert "28.22" in text
+
+
+def test_dry_run_commands(bench, tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train_meta.json").write_text("{}")
+    assert bench.main(["--data", str(data), "--out", str(tmp_path / "out"), "--methods", "mv-inr", "--points",
+                       "c40-qp33", "--dry-run", "--no-x265", "--frames", "3"]) == 0
+    cmds = [line for line in capsys.readouterr().out.splitlines() if line.startswith("$ ")]
+    assert "--downscale-factor 1" in cmds[0] and "--num-frames 3" in cmds[0] and "--pipeline.model.epochs 10" in cmds[0]
+    assert [c.split()[2] for c in cmds] == ["vvc-mv-inr-cpu", "decode", "vvc-grid", "eval-run"]
+    with pytest.raises(SystemExit, match="unknown --points"):
+        bench.main(["--data", str(data), "--points", "k-7", "--dry-run"])
