@@ -246,6 +246,10 @@ def render_rays_playback(
         "depth": origins.new_zeros(num_rays, 1),
         "num_samples": origins.new_zeros(num_rays, 1),
     }
+    if (contraction <= 0 or num_outer_samples <= 0) and occupancy is not None:
+        _march_bounded(field, origins, dirs, aabb, occupancy, num_samples, near_plane, background, termination,
+                       min_weight, slab, out)
+        return out
     keep = _rays_near_occupied(origins, dirs, aabb, occupancy) if contraction <= 0 or num_outer_samples <= 0 else None
     if keep is not None:  # rays that pass no occupied cell get exactly what render_rays gives them: the background
         n_keep = int(keep.sum())
@@ -300,6 +304,121 @@ def render_rays_playback(
                        ("num_samples", (row >= 0).sum(-1, keepdim=True).float())):
         out[key][idx_all] = value.to(out[key].dtype)
     return out
+
+
+PLAYBACK_COARSE = 4
+"""Playback renderer, bounded scenes: cells of the occupancy grid merged per side into one coarse cell for the
+ray-culling pass."""
+
+
+def _coarse_span(
+    origins: torch.Tensor, dirs: torch.Tensor, aabb: torch.Tensor, occupancy: OccupancyGrid, tmin: torch.Tensor,
+    tmax: torch.Tensor,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(hit [R], t_first [R], t_last [R]): a conservative bound of where along each ray a sample can fall in an
+    occupied cell of ``occupancy``: every such sample of `_ray_samples` (bounded scenes) has t in [t_first, t_last],
+    and a ray with ``hit`` False has none.
+
+    A coarse grid (PLAYBACK_COARSE³ cells per coarse cell, any occupied → occupied), grown by one coarse cell, is
+    looked up at points along the ray no farther apart (in the unit cube) than one coarse cell h: a sample in an
+    occupied fine cell lies within h/2 of one of those points, which is then in the same or a neighbouring coarse
+    cell — occupied in the grown grid. The span is widened by a whole step on each side for float rounding."""
+    binary = occupancy.binary
+    res = binary.shape[0]
+    f = max(1, min(PLAYBACK_COARSE, res))
+    coarse = torch.nn.functional.max_pool3d(binary[None, None].float(), f, stride=f, ceil_mode=True)
+    coarse = torch.nn.functional.max_pool3d(coarse, 3, stride=1, padding=1)[0, 0] > 0
+    cres = coarse.shape[0]
+    h = f / res  # coarse cell side in the unit cube
+    steps = int(math.ceil(math.sqrt(3.0) / h)) + 1  # the longest chord of the cube, h apart at most
+    size = aabb[1] - aabb[0]
+    u = torch.linspace(0.0, 1.0, steps, device=origins.device)
+    t = tmin[:, None] + u[None, :] * (tmax - tmin)[:, None]  # [R, steps]
+    x01 = ((origins[:, None, :] + dirs[:, None, :] * t[..., None]) - aabb[0]) / size
+    cell = (x01 * (res / f)).long().clamp_(0, cres - 1)
+    occ = coarse[cell[..., 0], cell[..., 1], cell[..., 2]] & (tmax > tmin)[:, None]
+    hit = occ.any(-1)
+    step_t = (tmax - tmin) / (steps - 1)
+    first = torch.where(occ, u[None, :].expand_as(occ), 2.0).amin(-1)
+    last = torch.where(occ, u[None, :].expand_as(occ), -1.0).amax(-1)
+    t_first = tmin + first * (tmax - tmin) - 2 * step_t
+    t_last = tmin + last * (tmax - tmin) + 2 * step_t
+    return hit, t_first, t_last
+
+
+def _march_bounded(
+    field: SplitField, origins: torch.Tensor, dirs: torch.Tensor, aabb: torch.Tensor, occupancy: OccupancyGrid,
+    num_samples: int, near_plane: float, background: torch.Tensor, termination: float, min_weight: float, slab: int,
+    out: Dict[str, torch.Tensor],
+) -> None:
+    """`render_rays_playback` of a bounded scene, into ``out``: the rays a coarse pass finds near occupied cells
+    (`_coarse_span`) are marched front to back from their first possibly occupied sample, ``slab`` samples per ray
+    at a time; only live rays (transmittance above ``termination``, samples left in their span) are carried to the
+    next slab, and colours are computed per slab for the samples of weight ≥ ``min_weight``. Each sample's position,
+    step length and occupancy are computed with `_ray_samples`' formulas (the same floats); the samples skipped are
+    unoccupied, so they add nothing to the picture."""
+    dev = origins.device
+    tmin, tmax = ray_aabb(origins, dirs, aabb)
+    tmin = tmin.clamp_min(near_plane)
+    tmax = torch.where(tmax > tmin, tmax, tmin)
+    hit, t_first, t_last = _coarse_span(origins, dirs, aabb, occupancy, tmin, tmax)
+    rays = torch.nonzero(hit).flatten()
+    if rays.numel() == 0:
+        return
+    lo, hi = tmin[rays], tmax[rays]
+    o, d = origins[rays], dirs[rays]
+    dir_norm = d.norm(dim=-1, keepdim=True)
+    unit = d / dir_norm
+    s = torch.linspace(0.0, 1.0, num_samples + 1, device=dev)  # `_segment`'s edges, as fractions of [lo, hi]
+    span = (hi - lo).clamp_min(1e-20)
+    start = ((t_first - tmin)[rays] / span * num_samples).floor().clamp(0, num_samples).long()
+    stop = ((t_last - tmin)[rays] / span * num_samples).ceil().clamp(0, num_samples).long()  # exclusive
+    n = rays.numel()
+    color = o.new_zeros(n, 3)
+    acc = o.new_zeros(n)
+    depth = o.new_zeros(n)
+    count = o.new_zeros(n)
+    trans = o.new_ones(n)
+    live = torch.arange(n, device=dev)
+    offs = torch.arange(slab, device=dev)
+    while live.numel():
+        i = start[live, None] + offs[None, :]  # [A, slab] sample indices
+        valid = i < stop[live, None]
+        ic = i.clamp_max(num_samples - 1)
+        lo_l, hi_l = lo[live, None], hi[live, None]
+        e0 = lo_l + s[ic] * (hi_l - lo_l)
+        width = (lo_l + s[ic + 1] * (hi_l - lo_l)) - e0
+        t_mid = e0 + 0.5 * width
+        delta = width * dir_norm[live]
+        x01 = to_unit_cube(o[live, None, :] + d[live, None, :] * t_mid[..., None], aabb)
+        m = valid & (delta > 0) & ((x01 >= 0) & (x01 <= 1)).all(-1)
+        m = m & occupancy.query(x01.clamp(0, 1))
+        density = torch.zeros_like(t_mid)
+        if bool(m.any()):
+            dens, state = field.density_state(x01[m])
+            density = density.masked_scatter(m, dens.to(density.dtype))
+            alpha = 1.0 - torch.exp(-density * delta)
+            inner = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha + 1e-10], -1), -1)
+            w = alpha * trans[live, None] * inner[:, :-1]
+            shade = m & (w >= min_weight)
+            rgb = torch.zeros(*t_mid.shape, 3, device=dev)
+            if bool(shade.any()):
+                rgb[shade] = field.rgb_of(state[shade[m]], unit[live, None, :].expand(-1, slab, -1)[shade]).to(
+                    rgb.dtype)
+            color[live] += (w[..., None] * rgb).sum(-2)
+            acc[live] += w.sum(-1)
+            depth[live] += (w * t_mid).sum(-1)
+            count[live] += m.sum(-1).to(count.dtype)
+            trans[live] = trans[live] * inner[:, -1]
+        start[live] += slab
+        alive = start[live] < stop[live]
+        if termination > 0:
+            alive &= trans[live] > termination
+        live = live[alive]
+    out["rgb"][rays] = (color + (1.0 - acc[:, None]) * background.to(color.dtype)).to(out["rgb"].dtype)
+    out["accumulation"][rays] = acc[:, None].to(out["accumulation"].dtype)
+    out["depth"][rays] = (depth / acc.clamp_min(1e-6))[:, None].to(out["depth"].dtype)
+    out["num_samples"][rays] = count[:, None].to(out["num_samples"].dtype)
 
 
 def _rays_near_occupied(

@@ -47,7 +47,8 @@ class FramePlayer:
         self.cache_size = max(int(cache_size), 2)
         self.refresh_interval_s = refresh_interval_s
         self._cache: "OrderedDict[int, Any]" = OrderedDict()
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # decoding (one chain at a time)
+        self._cache_lock = threading.Lock()  # the cache only: a hit never waits for a decode in another thread
         self._last_refresh = time.monotonic()
         self.last_decoded: List[int] = []
         """Frames decoded to serve the latest `get` (empty on a cache hit)."""
@@ -79,25 +80,37 @@ class FramePlayer:
 
     # ------------------------------------------------------------------ decoding
     def cached(self, frame: int) -> bool:
-        with self._lock:
+        with self._cache_lock:
             return frame in self._cache
 
+    def _hit(self, frame: int) -> Optional[Any]:
+        with self._cache_lock:
+            if frame not in self._cache:
+                return None
+            self._cache.move_to_end(frame)
+            self.last_decoded = []
+            return self._cache[frame]
+
     def get(self, frame: int) -> Any:
-        """Decoded `frame` (KeyError when the file does not hold it; BitstreamError on a bad file)."""
+        """Decoded `frame` (KeyError when the file does not hold it; BitstreamError on a bad file). A cached frame is
+        returned at once, even while another thread decodes (e.g. the viewer prefetching the next frame)."""
+        hit = self._hit(frame)
+        if hit is not None:
+            return hit
         with self._lock:
-            if frame in self._cache:
-                self._cache.move_to_end(frame)
-                self.last_decoded = []
-                return self._cache[frame]
+            hit = self._hit(frame)  # decoded by another thread meanwhile
+            if hit is not None:
+                return hit
             if not self.has(frame):
                 raise KeyError(f"{self.decoder.path}: frame {frame} is not in the stream")
             frames = self.decoder.frames()
             start = self.decoder.iframe_of(frame)
             # resume from the latest cached frame of this GOP before `frame` (its decode chain is complete)
             prev = None
-            for f in frames:
-                if start <= f < frame and f in self._cache:
-                    prev, start = self._cache[f], f
+            with self._cache_lock:
+                for f in frames:
+                    if start <= f < frame and f in self._cache:
+                        prev, start = self._cache[f], f
             todo = [f for f in frames if (start < f <= frame if prev is not None else start <= f <= frame)]
             decoded = []
             for f in todo:
@@ -108,10 +121,11 @@ class FramePlayer:
             return prev
 
     def _put(self, frame: int, decoded: Any) -> None:
-        self._cache[frame] = decoded
-        self._cache.move_to_end(frame)
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+        with self._cache_lock:
+            self._cache[frame] = decoded
+            self._cache.move_to_end(frame)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
 
 
 class BitstreamSource:

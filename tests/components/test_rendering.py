@@ -366,3 +366,35 @@ def test_decoder_fields_split_for_the_playback_renderer_give_the_same_picture():
         assert want["accumulation"].mean() > 0.5  # the comparison sees surfaces, not only background
         assert (got["rgb"] - want["rgb"]).abs().max() <= PLAYBACK_TOLERANCE, type(field).__name__
         assert got["num_samples"].sum() < want["num_samples"].sum()
+
+
+@pytest.mark.parametrize("res", [16, 48, 50])
+def test_playback_ray_culling_misses_no_occupied_sample(res):
+    """Bounded scenes: the playback renderer marches only the rays and the stretch of each ray that a coarse grid
+    says may pass an occupied cell. On sparse occupancy (small clusters, one lone cell, cameras outside and inside the
+    box, rays grazing the box, a grid side not divisible by the coarse factor) it must find every occupied sample:
+    with both thresholds at 0 it is the exact renderer — the same sample count per ray, the same picture."""
+    from nerfstudio_vvc.components.rendering import render_rays_playback
+
+    torch.manual_seed(res)
+    occ = OccupancyGrid(res)
+    occ.binary.zero_()
+    for _ in range(6):  # small clusters
+        c = torch.randint(0, res - 2, (3,))
+        occ.binary[c[0] : c[0] + 2, c[1] : c[1] + 2, c[2] : c[2] + 2] = True
+    occ.binary[res - 1, 0, res // 2] = True  # a lone cell on the box's edge
+    far_o, far_d = _rays(1500)
+    inner_o = (torch.rand(300, 3) - 0.5) * 2.0  # cameras inside the box
+    inner_d = torch.nn.functional.normalize(torch.randn(300, 3), dim=-1)
+    graze_d = torch.nn.functional.normalize(torch.tensor([[1.0, 1e-4, 0.0]]).expand(200, 3), dim=-1)
+    graze_o = torch.stack([torch.full((200,), -3.0), torch.linspace(-1.5, 1.5, 200), torch.full((200,), 1.499)], -1)
+    origins, dirs = torch.cat([far_o, inner_o, graze_o]), torch.cat([far_d, inner_d, graze_d])
+    args = (origins, dirs, AABB, occ, 96, 0.1, torch.tensor([1.0, 1.0, 0.0]))
+    want = render_rays(_Ball(), *args, jitter=False)
+    assert 0 < int((want["num_samples"] > 0).sum()) < 0.5 * len(origins)  # sparse: most rays see nothing
+    got = render_rays_playback(_Ball(), *args, termination=0.0, min_weight=0.0)
+    assert torch.equal(got["num_samples"], want["num_samples"])
+    torch.testing.assert_close(got["rgb"], want["rgb"], atol=1e-6, rtol=0)
+    torch.testing.assert_close(got["depth"], want["depth"], atol=1e-5, rtol=0)
+    fast = render_rays_playback(_Ball(), *args)
+    assert (fast["rgb"] - want["rgb"]).abs().max() <= PLAYBACK_TOLERANCE

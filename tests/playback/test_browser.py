@@ -115,11 +115,15 @@ def _grab_view(browser: Browser) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(jpg)).convert("RGB"), dtype=np.float32)
 
 
-def _settle_time(browser: Browser, t_change: float, stable_s: float = 3.0, timeout: float = 60.0) -> float:
+def _settle_time(browser: Browser, t_change: float, stable_s: float = 3.0, timeout: float = 60.0,
+                 gap_s: float = 0.1) -> float:
     """Seconds from `t_change` until the view showed what it then kept showing for `stable_s` (the settled render of
-    the new frame). Grabs the view back to back (~0.1 s each); a grab's time is when it returned (conservative)."""
+    the new frame). Grabs the view every ~0.1 s + `gap_s` (chromium's software WebGL makes each grab cost CPU the
+    viewer shares on a 2-core machine); a grab's time is when it returned (conservative, late by up to the gap)."""
     shots = []
     while time.time() - t_change < timeout:
+        if shots:
+            time.sleep(gap_s)
         img = _grab_view(browser)
         t = time.time() - t_change
         shots.append((t, img))

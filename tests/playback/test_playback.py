@@ -384,6 +384,39 @@ def test_play_drops_frames_when_decoding_is_slow_and_never_blocks(toy_registered
     assert seen == sorted(seen)
 
 
+def test_the_next_frame_is_decoded_ahead_once_the_view_has_rendered(toy_registered, monkeypatch, tmp_path: Path):
+    """After a frame change the controls decode the next frame in the background, but only once the viewer has
+    stopped rendering (the prefetch must not slow the view it follows); a frame in the cache is served at once even
+    while another thread decodes."""
+    import threading
+
+    from nerfstudio_vvc.playback.play import build_model
+
+    monkeypatch.setattr(ToyDecoder, "delay_s", 0.2)
+    model = build_model(write_toy(tmp_path / "toy.vvc", [0.1, 0.2, 0.3, 0.4], gop=4))
+    controls, player = model.playback, model.player
+    controls.prefetch_idle_s = 1.0
+    controls.show(1)  # no browser: the worker decodes frames 0 and 1
+    t_end = time.time() + 2.0
+    while time.time() < t_end:  # the viewer renders frame 1 meanwhile
+        controls.note_render(16384, 0.01)
+        assert not player.cached(2), "prefetched while the view was still rendering"
+        time.sleep(0.05)
+    assert player.cached(1)
+    deadline = time.time() + 10
+    while 2 not in controls.prefetched and time.time() < deadline:
+        time.sleep(0.05)
+    assert controls.prefetched == [2] and player.cached(2)
+    decoding = threading.Thread(target=player.get, args=(3,))
+    decoding.start()
+    time.sleep(0.05)  # frame 3 is being decoded (0.2 s)
+    t0 = time.perf_counter()
+    player.get(2)
+    assert time.perf_counter() - t0 < 0.1 and player.last_decoded == []
+    decoding.join()
+    assert player.cached(3)
+
+
 def test_loop_restarts_at_the_first_frame(toy_registered, tmp_path: Path):
     from nerfstudio_vvc.playback.play import build_model
 
