@@ -238,7 +238,8 @@ def render_rays_playback(
     its transmittance is below ``termination`` (early ray termination); (2) colours are evaluated only for samples
     whose weight is at least ``min_weight``. Each pixel therefore differs from `render_rays` by at most ``termination``
     + S · ``min_weight`` (S samples per ray) in every channel, in practice far less (tests/components/test_rendering.py
-    measures it on decoded frames)."""
+    measures it on decoded frames). Bounded scenes with an occupancy grid also skip the rays and the stretches of rays
+    that pass no occupied cell without computing their samples (`_march_bounded`)."""
     num_rays, dev = origins.shape[0], origins.device
     out = {
         "rgb": background.to(origins.dtype).expand(num_rays, 3).clone(),
@@ -250,15 +251,6 @@ def render_rays_playback(
         _march_bounded(field, origins, dirs, aabb, occupancy, num_samples, near_plane, background, termination,
                        min_weight, slab, out)
         return out
-    keep = _rays_near_occupied(origins, dirs, aabb, occupancy) if contraction <= 0 or num_outer_samples <= 0 else None
-    if keep is not None:  # rays that pass no occupied cell get exactly what render_rays gives them: the background
-        n_keep = int(keep.sum())
-        if n_keep == 0:
-            return out
-        if n_keep > 0.8 * num_rays:  # not worth the copies
-            keep = None
-        else:
-            origins, dirs = origins[keep], dirs[keep]
     t_mid, delta, x01, mask, _, dir_norm = _ray_samples(
         origins, dirs, aabb, occupancy, num_samples, near_plane, False, contraction, num_outer_samples, world_opacity
     )
@@ -266,13 +258,11 @@ def render_rays_playback(
     idx = torch.nonzero(hit).flatten()
     if idx.numel() == 0:
         return out
-    idx_all = torch.nonzero(keep).flatten()[idx] if keep is not None else idx
+    idx_all: Any = idx
     if idx.numel() < 0.8 * hit.numel():  # compact (the copies pay when many rays see nothing)
         t_mid, delta, x01, mask, dir_norm, dirs = t_mid[idx], delta[idx], x01[idx], mask[idx], dir_norm[idx], dirs[idx]
-    elif keep is None:
-        idx_all = slice(None)
     else:
-        idx_all = torch.nonzero(keep).flatten()
+        idx_all = slice(None)
     num_rays, total = mask.shape
     density = torch.zeros(num_rays, total, device=dev)
     row = torch.full((num_rays, total), -1, dtype=torch.long, device=dev)  # index of a sample's state
@@ -419,31 +409,6 @@ def _march_bounded(
     out["accumulation"][rays] = acc[:, None].to(out["accumulation"].dtype)
     out["depth"][rays] = (depth / acc.clamp_min(1e-6))[:, None].to(out["depth"].dtype)
     out["num_samples"][rays] = count[:, None].to(out["num_samples"].dtype)
-
-
-def _rays_near_occupied(
-    origins: torch.Tensor, dirs: torch.Tensor, aabb: torch.Tensor, occupancy: Optional[OccupancyGrid]
-) -> Optional[torch.Tensor]:
-    """Bounded scenes: which rays [R] pass the box around the occupied cells (grown by one cell on every side, so
-    float rounding cannot drop a sample); None without an occupancy grid. A ray outside it has no sample in an
-    occupied cell, so `render_rays` gives it the background."""
-    if occupancy is None:
-        return None
-    binary = occupancy.binary
-    res = binary.shape[0]
-    lo, hi = [], []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        cells = torch.nonzero(binary.any(dim=other)).flatten()
-        if cells.numel() == 0:
-            return torch.zeros(origins.shape[0], dtype=torch.bool, device=origins.device)
-        lo.append((int(cells.min()) - 1) / res)
-        hi.append((int(cells.max()) + 2) / res)
-    size = aabb[1] - aabb[0]
-    box = torch.stack([aabb[0] + torch.tensor(lo, device=aabb.device) * size,
-                       aabb[0] + torch.tensor(hi, device=aabb.device) * size])
-    tmin, tmax = ray_aabb(origins, dirs, box)
-    return tmax >= tmin
 
 
 class ForwardSplit:
