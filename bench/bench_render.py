@@ -3,7 +3,7 @@
 
 Usage (from the repo root):
     .venv/bin/python bench/bench_render.py FILE.vvc [FILE.vvc ...] [--frame 1] [--width 640] [--height 360]
-        [--repeats 3] [--devices cpu cuda] [--renderers exact playback] [--threads N]
+        [--repeats 3] [--devices cpu cuda] [--renderers exact playback] [--threads N] [--chunk 16384]
 
 For every file (any registered method) and device (cuda only when present): the frame is decoded from its GOP's
 I-frame (`decode_ms`), then one view of the scene box from outside (the viewer's default view, 60° vertical field of
@@ -50,7 +50,7 @@ def default_camera(scene_box, width: int, height: int, fov_deg: float = 60.0):
 
 
 def bench_file(path: Path, frame: int, width: int, height: int, repeats: int, device: str,
-               renderers: List[str]) -> Dict:
+               renderers: List[str], chunk: int = 16384) -> Dict:
     decoder = open_decoder(path)
     frames = decoder.frames()
     f = frame if frame in frames else frames[min(len(frames) - 1, max(frame, 0))]
@@ -59,7 +59,8 @@ def bench_file(path: Path, frame: int, width: int, height: int, repeats: int, de
     decode_ms = 1000 * (time.perf_counter() - t0)
     c2w, fx, fy, cx, cy = default_camera(decoder.header.scene_box, width, height)
     out: Dict = {"file": str(path), "method": decoder.header.method_id, "frame": f, "is_iframe": decoder.is_iframe(f),
-                 "device": device, "width": width, "height": height, "decode_ms": round(decode_ms, 1), "renderers": {}}
+                 "device": device, "width": width, "height": height, "chunk": chunk, "decode_ms": round(decode_ms, 1),
+                 "renderers": {}}
     images = {}
     for name in renderers:
         times, cpu = [], []
@@ -67,8 +68,8 @@ def bench_file(path: Path, frame: int, width: int, height: int, repeats: int, de
             if device == "cuda":
                 torch.cuda.synchronize()
             t0, c0 = time.perf_counter(), time.process_time()
-            img = decoder.render(decoded, c2w, fx, fy, cx, cy, width, height, playback=name == "playback",
-                                 device=device)
+            img = decoder.render(decoded, c2w, fx, fy, cx, cy, width, height, chunk=chunk,
+                                 playback=name == "playback", device=device)
             if device == "cuda":
                 torch.cuda.synchronize()
             times.append(1000 * (time.perf_counter() - t0))
@@ -120,6 +121,7 @@ def main() -> None:
     ap.add_argument("--devices", nargs="+", default=["cpu", "cuda"])
     ap.add_argument("--renderers", nargs="+", default=["exact", "playback"], choices=["exact", "playback"])
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--chunk", type=int, default=16384, help="rays per render call (ns-vvc play's default)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -129,7 +131,8 @@ def main() -> None:
         if not path.exists():
             raise SystemExit(f"{path}: no such file")
         for device in devices:
-            results.append(bench_file(path, args.frame, args.width, args.height, args.repeats, device, args.renderers))
+            results.append(bench_file(path, args.frame, args.width, args.height, args.repeats, device, args.renderers,
+                                      args.chunk))
     doc = {"torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
            "skipped_devices": [d for d in args.devices if d not in devices], "results": results}
