@@ -122,7 +122,12 @@ def run_point(a, method: str, point: str) -> Optional[dict]:
     spec = METHODS[method]
     runs = a.out / "runs"
     run = runs / method / spec["preset"] / point
-    if not trained(run, a.frames):
+    if a.collect:  # only what is finished: no training, no evaluation
+        eval_dir = a.out / "eval" / method / point
+        if not (eval_dir / "metrics.json").exists():
+            print(f"{method} {point}: not finished (no {eval_dir / 'metrics.json'})", file=sys.stderr)
+            return None
+    elif not trained(run, a.frames):
         args = [*spec["args"], *spec["points"][point], *a.train_args]
         _run(train_cmd(spec["preset"], runs, method, point, args, a.data, spec["data_args"], a.frames, a.downscale,
                        a.device), a.dry_run)
@@ -131,7 +136,8 @@ def run_point(a, method: str, point: str) -> Optional[dict]:
     eval_dir = a.out / "eval" / method / point
     # test cameras only: the fit-vs-generalisation training views would double the render time at 640×360
     lpips = ["--train-views", "0"] + ([] if a.lpips else ["--no-lpips"])
-    if method_spec.output == "views":  # a view codec: a 3-D method trained on its decoded views gives the test views
+    if method_spec.output == "views" and not a.collect:
+        # a view codec: a 3-D method trained on its decoded views gives the test views
         ds = a.out / "decoded" / point
         if not (ds / "transforms.json").exists():
             _run([str(BIN / "ns-vvc"), "decode", str(bitstream), "--out", str(ds), "--as-dataset",
@@ -144,7 +150,7 @@ def run_point(a, method: str, point: str) -> Optional[dict]:
         if not (eval_dir / "metrics.json").exists():
             _run([str(BIN / "ns-vvc"), "eval-run", "--load-config", str(rec / "config.yml"), "--output-dir",
                   str(eval_dir), *lpips], a.dry_run)
-    elif not (eval_dir / "metrics.json").exists():
+    elif not (eval_dir / "metrics.json").exists() and not a.collect:
         _run([str(BIN / "ns-vvc"), "eval", str(bitstream), "--load-config", str(run / "config.yml"),
               "--output-dir", str(eval_dir), *lpips], a.dry_run)
     metrics = _json(eval_dir / "metrics.json")
@@ -169,7 +175,7 @@ def run_point(a, method: str, point: str) -> Optional[dict]:
 
 def x265_points(a) -> List[dict]:
     out = a.out / "x265"
-    if not (out / "results.json").exists():
+    if not (out / "results.json").exists() and not a.collect:
         _run([sys.executable, str(REPO_ROOT / "bench" / "bench_x265_anchor.py"), "--data", str(a.data),
               "--downscale", str(a.downscale), "--frames", str(a.frames), "--out", str(out), "--no-lpips"], a.dry_run)
     res = _json(out / "results.json")
@@ -206,6 +212,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-lpips", dest="lpips", action="store_false")
     ap.add_argument("--no-x265", dest="x265", action="store_false")
     ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    ap.add_argument("--collect", action="store_true",
+                    help="run nothing: summary, table and plot of the points (and x265 anchor) already finished")
     ap.add_argument("--train-args", nargs=argparse.REMAINDER, default=[],
                     help="extra ns-train options for every method run, after the method's own (last option)")
     a = ap.parse_args(argv)

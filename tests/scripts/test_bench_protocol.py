@@ -57,3 +57,27 @@ def test_dry_run_commands(bench, tmp_path, capsys):
     assert [c.split()[2] for c in cmds] == ["vvc-mv-inr-cpu", "decode", "vvc-grid", "eval-run"]
     with pytest.raises(SystemExit, match="unknown --points"):
         bench.main(["--data", str(data), "--points", "k-7", "--dry-run"])
+
+
+def test_collect_reports_finished_points_from_the_file_size_and_runs_nothing(bench, tmp_path, capsys, monkeypatch):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train_meta.json").write_text("{}")
+    out = tmp_path / "out"
+    run = out / "runs" / "rate-aware" / "vvc-rate-aware-cpu" / "lambda-0.002"
+    run.mkdir(parents=True)
+    (run / "sequence.vvc").write_bytes(b"\0" * 3000)
+    (run / "progress.json").write_text(json.dumps({"frames_done": 3, "frames": [{"train_s": 60.0}] * 3}))
+    ev = out / "eval" / "rate-aware" / "lambda-0.002"
+    ev.mkdir(parents=True)
+    (ev / "metrics.json").write_text(json.dumps({"frames": [
+        {"frame": f, "psnr_db": 20.0 + f, "ssim": 0.5, "lpips": 0.4} for f in range(3)]}))
+    monkeypatch.setattr(bench, "_run", lambda *a: pytest.fail(f"--collect ran {a}"))
+    assert bench.main(["--data", str(data), "--out", str(out), "--frames", "3", "--collect", "--no-lpips"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    (point,) = summary["points"]
+    assert point["kb_per_frame"] == pytest.approx(1.0) and point["psnr_db"] == pytest.approx(21.0)
+    assert point["train_s"] == pytest.approx(180.0)
+    assert "| rate-aware | lambda-0.002 | 1.00 | 21.00 |" in (out / "table.md").read_text()
+    assert (out / "rd_psnr.png").stat().st_size > 0
+    assert "codebook k-1024: not finished" in capsys.readouterr().err
