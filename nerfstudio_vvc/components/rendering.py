@@ -57,10 +57,16 @@ def to_unit_cube(pts: torch.Tensor, aabb: torch.Tensor, contraction: float = 0.0
 
 
 def _segment(
-    lo: torch.Tensor, hi: torch.Tensor, n: int, offs: torch.Tensor, disparity: bool
+    lo: torch.Tensor, hi: torch.Tensor, n: int, offs: torch.Tensor, disparity: bool,
+    idx: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Sample distances [R, n] and their interval lengths along [lo, hi] (uniform in t or in 1/t)."""
+    """Sample distances [R, n] and their interval lengths along [lo, hi] (uniform in t or in 1/t); with ``idx``
+    [R, K] (uniform in t only) just those samples of each ray, [R, K], computed with the same floats."""
     s = torch.linspace(0.0, 1.0, n + 1, device=lo.device)
+    if idx is not None:
+        e0 = lo[:, None] + s[idx] * (hi - lo)[:, None]
+        width = (lo[:, None] + s[idx + 1] * (hi - lo)[:, None]) - e0
+        return e0 + offs * width, width
     if disparity:
         ilo, ihi = 1.0 / lo[:, None], 1.0 / hi[:, None]
         edges = 1.0 / (ilo + s[None, :] * (ihi - ilo))
@@ -68,6 +74,14 @@ def _segment(
         edges = lo[:, None] + s[None, :] * (hi - lo)[:, None]
     width = edges[:, 1:] - edges[:, :-1]
     return edges[:, :-1] + offs * width, width
+
+
+def _field_mask(delta: torch.Tensor, x01: torch.Tensor, occupancy: Optional[OccupancyGrid]) -> torch.Tensor:
+    """Samples [R, S] the field is asked for: a step of positive length, inside the unit cube, in an occupied cell."""
+    mask = (delta > 0) & ((x01 >= 0) & (x01 <= 1)).all(-1)
+    if occupancy is not None:
+        mask = mask & occupancy.query(x01.clamp(0, 1))
+    return mask
 
 
 def _ray_samples(
@@ -130,11 +144,9 @@ def _ray_samples(
         hi01 = to_unit_cube(origins[:, None, :] + dirs[:, None, :] * (t_lo + width)[..., None], aabb, contraction)
         box_units = float((aabb[1] - aabb[0]).max()) * (1.0 + contraction)  # world length of one field unit in the box
         delta = torch.where(delta > 0, (hi01 - lo01).norm(dim=-1) * box_units, delta)
-    mask = (delta > 0) & ((x01 >= 0) & (x01 <= 1)).all(-1)
+    mask = _field_mask(delta, x01, occupancy)
     if not unbounded:
         mask = mask & hit[:, None]
-    if occupancy is not None:
-        mask = mask & occupancy.query(x01.clamp(0, 1))
     return t_mid, delta, x01, mask, offs, dir_norm
 
 
@@ -321,10 +333,9 @@ def _coarse_span(
     cres = coarse.shape[0]
     h = f / res  # coarse cell side in the unit cube
     steps = int(math.ceil(math.sqrt(3.0) / h)) + 1  # the longest chord of the cube, h apart at most
-    size = aabb[1] - aabb[0]
     u = torch.linspace(0.0, 1.0, steps, device=origins.device)
     t = tmin[:, None] + u[None, :] * (tmax - tmin)[:, None]  # [R, steps]
-    x01 = ((origins[:, None, :] + dirs[:, None, :] * t[..., None]) - aabb[0]) / size
+    x01 = to_unit_cube(origins[:, None, :] + dirs[:, None, :] * t[..., None], aabb)
     cell = (x01 * (res / f)).long().clamp_(0, cres - 1)
     occ = coarse[cell[..., 0], cell[..., 1], cell[..., 2]] & (tmax > tmin)[:, None]
     hit = occ.any(-1)
@@ -345,8 +356,8 @@ def _march_bounded(
     (`_coarse_span`) are marched front to back from their first possibly occupied sample, ``slab`` samples per ray
     at a time; only live rays (transmittance above ``termination``, samples left in their span) are carried to the
     next slab, and colours are computed per slab for the samples of weight ≥ ``min_weight``. Each sample's position,
-    step length and occupancy are computed with `_ray_samples`' formulas (the same floats); the samples skipped are
-    unoccupied, so they add nothing to the picture."""
+    step length and occupancy come from `_ray_samples`' own helpers (`_segment`, `_field_mask`: the same floats); the
+    samples skipped are unoccupied, so they add nothing to the picture."""
     dev = origins.device
     tmin, tmax = ray_aabb(origins, dirs, aabb)
     tmin = tmin.clamp_min(near_plane)
@@ -359,7 +370,6 @@ def _march_bounded(
     o, d = origins[rays], dirs[rays]
     dir_norm = d.norm(dim=-1, keepdim=True)
     unit = d / dir_norm
-    s = torch.linspace(0.0, 1.0, num_samples + 1, device=dev)  # `_segment`'s edges, as fractions of [lo, hi]
     span = (hi - lo).clamp_min(1e-20)
     start = ((t_first - tmin)[rays] / span * num_samples).floor().clamp(0, num_samples).long()
     stop = ((t_last - tmin)[rays] / span * num_samples).ceil().clamp(0, num_samples).long()  # exclusive
@@ -373,16 +383,10 @@ def _march_bounded(
     offs = torch.arange(slab, device=dev)
     while live.numel():
         i = start[live, None] + offs[None, :]  # [A, slab] sample indices
-        valid = i < stop[live, None]
-        ic = i.clamp_max(num_samples - 1)
-        lo_l, hi_l = lo[live, None], hi[live, None]
-        e0 = lo_l + s[ic] * (hi_l - lo_l)
-        width = (lo_l + s[ic + 1] * (hi_l - lo_l)) - e0
-        t_mid = e0 + 0.5 * width
+        t_mid, width = _segment(lo[live], hi[live], num_samples, 0.5, False, idx=i.clamp_max(num_samples - 1))
         delta = width * dir_norm[live]
         x01 = to_unit_cube(o[live, None, :] + d[live, None, :] * t_mid[..., None], aabb)
-        m = valid & (delta > 0) & ((x01 >= 0) & (x01 <= 1)).all(-1)
-        m = m & occupancy.query(x01.clamp(0, 1))
+        m = (i < stop[live, None]) & _field_mask(delta, x01, occupancy)
         density = torch.zeros_like(t_mid)
         if bool(m.any()):
             dens, state = field.density_state(x01[m])
