@@ -36,7 +36,7 @@ from typing import Dict, List, Optional
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 from nerfstudio_vvc.jsonio import strict_json  # noqa: E402
-from nerfstudio_vvc.methods.spec import method_for_preset  # noqa: E402
+from nerfstudio_vvc.methods.spec import method_for_preset, run_finished  # noqa: E402
 
 BIN = Path(sys.executable).parent
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "panoptic-basketball"
@@ -91,14 +91,6 @@ def _json(path: Path) -> Optional[dict]:
         return None
 
 
-def trained(run: Path, frames: int) -> bool:
-    """ns-train finished the run: every frame coded (frame-sequential) or the `code` stage done (whole-sequence)."""
-    progress, stages = _json(run / "progress.json"), _json(run / "stages.json")
-    return bool(
-        (progress and progress.get("frames_done", 0) >= frames) or (stages and "code" in stages.get("done", []))
-    )
-
-
 def train_seconds(run: Path) -> Optional[float]:
     """Training wall seconds the run recorded (frame-sequential: per-frame train + finalize; whole-sequence: stage
     seconds). A run resumed after a kill counts each frame / stage once, as the run that finished it measured it."""
@@ -119,42 +111,54 @@ def train_cmd(preset: str, out: Path, name: str, point: str, args: List[str], da
 
 
 def run_point(a, method: str, point: str) -> Optional[dict]:
+    """Train and evaluate one point (each step skipped when done; nothing with --collect), then its result."""
+    if not a.collect:
+        produce(a, method, point)
+    return result(a, method, point)
+
+
+def produce(a, method: str, point: str) -> None:
     spec = METHODS[method]
     runs = a.out / "runs"
     run = runs / method / spec["preset"] / point
-    if a.collect:  # only what is finished: no training, no evaluation
-        eval_dir = a.out / "eval" / method / point
-        if not (eval_dir / "metrics.json").exists():
-            print(f"{method} {point}: not finished (no {eval_dir / 'metrics.json'})", file=sys.stderr)
-            return None
-    elif not trained(run, a.frames):
+    if not run_finished(run, a.frames):
         args = [*spec["args"], *spec["points"][point], *a.train_args]
         _run(train_cmd(spec["preset"], runs, method, point, args, a.data, spec["data_args"], a.frames, a.downscale,
                        a.device), a.dry_run)
     method_spec = method_for_preset(spec["preset"])
     bitstream = run / str(method_spec.bitstream)
     eval_dir = a.out / "eval" / method / point
+    if (eval_dir / "metrics.json").exists():
+        return
     # test cameras only: the fit-vs-generalisation training views would double the render time at 640×360
     lpips = ["--train-views", "0"] + ([] if a.lpips else ["--no-lpips"])
-    if method_spec.output == "views" and not a.collect:
-        # a view codec: a 3-D method trained on its decoded views gives the test views
+    if method_spec.output == "views":  # a view codec: a 3-D method trained on its decoded views gives the test views
         ds = a.out / "decoded" / point
         if not (ds / "transforms.json").exists():
             _run([str(BIN / "ns-vvc"), "decode", str(bitstream), "--out", str(ds), "--as-dataset",
                   "--test-views-from", str(run / "config.yml")], a.dry_run)
         rec = runs / "mv-inr-reconstruction" / "vvc-grid" / point
-        if not trained(rec, a.frames):
+        if not run_finished(rec, a.frames):
             _run([str(BIN / "ns-train"), *RECONSTRUCT[:1], "--output-dir", str(runs), "--experiment-name",
                   "mv-inr-reconstruction", "--timestamp", point, "--vis", "tensorboard", "--machine.device-type",
                   a.device, *RECONSTRUCT[1:], "vvc-data", "--data", str(ds)], a.dry_run)
-        if not (eval_dir / "metrics.json").exists():
-            _run([str(BIN / "ns-vvc"), "eval-run", "--load-config", str(rec / "config.yml"), "--output-dir",
-                  str(eval_dir), *lpips], a.dry_run)
-    elif not (eval_dir / "metrics.json").exists() and not a.collect:
+        _run([str(BIN / "ns-vvc"), "eval-run", "--load-config", str(rec / "config.yml"), "--output-dir",
+              str(eval_dir), *lpips], a.dry_run)
+    else:
         _run([str(BIN / "ns-vvc"), "eval", str(bitstream), "--load-config", str(run / "config.yml"),
               "--output-dir", str(eval_dir), *lpips], a.dry_run)
+
+
+def result(a, method: str, point: str) -> Optional[dict]:
+    """The point's figures from its decoded file's size and its eval metrics (None when not finished)."""
+    spec = METHODS[method]
+    run = a.out / "runs" / method / spec["preset"] / point
+    bitstream = run / str(method_for_preset(spec["preset"]).bitstream)
+    eval_dir = a.out / "eval" / method / point
     metrics = _json(eval_dir / "metrics.json")
     if a.dry_run or metrics is None or not bitstream.exists():
+        if a.collect:
+            print(f"{method} {point}: not finished (no {eval_dir / 'metrics.json'})", file=sys.stderr)
         return None
     rows = metrics["frames"]
     mean = lambda k: (  # noqa: E731

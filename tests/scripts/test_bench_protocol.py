@@ -27,13 +27,13 @@ def test_train_seconds_and_finished(bench, tmp_path):
     (seq / "progress.json").write_text(json.dumps({"frames_done": 2, "frames": [
         {"frame": 0, "train_s": 100.0, "finalize_s": 3.0}, {"frame": 1, "train_s": 50.0, "finalize_s": 2.0}]}))
     assert bench.train_seconds(seq) == pytest.approx(155.0)
-    assert bench.trained(seq, 2) and not bench.trained(seq, 3)
+    assert bench.run_finished(seq, 2) and not bench.run_finished(seq, 3)
     whole = tmp_path / "whole"
     whole.mkdir()
     (whole / "stages.json").write_text(json.dumps({"done": ["fit", "code"], "stats": {
         "fit": {"seconds": 60.0, "epochs": 10}, "code": {"seconds": 1.5}}}))
     assert bench.train_seconds(whole) == pytest.approx(61.5)
-    assert bench.trained(whole, 30)
+    assert bench.run_finished(whole, 30)
     assert bench.train_seconds(tmp_path / "absent") is None
 
 
