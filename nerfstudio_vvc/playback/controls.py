@@ -365,7 +365,7 @@ class PlaybackControls(nn.Module):
 
     def _prefetch(self, frame: int) -> None:
         """Decode `frame` ahead (into the provider's cache); errors wait until the frame is asked for."""
-        if self._provider is None or frame >= self.num_frames:
+        if self._provider is None:
             return
         with self._cond:
             if self._request is not None or self._playing:  # the user moved on: that comes first
