@@ -7,6 +7,8 @@ their frame store.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,10 +63,15 @@ def render_test_views(
     use_lpips: bool = True,
     split: Literal["train", "test"] = "test",
     max_cameras: int = 0,
+    journal: Optional[Path] = None,
+    journal_key: str = "",
 ) -> List[Dict]:
     """Render every camera of `split` (test by default) at every frame; return per-frame mean metrics.
 
     `max_cameras` > 0 keeps that many cameras, evenly spaced (to bound the cost of training-view evaluation).
+    `journal`: a JSON-lines file that gets each frame's row as soon as it is measured; a later call with the same
+    `journal_key` (what was measured: the file's hash, the options) takes the frames found there instead of rendering
+    them again, so an evaluation killed after hours resumes where it stopped.
     """
     dm = pipeline.datamanager
     model = pipeline.model
@@ -73,7 +80,13 @@ def render_test_views(
     outputs_meta = (dm.eval_dataparser_outputs if split == "test" else dm.train_dataparser_outputs).metadata
     data_root = dm.get_datapath()
     rows: List[Dict] = []
+    done = read_journal(journal, journal_key, split) if journal is not None else {}
+    if done:
+        CONSOLE.print(f"{journal}: {len(done)} of {len(frame_list)} frames already measured, not rendered again")
     for frame in track(frame_list, description=f"rendering {split} views", console=CONSOLE):
+        if frame in done:
+            rows.append(done[frame])
+            continue
         per_cam = []
         indices = dm.frame_image_indices(frame, split).tolist()
         if 0 < max_cameras < len(indices):
@@ -94,8 +107,27 @@ def render_test_views(
                 prefix = "" if split == "test" else "train_"
                 side_by_side(gt, pred).save(out_dir / f"{prefix}frame{frame:04d}_cam{m['camera']}.png")
         rows.append({"frame": frame, **mean_metrics(per_cam), "cameras": per_cam})
+        if journal is not None:
+            journal.parent.mkdir(parents=True, exist_ok=True)
+            with open(journal, "a", encoding="utf8") as f:  # one line per frame: a kill loses at most that frame
+                f.write(strict_json({"key": journal_key, "split": split, "row": rows[-1]}) + "\n")
     return rows
 
+
+def read_journal(journal: Path, key: str, split: str) -> Dict[int, Dict]:
+    """Rows by frame from `render_test_views`' journal, for `key` and `split` only (other keys: another file or other
+    options; a torn last line from a kill is skipped)."""
+    rows: Dict[int, Dict] = {}
+    if not journal.exists():
+        return rows
+    for line in journal.read_text(encoding="utf8").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("key") == key and entry.get("split") == split:
+            rows[int(entry["row"]["frame"])] = entry["row"]
+    return rows
 
 def mean_metrics(items: List[Dict]) -> Dict[str, Optional[float]]:
     out: Dict[str, Optional[float]] = {}
@@ -143,6 +175,10 @@ def fit_vs_generalisation(pipeline, test_rows: List[Dict], frames: Optional[List
     CONSOLE.print(f"PSNR train views {fmt(out['train_psnr_db'])} | test views {fmt(out['test_psnr_db'])}"
                   f"   (foreground: train {fmt(out['train_psnr_fg_db'])} | test {fmt(out['test_psnr_fg_db'])})")
     return out
+
+
+JOURNAL_NAME = "frames.partial.jsonl"
+"""`ns-vvc eval`'s per-frame journal in the output folder (removed once metrics.json is written)."""
 
 
 @dataclass
@@ -204,6 +240,11 @@ class EvalBitstream:
     train_views: int = 4
     """Also render this many training cameras and print their PSNR next to the test views' (0: skip)."""
 
+    def journal_key(self) -> str:
+        """What a journal row measured: this file's bytes, the run's cameras, LPIPS or not."""
+        digest = hashlib.sha256(self.bitstream.read_bytes()).hexdigest()
+        return f"{digest}:{self.load_config.resolve()}:lpips={self.lpips}"
+
     def main(self) -> List[Dict]:
         for p in (self.bitstream, self.load_config):
             if not p.exists():
@@ -220,7 +261,9 @@ class EvalBitstream:
             return result["frames"]
         probe.close()
         decoder, pipeline = decoded_pipeline(self.bitstream, self.load_config)
-        rows = render_test_views(pipeline, frames=decoder.frames(), out_dir=out, use_lpips=self.lpips)
+        journal = out / JOURNAL_NAME
+        rows = render_test_views(pipeline, frames=decoder.frames(), out_dir=out, use_lpips=self.lpips,
+                                 journal=journal, journal_key=self.journal_key())
         extra = {}
         for r in rows:
             f = r["frame"]
@@ -243,6 +286,7 @@ class EvalBitstream:
                 indent=1,
             )
         )
+        journal.unlink(missing_ok=True)  # metrics.json holds every row now
         CONSOLE.print(f"side-by-side images and metrics.json in {out}")
         return rows
 

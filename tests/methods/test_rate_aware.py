@@ -101,6 +101,8 @@ def test_corrupted_file_gives_typed_error(run_dir: Path, tmp_path: Path):
 
 
 def test_eval_and_export_commands(run_dir: Path, tmp_path: Path):
+    from nerfstudio_vvc.playback.evaluate import JOURNAL_NAME
+
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     out = subprocess.run([str(BIN / "ns-export"), "vvc-bitstream", "--load-config", str(run_dir / "config.yml"),
                           "--output-dir", str(tmp_path / "exp")], capture_output=True, text=True, env=env)
@@ -115,6 +117,27 @@ def test_eval_and_export_commands(run_dir: Path, tmp_path: Path):
     assert [r["frame"] for r in metrics["frames"]] == [0, 1, 2]
     assert all(r["psnr_db"] > 5.0 and r["bytes"] > 0 for r in metrics["frames"])
     assert not (tmp_path / "ev" / "decoded_frames").exists()  # rendered through the decoder: no states on disk
+    assert not (tmp_path / "ev" / JOURNAL_NAME).exists()  # the per-frame journal goes once metrics.json is written
+
+    # killed after frame 1 was measured: a rerun takes frame 1 from the journal (a sentinel row here) and renders the
+    # others; a row of another file / options and a torn last line are ignored
+    from nerfstudio_vvc.playback.evaluate import EvalBitstream
+
+    ev = EvalBitstream(exported, load_config=run_dir / "config.yml", output_dir=tmp_path / "ev2", lpips=False,
+                       train_views=0)
+    sentinel = dict(metrics["frames"][1], psnr_db=99.0)
+    journal = tmp_path / "ev2" / JOURNAL_NAME
+    journal.parent.mkdir()
+    journal.write_text("\n".join([
+        json.dumps({"key": ev.journal_key(), "split": "test", "row": sentinel}),
+        json.dumps({"key": "another file", "split": "test", "row": dict(metrics["frames"][0], psnr_db=77.0)}),
+        '{"key": "torn',
+    ]))
+    rows = ev.main()
+    assert [r["frame"] for r in rows] == [0, 1, 2] and rows[1]["psnr_db"] == 99.0
+    assert [rows[i]["psnr_db"] for i in (0, 2)] == [metrics["frames"][i]["psnr_db"] for i in (0, 2)]
+    assert json.loads((tmp_path / "ev2" / "metrics.json").read_text())["frames"][1]["psnr_db"] == 99.0
+    assert not journal.exists()
 
 
 def test_extra_baseline_streams_leave_the_main_stream_unchanged(tmp_path: Path, tiny_sample, rate_aware_trainer):
