@@ -40,8 +40,12 @@ def sample_grid(grid: torch.Tensor, x01: torch.Tensor) -> torch.Tensor:
         coords = torch.cat([coords, coords.new_zeros(per * threads - n, 3)])
     out = F.grid_sample(grid[None].expand(threads, -1, -1, -1, -1), coords.view(threads, per, 1, 1, 3),
                         mode="bilinear", align_corners=True, padding_mode="border")  # [threads, C, per, 1, 1]
-    # [C, N] then transposed, the one-entry path's layout (the MLP after it multiplies the same strided matrix)
-    return out.view(threads, grid.shape[0], per).transpose(0, 1).reshape(grid.shape[0], threads * per)[:, :n].t()
+    # into a fresh [C, N] then transposed: the one-entry path's memory layout (stride and alignment), so the MLP after
+    # it multiplies the same matrix the same way
+    res = out.new_empty(grid.shape[0], n)
+    for i in range(threads):
+        res[:, i * per : min(n, (i + 1) * per)] = out[i, :, : min(per, n - i * per), 0, 0]
+    return res.t()
 
 
 SH_DIM = 9

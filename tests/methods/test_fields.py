@@ -62,4 +62,4 @@ def test_cpu_grid_lookup_split_over_threads_gives_the_same_floats_in_the_same_la
     assert calls == [2, 1, 1]  # split on 2 threads; one entry on 1 thread and under autograd
     assert split.shape == one.shape == (x.shape[0], 5) and torch.equal(split, one)
     assert torch.equal(with_grad.detach(), one)
-    assert split.stride(0) == 1 and one.stride(0) == 1  # both [C, N] transposed
+    assert split.stride() == one.stride() == (1, x.shape[0])  # both a [C, N] matrix transposed
