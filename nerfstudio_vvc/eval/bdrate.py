@@ -23,7 +23,9 @@ metric where *lower is better* (LPIPS) pass its negation.
 Input requirements (violations raise :class:`BDRateError`, a ``ValueError``):
 
 * at least :data:`MIN_POINTS` = 4 RD points per curve (the JVET convention; PCHIP itself would
-  work with 2, but BD numbers from 2–3 points are not comparable with the literature);
+  work with 2, but BD numbers from 2–3 points are not comparable with the literature). ``min_points``
+  lowers it (not below 2) where a benchmark can afford only 3 points per curve and says so next to
+  the figure (``bench/bench_panoptic_protocol.py``);
 * finite values (no NaN/inf), strictly positive rates;
 * after sorting by rate, rates strictly increasing (no duplicates) and quality strictly increasing
   (a non-monotonic RD curve cannot be inverted for BD-rate and usually signals a broken run);
@@ -49,13 +51,17 @@ class BDRateError(ValueError):
     """Raised when two RD curves cannot be compared with the Bjøntegaard metric."""
 
 
-def _prepare(rate: Sequence[float], quality: Sequence[float], name: str) -> Tuple[np.ndarray, np.ndarray]:
+def _prepare(
+    rate: Sequence[float], quality: Sequence[float], name: str, min_points: int = MIN_POINTS
+) -> Tuple[np.ndarray, np.ndarray]:
     r = np.asarray(rate, dtype=np.float64).reshape(-1)
     q = np.asarray(quality, dtype=np.float64).reshape(-1)
     if r.shape != q.shape:
         raise BDRateError(f"{name} curve: {r.size} rates but {q.size} quality values")
-    if r.size < MIN_POINTS:
-        raise BDRateError(f"{name} curve: {r.size} RD points, at least {MIN_POINTS} are required")
+    if min_points < 2:
+        raise ValueError(f"min_points must be at least 2, got {min_points}")
+    if r.size < min_points:
+        raise BDRateError(f"{name} curve: {r.size} RD points, at least {min_points} are required")
     if not (np.all(np.isfinite(r)) and np.all(np.isfinite(q))):
         raise BDRateError(f"{name} curve: contains NaN or infinite values (rate={r.tolist()}, quality={q.tolist()})")
     if np.any(r <= 0):
@@ -93,13 +99,14 @@ def bd_rate(
     quality_anchor: Sequence[float],
     rate_test: Sequence[float],
     quality_test: Sequence[float],
+    min_points: int = MIN_POINTS,
 ) -> float:
     """BD-rate in percent of the test curve relative to the anchor (PCHIP variant, see module doc).
 
     Negative means the test codec saves bits at equal quality. Points may be given in any order.
     """
-    ra, qa = _prepare(rate_anchor, quality_anchor, "anchor")
-    rt, qt = _prepare(rate_test, quality_test, "test")
+    ra, qa = _prepare(rate_anchor, quality_anchor, "anchor", min_points)
+    rt, qt = _prepare(rate_test, quality_test, "test", min_points)
     # x = quality (increasing because we validated monotonicity), y = log10(rate)
     delta = _mean_diff(qa, np.log10(ra), qt, np.log10(rt), "quality")
     return float((10.0**delta - 1.0) * 100.0)
@@ -110,10 +117,11 @@ def bd_quality(
     quality_anchor: Sequence[float],
     rate_test: Sequence[float],
     quality_test: Sequence[float],
+    min_points: int = MIN_POINTS,
 ) -> float:
     """Mean quality difference (test − anchor) at equal rate, in the quality metric's unit."""
-    ra, qa = _prepare(rate_anchor, quality_anchor, "anchor")
-    rt, qt = _prepare(rate_test, quality_test, "test")
+    ra, qa = _prepare(rate_anchor, quality_anchor, "anchor", min_points)
+    rt, qt = _prepare(rate_test, quality_test, "test", min_points)
     return _mean_diff(np.log10(ra), qa, np.log10(rt), qt, "log-rate")
 
 

@@ -30,7 +30,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from nerfstudio_vvc.eval.bdrate import BDRateError, bd_quality, bd_rate
+from nerfstudio_vvc.eval.bdrate import MIN_POINTS, BDRateError, bd_quality, bd_rate
 from nerfstudio_vvc.jsonio import strict_json
 from nerfstudio_vvc.methods.codebook import spec as codebook_spec
 from nerfstudio_vvc.methods.mv_inr import spec as mv_inr_spec
@@ -548,17 +548,17 @@ BD_METRICS: Tuple[Tuple[str, str, int], ...] = (
 """(split, metric, sign) pairs that get BD figures; sign −1 marks lower-is-better metrics (LPIPS)."""
 
 
-def _bd(anchor, test, sign: int = 1) -> Dict[str, object]:
-    """BD-rate and BD-quality; a lower-is-better metric is negated for the fit and its BD-quality
-    flipped back, so BD-quality is always (test − anchor) in the metric's own unit."""
+def _bd(anchor, test, sign: int = 1, min_points: int = MIN_POINTS) -> Dict[str, object]:
+    """BD-rate and BD-quality of (rates, qualities) curves; a lower-is-better metric is negated for the fit and its
+    BD-quality flipped back, so BD-quality is always (test − anchor) in the metric's own unit."""
     qa, qt = [sign * q for q in anchor[1]], [sign * q for q in test[1]]
     out: Dict[str, object] = {}
     try:  # each figure on its own: curves that overlap in quality but not in rate still get a BD-rate
-        out["bd_rate_pct"] = bd_rate(anchor[0], qa, test[0], qt)
+        out["bd_rate_pct"] = bd_rate(anchor[0], qa, test[0], qt, min_points)
     except BDRateError as exc:
         out["bd_rate_error"] = str(exc)
     try:
-        out["bd_quality"] = sign * bd_quality(anchor[0], qa, test[0], qt)
+        out["bd_quality"] = sign * bd_quality(anchor[0], qa, test[0], qt, min_points)
     except BDRateError as exc:
         out["bd_quality_error"] = str(exc)
     if "bd_rate_pct" not in out and "bd_quality" not in out:

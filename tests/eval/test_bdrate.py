@@ -171,3 +171,12 @@ def test_no_overlap_errors():
 
 def test_error_is_value_error():
     assert issubclass(BDRateError, ValueError)
+
+
+def test_min_points_lowers_the_required_count_and_not_below_two():
+    r, q = [10.0, 20.0, 40.0], [30.0, 32.0, 34.0]
+    with pytest.raises(BDRateError, match="at least 4"):
+        bd_rate(r, q, [x / 2 for x in r], q)
+    assert bd_rate(r, q, [x / 2 for x in r], q, min_points=3) == pytest.approx(-50.0)
+    with pytest.raises(ValueError, match="at least 2"):
+        bd_rate(r, q, r, q, min_points=1)

@@ -81,3 +81,22 @@ def test_collect_reports_finished_points_from_the_file_size_and_runs_nothing(ben
     assert "| rate-aware | lambda-0.002 | 1.00 | 21.00 |" in (out / "table.md").read_text()
     assert (out / "rd_psnr.png").stat().st_size > 0
     assert "codebook k-1024: not finished" in capsys.readouterr().err
+
+
+def test_bd_between_methods_with_three_points_each(bench):
+    """BD figures from 3 points per method (labelled so), only for pairs with 3 finished points; a curve that does not
+    rise with rate gets its reason, not a number."""
+    pt = lambda m, kb, q: {"method": m, "kb_per_frame": kb, "psnr_db": q, "ssim": q / 40, "lpips": 1 - q / 40}  # noqa
+    ra = [pt("rate-aware", kb, q) for kb, q in ((10, 22.0), (20, 24.0), (40, 26.0))]
+    cb = [pt("codebook", kb / 2, q) for kb, q in ((10, 22.0), (20, 24.0), (40, 26.0))]  # half the bytes, same quality
+    bd = bench.bd_between(ra + cb + [pt("mv-inr", 5, 20.0)])
+    assert set(bd) == {"codebook vs rate-aware (psnr_db)", "codebook vs rate-aware (ssim)",
+                       "codebook vs rate-aware (lpips)"}
+    assert bd["codebook vs rate-aware (psnr_db)"]["bd_rate_pct"] == pytest.approx(-50.0)
+    assert bd["codebook vs rate-aware (lpips)"]["bd_rate_pct"] == pytest.approx(-50.0)
+    assert bd["codebook vs rate-aware (psnr_db)"]["bd_quality"] > 0
+    assert "-50.0 %" in bench.bd_lines(bd) and "3+ points" in bench.bd_lines(bd)
+    assert "not yet" in bench.bd_lines(bench.bd_between(ra))
+    flat = [pt("mv-inr", kb, 21.0 + (kb == 20)) for kb in (10, 20, 40)]  # quality falls from 20 to 40 KB
+    bad = bench.bd_between(ra + flat)["mv-inr vs rate-aware (psnr_db)"]
+    assert "bd_rate_pct" not in bad and "not strictly increasing" in str(bad)
