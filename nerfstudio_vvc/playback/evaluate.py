@@ -178,7 +178,13 @@ def fit_vs_generalisation(pipeline, test_rows: List[Dict], frames: Optional[List
 
 
 JOURNAL_NAME = "frames.partial.jsonl"
-"""`ns-vvc eval`'s per-frame journal in the output folder (removed once metrics.json is written)."""
+"""`ns-vvc eval`'s (and rd-sweep's) per-frame journal in the output folder (removed once the metrics are written)."""
+
+
+def journal_key(bitstream: Path, load_config: Path, lpips: bool) -> str:
+    """What a journal row measured: the file's bytes, the run's cameras (its config.yml), LPIPS or not."""
+    digest = hashlib.sha256(Path(bitstream).read_bytes()).hexdigest()
+    return f"{digest}:{Path(load_config).resolve()}:lpips={lpips}"
 
 
 @dataclass
@@ -241,9 +247,7 @@ class EvalBitstream:
     """Also render this many training cameras and print their PSNR next to the test views' (0: skip)."""
 
     def journal_key(self) -> str:
-        """What a journal row measured: this file's bytes, the run's cameras, LPIPS or not."""
-        digest = hashlib.sha256(self.bitstream.read_bytes()).hexdigest()
-        return f"{digest}:{self.load_config.resolve()}:lpips={self.lpips}"
+        return journal_key(self.bitstream, self.load_config, self.lpips)
 
     def main(self) -> List[Dict]:
         for p in (self.bitstream, self.load_config):

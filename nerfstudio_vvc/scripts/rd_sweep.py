@@ -198,14 +198,22 @@ class RdSweep:
 
     def _measure(self, run: SweepRun, point: str, bitstream: Path) -> Dict[str, object]:
         """Decode `bitstream` and render test (and some training) views from the decoded frames only."""
-        from nerfstudio_vvc.playback.evaluate import decoded_pipeline, mean_metrics, render_test_views
+        from nerfstudio_vvc.playback.evaluate import (
+            JOURNAL_NAME,
+            decoded_pipeline,
+            journal_key,
+            mean_metrics,
+            render_test_views,
+        )
 
         if not bitstream.exists():
             raise SweepError(f"run {run.name}: {bitstream} is missing (was the run finished?)")
         pdir = self.out / "points" / point
         decoder, pipeline = decoded_pipeline(bitstream, self.run_dir(run) / "config.yml")
         frames = decoder.frames()
-        test_rows = render_test_views(pipeline, frames=frames, out_dir=pdir, use_lpips=self.lpips, split="test")
+        key, journal = journal_key(bitstream, self.run_dir(run) / "config.yml", self.lpips), pdir / JOURNAL_NAME
+        test_rows = render_test_views(pipeline, frames=frames, out_dir=pdir, use_lpips=self.lpips, split="test",
+                                      journal=journal, journal_key=key)
         train_rows: List[Dict] = []
         if self.train_view_cameras >= 0:
             train_rows = render_test_views(
@@ -215,6 +223,8 @@ class RdSweep:
                 use_lpips=self.lpips,
                 split="train",
                 max_cameras=self.train_view_cameras,
+                journal=journal,
+                journal_key=f"{key}:cameras={self.train_view_cameras}",
             )
         progress_path = self.run_dir(run) / "progress.json"
         progress = json.loads(progress_path.read_text())["frames"] if progress_path.exists() else []
@@ -249,6 +259,7 @@ class RdSweep:
         enc = [p["train_s"] + p["code_s"] for p in per_frame if p["train_s"] is not None and p["code_s"] is not None]
         if seq_s is not None:
             enc = [seq_s / max(len(frames), 1)]
+        journal.unlink(missing_ok=True)  # the caller writes the point's JSON with every row now
         return {
             "point": point,
             "run": run.name,

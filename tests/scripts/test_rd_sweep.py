@@ -46,6 +46,7 @@ def test_points_come_from_decoded_files(sweep: RdSweep):
         assert p["decode_s_per_frame"] > 0 and p["encode_s_per_frame"] > 0
     full = json.loads(sweep.point_json("full-0.001").read_text())
     assert [f["is_iframe"] for f in full["per_frame"]] == [True, False]
+    assert not list((sweep.out / "points").rglob("frames.partial.jsonl"))  # per-frame journals go with the JSON
     # finer fixed steps cost more bytes on the Baseline curve. At the two coarsest steps of this tiny run the grids
     # cost little and each stream's own occupancy grid (recomputed from its quantized field) can move the total by
     # a few tenths of a percent (measured: 11.84 vs 11.82 KB), so those two are only checked against the finer ones.
