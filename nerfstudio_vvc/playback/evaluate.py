@@ -120,14 +120,15 @@ def read_journal(journal: Path, key: str, split: str) -> Dict[int, Dict]:
     rows: Dict[int, Dict] = {}
     if not journal.exists():
         return rows
-    for line in journal.read_text(encoding="utf8").splitlines():
+    for line in journal.read_text(encoding="utf8", errors="replace").splitlines():
         try:
             entry = json.loads(line)
-        except ValueError:
+            if entry.get("key") == key and entry.get("split") == split:
+                rows[int(entry["row"]["frame"])] = entry["row"]
+        except (ValueError, KeyError, TypeError, AttributeError):  # a torn or foreign line: that frame is redone
             continue
-        if isinstance(entry, dict) and entry.get("key") == key and entry.get("split") == split:
-            rows[int(entry["row"]["frame"])] = entry["row"]
     return rows
+
 
 def mean_metrics(items: List[Dict]) -> Dict[str, Optional[float]]:
     out: Dict[str, Optional[float]] = {}

@@ -131,7 +131,7 @@ def test_eval_and_export_commands(run_dir: Path, tmp_path: Path):
     journal.write_text("\n".join([
         json.dumps({"key": ev.journal_key(), "split": "test", "row": sentinel}),
         json.dumps({"key": "another file", "split": "test", "row": dict(metrics["frames"][0], psnr_db=77.0)}),
-        '{"key": "torn',
+        '{"key": "torn', '[1, 2]', json.dumps({"key": ev.journal_key(), "split": "test", "row": {"no": "frame"}}),
     ]))
     rows = ev.main()
     assert [r["frame"] for r in rows] == [0, 1, 2] and rows[1]["psnr_db"] == 99.0
