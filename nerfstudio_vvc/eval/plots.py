@@ -69,8 +69,8 @@ def _finish(fig, ax, title: Optional[str], legend: bool, out_png: Union[str, Pat
     """Title, legend, save as PNG (creating the folder) and close the figure."""
     if title:
         ax.set_title(title)
-    if legend:
-        ax.legend()
+    if legend:  # below the axes: inside, it can hide a point
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize="small", frameon=False)
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
