@@ -3,6 +3,7 @@
 
 Usage (from the repo root; needs chromium: `make browser-deps`):
     .venv/bin/python bench/bench_viewer_settle.py FILE.vvc [--out bench_out/viewer_settle] [--changes 2]
+        [--play-args --threads 2]
 
 Steps the Frame slider `--changes` times from frame 0 and, for each change, reports the seconds until the view
 showed what it then kept for 3 s (back-to-back JPEG grabs of the 3D view; the browser test's measure), the viewer's
@@ -33,13 +34,15 @@ def main() -> int:
     ap.add_argument("file", type=Path)
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "bench_out" / "viewer_settle")
     ap.add_argument("--changes", type=int, default=2)
+    ap.add_argument("--play-args", nargs=argparse.REMAINDER, default=[],
+                    help="extra `ns-vvc play` options, e.g. --threads 2 (last option)")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = open(a.out / "viewer.log", "w")
     proc = subprocess.Popen([str(Path(sys.executable).parent / "ns-vvc"), "play", str(a.file), "--websocket-port",
-                             str(port), "--websocket-host", "127.0.0.1"], stdout=log, stderr=subprocess.STDOUT,
-                            env=dict(os.environ, PYTHONWARNINGS="ignore"))
+                             str(port), "--websocket-host", "127.0.0.1", *a.play_args], stdout=log,
+                            stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONWARNINGS="ignore"))
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
