@@ -196,7 +196,7 @@ def bd_between(points: List[dict]) -> Dict[str, dict]:
     """Pairwise BD-rate / BD-quality (PCHIP, `nerfstudio_vvc.eval.bdrate`) between methods on the test cameras:
     "<test> vs <anchor> (<metric>)" for every pair of methods with `BD_MIN_POINTS` finished points; curves that do not
     overlap or are not monotonic get the reason instead of a number."""
-    from nerfstudio_vvc.scripts.rd_sweep import _bd
+    from nerfstudio_vvc.eval.bdrate import bd_figures
 
     curves: Dict[str, List[dict]] = {}
     for p in points:
@@ -208,7 +208,7 @@ def bd_between(points: List[dict]) -> Dict[str, dict]:
             for metric, sign in BD_METRICS:
                 a_pts = [p for p in curves[anchor] if p.get(metric) is not None]
                 t_pts = [p for p in curves[test] if p.get(metric) is not None]
-                out[f"{test} vs {anchor} ({metric})"] = _bd(
+                out[f"{test} vs {anchor} ({metric})"] = bd_figures(
                     ([p["kb_per_frame"] for p in a_pts], [p[metric] for p in a_pts]),
                     ([p["kb_per_frame"] for p in t_pts], [p[metric] for p in t_pts]), sign, BD_MIN_POINTS,
                 ) | {"points": [len(a_pts), len(t_pts)]}
@@ -239,12 +239,9 @@ def bd_lines(bd: Dict[str, dict]) -> str:
         return (f"\nBD-rate: not yet (needs {BD_MIN_POINTS} finished points for at least two methods).\n")
     lines = ["", f"BD figures between methods (PCHIP, {BD_MIN_POINTS}+ points per curve; negative BD-rate = the first "
              "method needs fewer bytes at equal quality):", ""]
-    for name, v in bd.items():
-        rate = f"BD-rate {v['bd_rate_pct']:+.1f} %" if "bd_rate_pct" in v else \
-            f"BD-rate n/a ({v.get('bd_rate_error', v.get('error'))})"
-        qual = f"BD-quality {v['bd_quality']:+.3f}" if "bd_quality" in v else \
-            f"BD-quality n/a ({v.get('bd_quality_error', v.get('error'))})"
-        lines.append(f"* {name}: {rate}; {qual}")
+    from nerfstudio_vvc.eval.bdrate import bd_text
+
+    lines += [f"- {name}: {bd_text(v)}" for name, v in bd.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -38,11 +38,11 @@ BD-rate is a ratio and BD-quality uses log-rate differences only.
 
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Dict, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["BDRateError", "MIN_POINTS", "bd_rate", "bd_quality", "bd_psnr"]
+__all__ = ["BDRateError", "MIN_POINTS", "bd_rate", "bd_quality", "bd_psnr", "bd_figures", "bd_text"]
 
 MIN_POINTS = 4
 
@@ -133,3 +133,34 @@ def bd_psnr(
 ) -> float:
     """BD-PSNR in dB (alias of :func:`bd_quality` for PSNR curves)."""
     return bd_quality(rate_anchor, psnr_anchor, rate_test, psnr_test)
+
+
+def bd_figures(anchor, test, sign: int = 1, min_points: int = MIN_POINTS) -> Dict[str, object]:
+    """BD-rate and BD-quality of two (rates, qualities) curves, each on its own: ``bd_rate_pct`` / ``bd_quality``, or
+    ``bd_rate_error`` / ``bd_quality_error`` with the reason (``error`` alone when neither is computable). A
+    lower-is-better metric (``sign`` −1, LPIPS) is negated for the fit and its BD-quality flipped back, so BD-quality
+    is always (test − anchor) in the metric's own unit."""
+    qa, qt = [sign * q for q in anchor[1]], [sign * q for q in test[1]]
+    out: Dict[str, object] = {}
+    try:  # each figure on its own: curves that overlap in quality but not in rate still get a BD-rate
+        out["bd_rate_pct"] = bd_rate(anchor[0], qa, test[0], qt, min_points)
+    except BDRateError as exc:
+        out["bd_rate_error"] = str(exc)
+    try:
+        out["bd_quality"] = sign * bd_quality(anchor[0], qa, test[0], qt, min_points)
+    except BDRateError as exc:
+        out["bd_quality_error"] = str(exc)
+    if "bd_rate_pct" not in out and "bd_quality" not in out:
+        return {"error": str(out["bd_rate_error"])}
+    return out
+
+
+def bd_text(figures: Dict[str, object]) -> str:
+    """One line for a `bd_figures` result: "BD-rate -12.3 %, BD-quality +0.456" (or what is not computable and why)."""
+    if "error" in figures:
+        return f"not computable ({figures['error']})"
+    rate = (f"BD-rate {figures['bd_rate_pct']:+.1f} %" if "bd_rate_pct" in figures
+            else f"BD-rate not computable ({figures['bd_rate_error']})")
+    qual = (f"BD-quality {figures['bd_quality']:+.3f}" if "bd_quality" in figures
+            else f"BD-quality not computable ({figures['bd_quality_error']})")
+    return f"{rate}, {qual}"

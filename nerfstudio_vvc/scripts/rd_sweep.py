@@ -30,7 +30,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from nerfstudio_vvc.eval.bdrate import MIN_POINTS, BDRateError, bd_quality, bd_rate
+from nerfstudio_vvc.eval.bdrate import bd_figures, bd_text
 from nerfstudio_vvc.jsonio import strict_json
 from nerfstudio_vvc.methods.codebook import spec as codebook_spec
 from nerfstudio_vvc.methods.mv_inr import spec as mv_inr_spec
@@ -559,24 +559,6 @@ BD_METRICS: Tuple[Tuple[str, str, int], ...] = (
 """(split, metric, sign) pairs that get BD figures; sign −1 marks lower-is-better metrics (LPIPS)."""
 
 
-def _bd(anchor, test, sign: int = 1, min_points: int = MIN_POINTS) -> Dict[str, object]:
-    """BD-rate and BD-quality of (rates, qualities) curves; a lower-is-better metric is negated for the fit and its
-    BD-quality flipped back, so BD-quality is always (test − anchor) in the metric's own unit."""
-    qa, qt = [sign * q for q in anchor[1]], [sign * q for q in test[1]]
-    out: Dict[str, object] = {}
-    try:  # each figure on its own: curves that overlap in quality but not in rate still get a BD-rate
-        out["bd_rate_pct"] = bd_rate(anchor[0], qa, test[0], qt, min_points)
-    except BDRateError as exc:
-        out["bd_rate_error"] = str(exc)
-    try:
-        out["bd_quality"] = sign * bd_quality(anchor[0], qa, test[0], qt, min_points)
-    except BDRateError as exc:
-        out["bd_quality_error"] = str(exc)
-    if "bd_rate_pct" not in out and "bd_quality" not in out:
-        return {"error": str(out["bd_rate_error"])}
-    return out
-
-
 def summarize(
     points: Sequence[Dict], x265: Optional[Sequence[Dict]], scale: Dict[str, object], reference: str = "Baseline"
 ) -> Dict[str, object]:
@@ -628,7 +610,7 @@ def summarize(
             continue
         for name, c in curves.items():
             if name != reference:
-                bd[f"{name} vs {reference} ({split} {metric})"] = _bd(curves[reference], c, sign)
+                bd[f"{name} vs {reference} ({split} {metric})"] = bd_figures(curves[reference], c, sign)
     ratios = []
     for metric, sign in (("psnr_db", 1), ("lpips", -1)):
         curves = front.get(("test", metric), {})
@@ -662,20 +644,7 @@ def summarize(
     if dropped:
         lines.append("")
     for k, v in bd.items():
-        if "error" in v:
-            lines.append(f"- {k}: not computable ({v['error']})")
-            continue
-        rate = (
-            f"BD-rate {v['bd_rate_pct']:+.1f} %"
-            if "bd_rate_pct" in v
-            else f"BD-rate not computable ({v['bd_rate_error']})"
-        )
-        qual = (
-            f"BD-quality {v['bd_quality']:+.3f}"
-            if "bd_quality" in v
-            else f"BD-quality not computable ({v['bd_quality_error']})"
-        )
-        lines.append(f"- {k}: {rate}, {qual}")
+        lines.append(f"- {k}: {bd_text(v)}")
     if ratios:
         lines += [
             "",
