@@ -85,19 +85,32 @@ def test_rerun_recomputes_nothing(sweep: RdSweep, monkeypatch):
     assert {p: p.stat().st_mtime_ns for p in (sweep.out / "points").glob("*.json")} == before
 
 
-@pytest.mark.slow  # ~2 min of Ray start-up and a second sweep; make test-all runs it
-def test_ray_workers_measure_the_serial_points(sweep: RdSweep, tmp_path: Path):
-    """Two RD runs as Ray tasks on 2 local CPUs (one thread each): the same bitstreams and measurements as
-    the serial sweep; a rerun recomputes nothing (and starts no Ray)."""
+@pytest.mark.slow  # ~3 min of Ray start-up and two more sweeps; make test-all runs it
+def test_ray_workers_measure_the_serial_points(sweep: RdSweep, tmp_path: Path, monkeypatch):
+    """Two RD runs as Ray tasks on 2 local CPUs (one thread each): the same bitstreams and measurements as a
+    serial sweep at the same thread count (CPU float reductions depend on it: docs/training.md); a rerun
+    recomputes nothing (and starts no Ray)."""
     ray = pytest.importorskip("ray")
+    import torch
+
     runs = ("full-0.001", "wo-adaptive")
+    one = dataclasses.replace(sweep, out=tmp_path / "one", runs=runs, x265_crfs=())
+    threads = torch.get_num_threads()
+    with monkeypatch.context() as m:  # the serial reference with one thread: ns-train's and the measurement's
+        m.setenv("OMP_NUM_THREADS", "1")
+        m.setenv("MKL_NUM_THREADS", "1")
+        torch.set_num_threads(1)
+        try:
+            one.main()
+        finally:
+            torch.set_num_threads(threads)
     par = dataclasses.replace(sweep, out=tmp_path / "par", runs=runs, x265_crfs=(), workers=2)
     try:
         par.main()
     finally:
         ray.shutdown()
     for name in runs:
-        a, b = (json.loads(s.point_json(name).read_text()) for s in (sweep, par))
+        a, b = (json.loads(s.point_json(name).read_text()) for s in (one, par))
         assert Path(a["bitstream"]).read_bytes() == Path(b["bitstream"]).read_bytes()
         assert a["test"] == b["test"] and a["file_bytes"] == b["file_bytes"]
     before = {p: p.stat().st_mtime_ns for p in (par.out / "points").glob("*.json")}
