@@ -3,11 +3,15 @@
 
 Usage (from the repo root; needs chromium: `make browser-deps`):
     .venv/bin/python bench/bench_viewer_settle.py FILE.vvc [--out bench_out/viewer_settle] [--changes 2]
-        [--play-args --threads 2]
+        [--measure trace|grabs] [--play-args --threads 2]
 
-Steps the Frame slider `--changes` times from frame 0 and, for each change, reports the seconds until the view
-showed what it then kept for 3 s (back-to-back JPEG grabs of the 3D view; the browser test's measure), the viewer's
-render resolution and the 1-minute load average; screenshots `frame<k>.png` of each settled frame go to `--out`.
+Steps the Frame slider `--changes` times from frame 0 (arrow key on the slider, as a user would) and, for each
+change, reports the seconds until the view showed what it then kept for 3 s, the viewer's render resolution and the
+1-minute load average; screenshots `frame<k>.png` of each settled frame go to `--out`. Two measures:
+``trace`` (default; the browser test's) records in the page when each image the viewer receives was decoded and set
+as the view's texture and when the key went down (`settle_s`, page clock; `shown_size`: the settled image's pixels);
+``grabs`` takes back-to-back JPEG grabs of the 3D view (each grab makes chromium composite the page in software
+WebGL: CPU taken from the viewer it times on a 2-core machine; a grab's time is when it returned).
 Reuses the browser test's helpers (tests/playback/). Prints JSON. Other jobs on the machine slow the viewer: say the
 load with the figure.
 """
@@ -34,6 +38,7 @@ def main() -> int:
     ap.add_argument("file", type=Path)
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "bench_out" / "viewer_settle")
     ap.add_argument("--changes", type=int, default=2)
+    ap.add_argument("--measure", choices=("trace", "grabs"), default="trace")
     ap.add_argument("--play-args", nargs=argparse.REMAINDER, default=[],
                     help="extra `ns-vvc play` options, e.g. --threads 2 (last option)")
     a = ap.parse_args()
@@ -53,6 +58,7 @@ def main() -> int:
     browser = Browser(width=1280, height=1000)
     changes = []
     try:
+        tb._install_trace(browser)
         browser.navigate(url)
         browser.wait_for("document.body && document.body.innerText.includes('Frame info')", timeout=120)
         browser.eval(tb._FIND)
@@ -63,15 +69,21 @@ def main() -> int:
         for k in range(1, a.changes + 1):
             tb._step_frame_slider(browser, "ArrowRight", "ArrowRight", 39)
             t = time.time()
-            settle = tb._settle_time(browser, t)
-            changes.append({"to_frame": k, "settle_s": round(settle, 2), "resolution": browser.eval(tb._RESOLUTION),
+            row = {"to_frame": k}
+            if a.measure == "grabs":
+                row["settle_s"] = round(tb._settle_time(browser, t), 2)
+            else:
+                settle, size, n = tb._shown_settle(browser)
+                row.update(settle_s=round(settle, 3), shown_size=size, images_shown=n)
+            changes.append({**row, "resolution": browser.eval(tb._RESOLUTION),
                             "load1": round(os.getloadavg()[0], 2),
                             "readout": browser.eval("window.__vvcText('Frame info')")})
             tb._settled_shot(browser, a.out / f"frame{k}.png")
     finally:
         browser.close()
         proc.terminate()
-    print(json.dumps({"file": str(a.file), "window": [1280, 1000], "changes": changes}, indent=1))
+    print(json.dumps({"file": str(a.file), "window": [1280, 1000], "measure": a.measure, "play_args": a.play_args,
+                      "changes": changes}, indent=1))
     return 0
 
 

@@ -6,7 +6,8 @@ test waits for each render to settle, compares screenshots of the 3D view at two
 the read-out, the Time slider and the render resolution (the viewer's "Resolution" line) from the DOM:
 the settled view of a frame reaches at least 256 px on its long side (the playback renderer and the
 controls' settled resolution) within 4 s of the frame change (the target is 2 s; more when the machine is busier than
-chromium and the viewer make it; the time is measured from back-to-back grabs of the view and printed). `ns-vvc play`
+chromium and the viewer make it; the time is from the key press to the moment the page set the image it then kept as
+the view's texture, recorded in the page without screen grabs, and printed). `ns-vvc play`
 shows playback controls only (no training buttons, no training step). Screenshots go to a temporary folder (kept in
 `VVC_SCREENSHOT_DIR` when that is set). Needs chromium: `make browser-deps`.
 """
@@ -137,6 +138,68 @@ def _settle_time(browser: Browser, t_change: float, stable_s: float = 3.0, timeo
     raise TimeoutError(f"the view did not settle within {timeout} s of the frame change")
 
 
+# JS run in the page before its own scripts (`_install_trace`): the times (page clock, ms) at which each image the
+# viewer receives (the rendered view; viser hands it to three.js as a blob URL) was handed over and was decoded and
+# set as the view's texture (viser revokes the URL in that callback), and the times keys went down. It only records:
+# nothing is drawn or grabbed, so it does not take CPU from the viewer it times (screen grabs do, in software WebGL).
+_TRACE = """
+(() => {
+  if (window.__vvcTrace) return;
+  const T = window.__vvcTrace = {keys: [], images: []};
+  const pending = new Map();
+  const create = URL.createObjectURL.bind(URL), revoke = URL.revokeObjectURL.bind(URL);
+  URL.createObjectURL = (obj) => {
+    const url = create(obj);
+    if (obj instanceof Blob && obj.type.startsWith('image/')) {
+      const rec = {created: performance.now(), shown: null, bytes: obj.size, blob: obj};
+      T.images.push(rec);
+      pending.set(url, rec);
+      for (const old of T.images.slice(0, -8)) old.blob = null;
+    }
+    return url;
+  };
+  URL.revokeObjectURL = (url) => {
+    const rec = pending.get(url);
+    if (rec) { rec.shown = performance.now(); pending.delete(url); }
+    return revoke(url);
+  };
+  document.addEventListener('keydown', () => T.keys.push(performance.now()), true);
+})();
+"""
+
+_TRACE_STATE = """(() => { const T = window.__vvcTrace; const k = T.keys[T.keys.length - 1];
+  const after = T.images.filter(r => r.created > k);
+  return {now: performance.now(), key: k, shown: after.filter(r => r.shown !== null).map(r => r.shown),
+          waiting: after.some(r => r.shown === null && performance.now() - r.created < 10000)}; })()"""
+
+_LAST_SHOWN_SIZE = """(async () => { const T = window.__vvcTrace; const k = T.keys[T.keys.length - 1];
+  const s = T.images.filter(r => r.created > k && r.shown !== null && r.blob);
+  if (!s.length) return null; const b = await createImageBitmap(s[s.length - 1].blob);
+  return [b.width, b.height]; })()"""
+
+
+def _install_trace(browser: Browser) -> None:
+    """Record image arrivals and key presses in every page the browser opens from now on (`_TRACE`)."""
+    browser.send("Page.enable")
+    browser.send("Page.addScriptToEvaluateOnNewDocument", source=_TRACE)
+
+
+def _shown_settle(browser: Browser, stable_s: float = 3.0, timeout: float = 60.0, poll_s: float = 0.25) -> tuple:
+    """From the page's trace (`_install_trace` before navigating): (seconds from the last key press until the view's
+    texture was set to the image it then kept for `stable_s`, that image's (width, height), images shown since the
+    key). Polls a few numbers out of the page; takes no screenshots."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        time.sleep(poll_s)
+        st = browser.eval(_TRACE_STATE)
+        if st["key"] is None:
+            raise RuntimeError("no key press recorded (was _install_trace called before navigating?)")
+        if st["shown"] and not st["waiting"] and st["now"] - st["shown"][-1] >= 1000 * stable_s:
+            size = browser.eval(_LAST_SHOWN_SIZE)
+            return (st["shown"][-1] - st["key"]) / 1000, tuple(size) if size else None, len(st["shown"])
+    raise TimeoutError(f"no image stayed on the view for {stable_s} s within {timeout} s of the key press")
+
+
 def _step_frame_slider(browser: Browser, key: str, code: str, key_code: int) -> None:
     assert browser.eval(
         "(() => { const s = window.__vvcSlider('Frame'); if (!s) return false; "
@@ -206,6 +269,7 @@ def test_viewer_steps_frames_in_a_real_browser(viewer_url: str, tmp_path: Path, 
     shots.mkdir()
     browser = Browser(width=1280, height=1000)
     try:
+        _install_trace(browser)
         browser.navigate(viewer_url)
         browser.wait_for("document.body && document.body.innerText.includes('Frame info')", timeout=120)
         browser.eval(_FIND)
@@ -223,8 +287,7 @@ def test_viewer_steps_frames_in_a_real_browser(viewer_url: str, tmp_path: Path, 
         _wait_resolution(browser, 256, 120)
         f0 = _settled_shot(browser, shots / f"{prefix}frame0.png")
         _step_frame_slider(browser, "ArrowRight", "ArrowRight", 39)
-        t_change = time.time()
-        settle_s = _settle_time(browser, t_change)
+        settle_s, shown_size, shown_images = _shown_settle(browser)
         load = os.getloadavg()[0]
         readout1 = browser.wait_for(
             "(() => { const v = window.__vvcText('Frame info'); return v && v.startsWith('1/') ? v : null; })()", 120
@@ -253,8 +316,10 @@ def test_viewer_steps_frames_in_a_real_browser(viewer_url: str, tmp_path: Path, 
     d01 = float(np.abs(f0 - f1).mean())
     d00 = float(np.abs(f0 - f0_again).mean())
     print(f"mean |frame0 - frame1| = {d01:.2f}, mean |frame0 - frame0 again| = {d00:.2f} (0..255)")
-    print(f"frame 1: settled render of {res_settled} px shown {settle_s:.2f} s after the change; final {res_final} px")
+    print(f"frame 1: a {shown_size} px image set as the view {settle_s:.2f} s after the key ({shown_images} images "
+          f"since); viewer resolution {res_settled} px, final {res_final} px")
     assert d01 > 1.0, f"frames 0 and 1 render alike (mean abs diff {d01:.3f})"
+    assert shown_size and max(shown_size) >= 256, shown_size  # the settled image itself, as the browser decoded it
     assert res_final and max(res_final) >= 256, res_final
     # issue 28 aims at 2 s on 2 idle cores; the same code measured 1.4-1.5 s and 2.1-3.0 s on this machine an hour
     # apart (docs/evaluation.md), so the test holds it to twice that, growing with the 1-minute load average above 3

@@ -581,3 +581,24 @@ def test_the_render_rate_is_rays_over_time_not_a_mean_of_chunk_rates():
     for _ in range(20):  # the window follows a change of scene (the last ~3 s of rendering only)
         controls.note_render(16384, 0.8)
     assert controls.rays_per_s == pytest.approx(16384 / 0.8, rel=0.05)
+
+
+def test_a_settled_view_over_budget_shrinks_at_once():
+    """Measured: a fast first estimate left "Max res" at 288 px, whose renders then took 1.8 s and the view settled
+    2.4-2.8 s after a frame change; the 20 % band (in side length) kept it there. A view that renders over 1.25x
+    the budget at the measured rate now shrinks without waiting; inside that it stays (no re-render for noise)."""
+    import time as _time
+    from types import SimpleNamespace
+
+    from nerfstudio_vvc.playback.controls import PlaybackControls
+
+    controls = PlaybackControls(num_frames=3, fps=15.0)
+    slider = SimpleNamespace(value=288)
+    controls._viewer = SimpleNamespace(control_panel=SimpleNamespace(_max_res=slider))
+    controls._auto_res, controls._auto_res_at = 288, _time.monotonic()  # set just now
+    controls.rays_per_s = 80_000.0  # 288 px: 1.04 s, within 1.25 x 0.9 s: left alone
+    controls._update_max_res()
+    assert slider.value == 288
+    controls.rays_per_s = 46_000.0  # 288 px: 1.8 s
+    controls._update_max_res()
+    assert slider.value == 256 == controls.settled_res() and controls.auto_max_res
