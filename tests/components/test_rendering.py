@@ -334,9 +334,10 @@ def test_playback_renderer_matches_render_and_skips_hidden_samples():
     assert torch.equal(lossless["num_samples"], want["num_samples"])
 
 
-def test_decoder_fields_split_for_the_playback_renderer_give_the_same_picture():
-    """The two 3D methods' `SplitField`s (DiF: features + density MLP, colour MLP later; HexPlane: density planes,
-    appearance planes later) on random frames: the exact renderer's picture within PLAYBACK_TOLERANCE."""
+def _decoder_fields(device: str = "cpu"):
+    """(render settings, occupancy, rays, [(field, its SplitField)]) for the two 3D methods' decoded-frame fields
+    (DiF: features + density MLP, colour MLP later; HexPlane: density planes, appearance planes later), random but
+    dense enough that rays stop early, on `device`."""
     from nerfstudio_vvc.methods.codebook.decoder import HexSplit
     from nerfstudio_vvc.methods.codebook.field import HexField, HexHead, HexSpec, init_planes
     from nerfstudio_vvc.methods.rate_aware.decoder import DiFSplit
@@ -353,19 +354,48 @@ def test_decoder_fields_split_for_the_playback_renderer_give_the_same_picture():
     head = HexHead(hspec)
     with torch.no_grad():
         head.sigma[2].bias.fill_(7.0)  # dense enough that rays stop early
-    hex_field = HexField(hspec, head, [p + 0.3 * torch.randn_like(p) for p in init_planes(hspec)], 0.37)
+    planes = [(p + 0.3 * torch.randn_like(p)).to(device) for p in init_planes(hspec)]
+    hex_field = HexField(hspec, head.to(device), planes, 0.37)
     dspec = DiFSpec(basis_resolutions=(6, 8, 8, 10, 10, 12), coeff_resolution=8, hidden_dim=16)
     dif = DiFFrameField(dspec)
-    dif.set_grids([g * 3 for g in init_grids(dspec)])
     with torch.no_grad():
         dif.mlp.net[2].bias[0] = 7.0
-    for field, split in ((hex_field, HexSplit(hex_field)), (dif, DiFSplit(dif))):
+    dif = dif.to(device)
+    dif.set_grids([g * 3 for g in init_grids(dspec)])  # (onto the MLP's device, as the decoder does)
+    occ = occ.to(device)
+    fields = [(hex_field, HexSplit(hex_field)), (dif, DiFSplit(dif))]
+    return settings, occ, (origins.to(device), dirs.to(device)), fields
+
+
+def test_decoder_fields_split_for_the_playback_renderer_give_the_same_picture():
+    """The two 3D methods' `SplitField`s on random frames: the exact renderer's picture within PLAYBACK_TOLERANCE."""
+    settings, occ, (origins, dirs), fields = _decoder_fields()
+    for field, split in fields:
         with torch.no_grad():
             want = settings.render(field, origins, dirs, occ)
             got = settings.render_playback(split, origins, dirs, occ)
         assert want["accumulation"].mean() > 0.5  # the comparison sees surfaces, not only background
         assert (got["rgb"] - want["rgb"]).abs().max() <= PLAYBACK_TOLERANCE, type(field).__name__
         assert got["num_samples"].sum() < want["num_samples"].sum()
+
+
+@pytest.mark.cuda
+def test_playback_renderer_on_cuda_gives_the_cpu_picture():
+    """On a GPU the playback renderer keeps its bound to the exact renderer (same device), and both give the CPU's
+    picture up to float rounding across devices (a sample on an occupancy cell's face may fall on the other side:
+    checked on 99 % of the rays, the rest within the playback tolerance of the CPU's exact picture on average)."""
+    cpu_settings, cpu_occ, (o, d), cpu_fields = _decoder_fields("cpu")
+    settings, occ, (o_gpu, d_gpu), fields = _decoder_fields("cuda")
+    for (cpu_field, _), (field, split) in zip(cpu_fields, fields):
+        with torch.no_grad():
+            want = cpu_settings.render(cpu_field, o, d, cpu_occ)["rgb"]
+            exact = settings.render(field, o_gpu, d_gpu, occ)["rgb"]
+            fast = settings.render_playback(split, o_gpu, d_gpu, occ)["rgb"]
+        assert exact.device.type == fast.device.type == "cuda"
+        assert (fast - exact).abs().max() <= PLAYBACK_TOLERANCE, type(field).__name__
+        err = (exact.cpu() - want).abs().amax(-1)
+        assert torch.quantile(err, 0.99) <= 1e-4, type(field).__name__
+        assert (fast.cpu() - want).abs().mean() <= PLAYBACK_TOLERANCE, type(field).__name__
 
 
 @pytest.mark.parametrize("res", [16, 48, 50])
