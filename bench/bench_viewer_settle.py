@@ -42,6 +42,8 @@ def main() -> int:
     ap.add_argument("--play-args", nargs=argparse.REMAINDER, default=[],
                     help="extra `ns-vvc play` options, e.g. --threads 2 (last option)")
     a = ap.parse_args()
+    if not a.file.is_file():
+        raise SystemExit(f"{a.file}: no such file")
     a.out.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = open(a.out / "viewer.log", "w")
@@ -50,11 +52,18 @@ def main() -> int:
                             stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONWARNINGS="ignore"))
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
+        if proc.poll() is not None:  # ns-vvc play refused the file: its one-line reason, not a 10-minute wait
+            log.close()
+            lines = (a.out / "viewer.log").read_text().strip().splitlines()
+            raise SystemExit(f"ns-vvc play exited ({proc.returncode}): {lines[-1] if lines else 'no output'}")
         try:
             urllib.request.urlopen(url, timeout=2).read(10)
             break
         except OSError:
             time.sleep(1)
+    else:
+        proc.terminate()
+        raise SystemExit(f"ns-vvc play did not serve its page within 600 s (log: {a.out / 'viewer.log'})")
     browser = Browser(width=1280, height=1000)
     changes = []
     try:
