@@ -4,6 +4,7 @@
 Usage (from the repo root):
     .venv/bin/python bench/bench_render.py FILE.vvc [FILE.vvc ...] [--frame 1] [--width 640] [--height 360]
         [--repeats 3] [--devices cpu cuda] [--renderers exact playback] [--threads N] [--chunk 16384]
+        [--render-workers 1 0]
 
 For every file (any registered method) and device (cuda only when present): the frame is decoded from its GOP's
 I-frame (`decode_ms`), then one view of the scene box from outside (the viewer's default view, 60° vertical field of
@@ -11,7 +12,9 @@ view) is rendered `--repeats` times with each renderer: ``exact`` is `MethodDeco
 measures with), ``playback`` is `render_rays_playback` (what the viewers show). The first render of a frame also
 builds its field (`first_render_ms`); `render_ms` is the median of the following ones, `views_per_s` = 1000 /
 render_ms; `cpu_ms` is the process CPU time of a render (all threads; less sensitive to other jobs than wall
-time). The playback render is compared with the exact one (`max_abs_diff`, `psnr_vs_exact_db`, RGB in [0, 1]).
+time). On a CPU the playback renderer splits a call's rays over `--render-workers` threads (`render_workers` in
+each result: the number used). The playback render is compared with the exact one (`max_abs_diff`,
+`psnr_vs_exact_db`, RGB in [0, 1]).
 Prints one JSON document. Renderers run one after the other in this process: on a shared machine compare within
 one run.
 """
@@ -31,6 +34,7 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+from nerfstudio_vvc.components.rendering import playback_workers, set_playback_workers  # noqa: E402
 from nerfstudio_vvc.playback.registry import open_decoder  # noqa: E402
 
 
@@ -122,6 +126,9 @@ def main() -> None:
     ap.add_argument("--renderers", nargs="+", default=["exact", "playback"], choices=["exact", "playback"])
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--chunk", type=int, default=16384, help="rays per render call (ns-vvc play's default)")
+    ap.add_argument("--render-workers", type=int, nargs="+", default=[0],
+                    help="CPU playback renders split over this many threads (0: one per core, ns-vvc play's default; "
+                         "1: no split); several values: one result each, run after one another")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -131,8 +138,11 @@ def main() -> None:
         if not path.exists():
             raise SystemExit(f"{path}: no such file")
         for device in devices:
-            results.append(bench_file(path, args.frame, args.width, args.height, args.repeats, device, args.renderers,
-                                      args.chunk))
+            for workers in args.render_workers if device == "cpu" else [1]:
+                set_playback_workers(workers)
+                res = bench_file(path, args.frame, args.width, args.height, args.repeats, device, args.renderers,
+                                 args.chunk)
+                results.append({**res, "render_workers": playback_workers()})
     doc = {"torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
            "skipped_devices": [d for d in args.devices if d not in devices], "results": results}

@@ -3,17 +3,21 @@
 
 Usage (from the repo root; needs chromium: `make browser-deps`):
     .venv/bin/python bench/bench_viewer_settle.py FILE.vvc [--out bench_out/viewer_settle] [--changes 2]
-        [--measure trace|grabs] [--play-args --threads 2]
+        [--measure trace|grabs] [--browser-sched normal|idle] [--play-args --render-workers 1]
 
 Steps the Frame slider `--changes` times from frame 0 (arrow key on the slider, as a user would) and, for each
 change, reports the seconds until the view showed what it then kept for 3 s, the viewer's render resolution and the
 1-minute load average; screenshots `frame<k>.png` of each settled frame go to `--out`. Two measures:
 ``trace`` (default; the browser test's) records in the page when each image the viewer receives was decoded and set
-as the view's texture and when the key went down (`settle_s`, page clock; `shown_size`: the settled image's pixels);
-``grabs`` takes back-to-back JPEG grabs of the 3D view (each grab makes chromium composite the page in software
-WebGL: CPU taken from the viewer it times on a 2-core machine; a grab's time is when it returned).
-Reuses the browser test's helpers (tests/playback/). Prints JSON. Other jobs on the machine slow the viewer: say the
-load with the figure.
+as the view's texture and when the key went down (`settle_s`, page clock; `shown_size`: the settled image's pixels;
+`images`: every image received after the key, received / shown seconds after it, bytes, pixel size); ``grabs``
+takes back-to-back JPEG grabs of the 3D view (each grab makes chromium composite the page in software WebGL: CPU
+taken from the viewer it times on a 2-core machine; a grab's time is when it returned).
+Headless chromium draws the viser page in software WebGL all the time (measured: ~2.7 cores' worth of threads, its
+GPU process at nice -8, while the view shows a still frame), so on a 2-core machine the viewer it times gets a
+fraction of the CPU: `--browser-sched idle` starts chromium under `chrt --idle 0` (it runs on what the viewer leaves,
+as a browser drawing on its own GPU or machine would). Reuses the browser test's helpers (tests/playback/). Prints
+JSON. Other jobs on the machine slow the viewer: say the load with the figure.
 """
 
 from __future__ import annotations
@@ -32,6 +36,17 @@ sys.path.insert(0, str(REPO_ROOT / "tests" / "playback"))
 import test_browser as tb  # noqa: E402
 from cdp import Browser, free_port  # noqa: E402
 
+# every image received since the last key press: (received, shown) seconds after the key, its JPEG bytes, its size
+_TIMELINE = """(async () => { const T = window.__vvcTrace; const k = T.keys[T.keys.length - 1];
+  const out = [];
+  for (const r of T.images.filter(r => r.created > k)) {
+    const b = r.blob ? await createImageBitmap(r.blob) : null;
+    out.push({received_s: +((r.created - k) / 1000).toFixed(3),
+              shown_s: r.shown === null ? null : +((r.shown - k) / 1000).toFixed(3),
+              bytes: r.bytes, size: b ? [b.width, b.height] : null});
+  }
+  return out; })()"""
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -39,6 +54,9 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "bench_out" / "viewer_settle")
     ap.add_argument("--changes", type=int, default=2)
     ap.add_argument("--measure", choices=("trace", "grabs"), default="trace")
+    ap.add_argument("--browser-sched", choices=("normal", "idle"), default="normal",
+                    help="idle: chromium under `chrt --idle 0`: it runs on CPU the viewer leaves, as a browser drawing "
+                         "on its own GPU or machine would (headless chromium draws the page in software all the time)")
     ap.add_argument("--play-args", nargs=argparse.REMAINDER, default=[],
                     help="extra `ns-vvc play` options, e.g. --threads 2 (last option)")
     a = ap.parse_args()
@@ -64,7 +82,7 @@ def main() -> int:
     else:
         proc.terminate()
         raise SystemExit(f"ns-vvc play did not serve its page within 600 s (log: {a.out / 'viewer.log'})")
-    browser = Browser(width=1280, height=1000)
+    browser = Browser(width=1280, height=1000, launcher=("chrt", "--idle", "0") if a.browser_sched == "idle" else ())
     changes = []
     try:
         tb._install_trace(browser)
@@ -83,7 +101,7 @@ def main() -> int:
                 row["settle_s"] = round(tb._settle_time(browser, t), 2)
             else:
                 settle, size, n = tb._shown_settle(browser)
-                row.update(settle_s=round(settle, 3), shown_size=size, images_shown=n)
+                row.update(settle_s=round(settle, 3), shown_size=size, images_shown=n, images=browser.eval(_TIMELINE))
             changes.append({**row, "resolution": browser.eval(tb._RESOLUTION),
                             "load1": round(os.getloadavg()[0], 2),
                             "readout": browser.eval("window.__vvcText('Frame info')")})
@@ -91,7 +109,8 @@ def main() -> int:
     finally:
         browser.close()
         proc.terminate()
-    print(json.dumps({"file": str(a.file), "window": [1280, 1000], "measure": a.measure, "play_args": a.play_args,
+    print(json.dumps({"file": str(a.file), "window": [1280, 1000], "measure": a.measure,
+                      "browser_sched": a.browser_sched, "play_args": a.play_args,
                       "changes": changes}, indent=1))
     return 0
 

@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Mapping, Optional, Protocol, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Tuple
 
 import torch
 
@@ -308,6 +311,89 @@ def render_rays_playback(
     return out
 
 
+PLAYBACK_PIECE_RAYS = 2048
+"""Playback renderer on a CPU: a call's rays are split over the worker threads in pieces of at least this many."""
+
+_playback_workers = 0
+_pool: Optional[ThreadPoolExecutor] = None
+_pool_size = 0
+_pool_lock = threading.Lock()
+_worker_flag = threading.local()
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # (not on Linux)
+        return max(1, os.cpu_count() or 1)
+
+
+def set_playback_workers(workers: int) -> None:
+    """Worker threads of the CPU playback renderer: 0 (default) one per usable core, 1 the caller's thread only."""
+    global _playback_workers
+    if workers < 0:
+        raise ValueError(f"playback workers must be >= 0, got {workers}")
+    _playback_workers = workers
+
+
+def playback_workers() -> int:
+    """How many threads a CPU playback render runs on (`set_playback_workers`)."""
+    return _playback_workers or usable_cores()
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)  # (per thread with OpenMP: the caller's setting is left as it is)
+    _worker_flag.active = True
+
+
+def _executor(workers: int) -> ThreadPoolExecutor:
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool is None or _pool_size != workers:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(workers, thread_name_prefix="vvc-playback", initializer=_init_worker)
+            _pool_size = workers
+        return _pool
+
+
+def _playback_piece(fn: Callable[..., Dict[str, torch.Tensor]], *args: Any, **kwargs: Any) -> Dict[str, torch.Tensor]:
+    with torch.no_grad():  # (grad mode is per thread)
+        return fn(*args, **kwargs)
+
+
+def render_pieces(
+    fn: Callable[..., Dict[str, torch.Tensor]], field: Any, origins: torch.Tensor, dirs: torch.Tensor, *args: Any,
+    workers: Optional[int] = None, **kwargs: Any,
+) -> Dict[str, torch.Tensor]:
+    """``fn(field, origins, dirs, *args, **kwargs)`` (a per-ray renderer without gradients) with the rays split into
+    pieces rendered at once on `workers` threads of one torch thread each (default `playback_workers`; CPU only).
+
+    Each ray's result does not depend on the others in its call (the marches are per ray), so the picture is the
+    one-call picture up to the float rounding of a matrix product over fewer rows (~1e-8, tested). On 2 cores a
+    256² view of the sample scene rendered ×1.6 faster than one call on one thread, and faster than one call on
+    two torch threads (most of a playback render is too small per operation for torch's own threading)."""
+    n = origins.shape[0]
+    workers = playback_workers() if workers is None else workers
+    pieces = min(2 * workers, n // PLAYBACK_PIECE_RAYS)
+    if workers < 2 or pieces < 2 or origins.device.type != "cpu" or getattr(_worker_flag, "active", False):
+        return _playback_piece(fn, field, origins, dirs, *args, **kwargs)
+    step = -(-n // pieces)
+    pool = _executor(workers)
+    futures: List[Future] = []
+    try:
+        for a in range(0, n, step):
+            futures.append(pool.submit(_playback_piece, fn, field, origins[a : a + step], dirs[a : a + step], *args,
+                                       **kwargs))
+        parts = [f.result() for f in futures]
+    except BaseException:  # (e.g. the viewer interrupting a stale render): drop the pieces not started
+        for f in futures:
+            f.cancel()
+        raise
+    return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
+
+
 PLAYBACK_COARSE = 4
 """Playback renderer, bounded scenes: cells of the occupancy grid merged per side into one coarse cell for the
 ray-culling pass."""
@@ -576,6 +662,8 @@ class RenderSettings:
         self, field: SplitField, origins: torch.Tensor, dirs: torch.Tensor, occupancy: Optional[OccupancyGrid]
     ) -> Dict[str, torch.Tensor]:
         """`render` for showing decoded frames (`render_rays_playback`): the same samples and settings, early ray
-        termination and colour only where it shows. What the viewers render with; metrics use `render`."""
-        return render_rays_playback(*self._ray_args(field, origins, dirs, occupancy), **self._scene_kwargs())
+        termination and colour only where it shows; on a CPU the rays are split over worker threads (`render_pieces`).
+        What the viewers render with; metrics use `render`."""
+        return render_pieces(render_rays_playback, *self._ray_args(field, origins, dirs, occupancy),
+                             **self._scene_kwargs())
 

@@ -379,6 +379,67 @@ def test_decoder_fields_split_for_the_playback_renderer_give_the_same_picture():
         assert got["num_samples"].sum() < want["num_samples"].sum()
 
 
+class _Recording:
+    """A `SplitField` that notes the threads it ran on (and can fail on demand)."""
+
+    def __init__(self, split, fail: bool = False):
+        self.split, self.fail, self.threads = split, fail, set()
+
+    def density_state(self, x01):
+        import threading
+
+        self.threads.add(threading.current_thread().name)
+        if self.fail:
+            raise RuntimeError("field failed")
+        return self.split.density_state(x01)
+
+    def rgb_of(self, state, dirs):
+        return self.split.rgb_of(state, dirs)
+
+
+def test_playback_render_split_over_worker_threads_gives_the_one_call_picture(monkeypatch):
+    """On a CPU `render_playback` splits a call's rays over worker threads (`render_pieces`): the same picture as one
+    call on the caller's thread (each ray renders alone; a matrix product over fewer rows may round differently), the
+    same samples; a field's error reaches the caller; a render started inside a worker does not split again."""
+    import nerfstudio_vvc.components.rendering as rendering
+
+    monkeypatch.setattr(rendering, "PLAYBACK_PIECE_RAYS", 64)  # (400 rays: pieces of 64 at least)
+    settings, occ, (origins, dirs), fields = _decoder_fields()
+    for _, split in fields:
+        outs = {}
+        for workers in (1, 2, 3):
+            rendering.set_playback_workers(workers)
+            rec = _Recording(split)
+            with torch.no_grad():
+                outs[workers] = settings.render_playback(rec, origins, dirs, occ)
+            on_workers = {t for t in rec.threads if t.startswith("vvc-playback")}
+            assert bool(on_workers) == (workers > 1), (workers, rec.threads)
+            assert len(on_workers) <= workers
+        rendering.set_playback_workers(0)
+        for workers in (2, 3):
+            assert torch.equal(outs[workers]["num_samples"], outs[1]["num_samples"])
+            for key in ("rgb", "accumulation", "depth"):
+                torch.testing.assert_close(outs[workers][key], outs[1][key], atol=1e-6, rtol=0)
+        assert not outs[2]["rgb"].requires_grad
+    rendering.set_playback_workers(2)
+    try:
+        with pytest.raises(RuntimeError, match="field failed"):
+            settings.render_playback(_Recording(fields[1][1], fail=True), origins, dirs, occ)
+
+        def outer(field, o, d, *args, **kwargs):  # a renderer that itself renders through the pool (on a worker: it
+            # must render there, not queue pieces behind the busy workers and wait for them forever)
+            return rendering.render_pieces(rendering.render_rays_playback, field, o, d, *args, **kwargs)
+
+        rec = _Recording(fields[1][1])
+        got = rendering.render_pieces(outer, *settings._ray_args(rec, origins, dirs, occ), **settings._scene_kwargs())
+        assert rec.threads and all(t.startswith("vvc-playback") for t in rec.threads), rec.threads
+        torch.testing.assert_close(got["rgb"], outs[1]["rgb"], atol=1e-6, rtol=0)
+    finally:
+        rendering.set_playback_workers(0)
+    with pytest.raises(ValueError, match="workers"):
+        rendering.set_playback_workers(-1)
+
+
 @pytest.mark.cuda
 def test_playback_renderer_on_cuda_gives_the_cpu_picture():
     """On a GPU the playback renderer keeps its bound to the exact renderer (same device), and both give the CPU's

@@ -11,7 +11,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome")
 
@@ -33,7 +33,8 @@ def free_port() -> int:
 class Browser:
     """One headless chromium with one page, driven over CDP."""
 
-    def __init__(self, width: int = 1280, height: int = 1400) -> None:
+    def __init__(self, width: int = 1280, height: int = 1400, launcher: Sequence[str] = ()) -> None:
+        """``launcher``: a command chromium is started under, e.g. ``("chrt", "--idle", "0")`` (benches)."""
         from websockets.sync.client import connect
 
         self.width, self.height = width, height
@@ -43,7 +44,7 @@ class Browser:
         self.profile = tempfile.mkdtemp(prefix="cdp-profile-")
         port = free_port()
         self.proc = subprocess.Popen(
-            [exe, "--headless=new", "--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
+            [*launcher, exe, "--headless=new", "--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
              "--no-first-run", "--no-default-browser-check", f"--user-data-dir={self.profile}",
              f"--remote-debugging-port={port}", f"--window-size={width},{height}", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
