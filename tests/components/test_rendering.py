@@ -459,6 +459,33 @@ def test_playback_renderer_on_cuda_gives_the_cpu_picture():
         assert (fast.cpu() - want).abs().mean() <= PLAYBACK_TOLERANCE, type(field).__name__
 
 
+@pytest.mark.parametrize("res", [16, 48, 300])
+def test_per_axis_sample_positions_and_cells_are_the_same_floats(res):
+    """The playback march's per-axis positions and occupancy (`_unit_coords`, `_field_mask_axes`) are bit for bit those
+    of `to_unit_cube` and `_field_mask`, on cell faces, the box's faces and just outside it too."""
+    from nerfstudio_vvc.components.rendering import _field_mask, _field_mask_axes, _unit_coords
+
+    torch.manual_seed(res)
+    origins, dirs = _rays(300)
+    origins = origins + 0.01 * torch.randn_like(origins)
+    t = 1.3 + 3.4 * torch.rand(300, 40)
+    t[:, 0] = 0.0  # (outside the box: the cameras)
+    want = to_unit_cube(origins[:, None, :] + dirs[:, None, :] * t[..., None], AABB)
+    xs = _unit_coords(origins, dirs, t, AABB)
+    for c in range(3):
+        assert torch.equal(xs[c], want[..., c])
+    # points exactly on cell faces and on the cube's faces, and a hair outside: built per axis
+    grid = torch.tensor([0.0, 1.0, 1.0 + 2**-23, -(2**-24), 0.5, 7 / res, 1 - 1 / res, 1 - 2**-24])
+    pts = torch.cartesian_prod(grid, grid, grid).reshape(64, 8, 3)
+    pts = torch.cat([pts, want[:64, :8]], 1)
+    occ = OccupancyGrid(res)
+    occ.binary.copy_(torch.rand(res, res, res) < 0.5)
+    delta = torch.rand(pts.shape[:2]) - 0.1
+    got = _field_mask_axes(delta, [pts[..., c].contiguous() for c in range(3)], occ)
+    assert torch.equal(got, _field_mask(delta, pts, occ))
+    assert 0 < int(got.sum()) < got.numel()
+
+
 @pytest.mark.parametrize("res", [16, 48, 50])
 def test_playback_ray_culling_misses_no_occupied_sample(res):
     """Bounded scenes: the playback renderer marches only the rays and the stretch of each ray that a coarse grid
