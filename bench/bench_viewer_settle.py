@@ -100,7 +100,13 @@ def main() -> int:
             if a.measure == "grabs":
                 row["settle_s"] = round(tb._settle_time(browser, t), 2)
             else:
-                settle, size, n = tb._shown_settle(browser)
+                try:
+                    settle, size, n = tb._shown_settle(browser)
+                except TimeoutError as exc:  # recorded with what the page received, and the run goes on
+                    row.update(settle_s=None, error=str(exc), images=browser.eval(_TIMELINE),
+                               readout=browser.eval("window.__vvcText('Frame info')"))
+                    changes.append(row)
+                    continue
                 row.update(settle_s=round(settle, 3), shown_size=size, images_shown=n, images=browser.eval(_TIMELINE))
             changes.append({**row, "resolution": browser.eval(tb._RESOLUTION),
                             "load1": round(os.getloadavg()[0], 2),

@@ -467,9 +467,9 @@ def _march_bounded(
     (`_coarse_span`) are marched front to back from their first possibly occupied sample, ``slab`` samples per ray
     at a time; only live rays (transmittance above ``termination``, samples left in their span) are carried to the
     next slab, and colours are computed per slab for the samples of weight ≥ ``min_weight``. Each sample's position,
-    step length and occupancy are `_ray_samples`' (`_segment`; `_field_mask` as `_field_mask_axes`: the same floats); the
-    samples skipped are unoccupied, so they add nothing to the picture. Sample positions are computed per axis
-(`_unit_coords`: the same floats, faster on a CPU)."""
+    step length and occupancy are `_ray_samples`' (`_segment`; `_field_mask` as `_field_mask_axes`, positions per
+    axis as `_unit_coords`: the same floats, faster on a CPU); the samples skipped are unoccupied, so they add nothing
+    to the picture."""
     dev = origins.device
     tmin, tmax = ray_aabb(origins, dirs, aabb)
     tmin = tmin.clamp_min(near_plane)
