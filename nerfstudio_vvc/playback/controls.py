@@ -106,7 +106,14 @@ class PlaybackControls(nn.Module):
         """After a frame change (not while playing), decode the next frame in the background: stepping forward then
         renders at once (a P-frame decode is 0.2-0.4 s of a frame change on 2 CPU cores)."""
         self.prefetch_idle_s = 0.3
-        """The prefetch waits until the viewer has rendered nothing for this long (it would slow the view down)."""
+        """The prefetch waits until the viewer has rendered the new frame and then nothing for this long (it would slow
+        the view down: started before that render or between two of its chunks, it decoded alongside it). The models
+        report each chunk's start and end (`note_render_start`, `note_render`)."""
+        self.prefetch_render_wait_s = 5.0
+        """...or, when no render comes after a frame change (no browser), this long."""
+        self._pending_since = -1e9
+        self._request_at = -1e9
+        self._render_started = -1e9
         self.prefetched: List[int] = []
         """Frames the worker decoded ahead (newest last; for tests and the bench)."""
         self._pending_prefetch: Optional[int] = None
@@ -144,6 +151,17 @@ class PlaybackControls(nn.Module):
         return self._viewer is not None
 
     # ------------------------------------------------------------------ settled resolution
+    def note_render_start(self) -> None:
+        """The model starts rendering a chunk of a view (the render thread; `note_render` follows when it is done)."""
+        self._render_started = time.monotonic()
+
+    def _view_idle_for(self, now: float) -> float:
+        """Seconds since the viewer last finished rendering; 0 while a render is under way (one that started over 10 s
+        ago without finishing counts as over: an interrupted render reports nothing)."""
+        if self._render_started > self._last_render_end and now - self._render_started < 10.0:
+            return 0.0
+        return now - self._last_render_end
+
     def note_render(self, rays: int, seconds: float) -> None:
         """The model rendered `rays` rays for the viewer in `seconds` (called from the render thread, once per chunk
         of a view). The rate is total rays over total time of the last `rate_window_s` seconds of rendering: chunks
@@ -304,7 +322,7 @@ class PlaybackControls(nn.Module):
         self._ensure_worker()
         assert self._cond is not None
         with self._cond:
-            self._request = frame
+            self._request, self._request_at = frame, time.monotonic()
             self._cond.notify_all()
 
     def _ensure_worker(self) -> None:
@@ -321,12 +339,15 @@ class PlaybackControls(nn.Module):
             with self._cond:
                 if self._request is None and not self._playing:
                     self._cond.wait(timeout=0.1 if self._pending_prefetch is not None else 0.5)
-                req, self._request = self._request, None
+                req, self._request, req_at = self._request, None, self._request_at
                 playing = self._playing
             if playing:
                 self._pending_prefetch = None
             elif req is None and self._pending_prefetch is not None:
-                if time.monotonic() - self._last_render_end >= self.prefetch_idle_s:
+                now = time.monotonic()
+                rendered = self._last_render_end > self._pending_since  # the view of the new frame has rendered
+                if (self._view_idle_for(now) >= self.prefetch_idle_s if rendered
+                        else now - self._pending_since >= self.prefetch_render_wait_s):
                     self._prefetch(self._pending_prefetch)
                     self._pending_prefetch = None
                 continue
@@ -338,6 +359,7 @@ class PlaybackControls(nn.Module):
                 last_prepare = time.monotonic()
                 if asked and not playing and self.prefetch and req + 1 < self.num_frames:
                     self._pending_prefetch = req + 1  # once the view of `req` has rendered
+                    self._pending_since = req_at  # (a render that ends after the request is the new frame's)
             if playing:
                 self._tick()
                 last_prepare = time.monotonic()

@@ -71,6 +71,7 @@ class FilePlaybackModel(Model):
         frame = self.playback.frame_of_time(t)
         shape = ray_bundle.origins.shape[:-1]
         if self.player.has(frame):
+            self.playback.note_render_start()
             decoded = self.player.get(frame)
             t0 = time.perf_counter()
             out = self.player.decoder.render_rays_playback(decoded, origins, dirs)

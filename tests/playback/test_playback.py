@@ -417,6 +417,40 @@ def test_the_next_frame_is_decoded_ahead_once_the_view_has_rendered(toy_register
     assert player.cached(3)
 
 
+def test_the_prefetch_waits_for_the_new_frames_render_to_happen(toy_registered, monkeypatch, tmp_path: Path):
+    """A frame change's render starts a moment after the slider moves, and a view renders in chunks: the next frame
+    must not be decoded alongside that render, neither before its first chunk nor during a long chunk (measured:
+    the prefetch started 0.32 s into a 0.78 s chunk). No render after the change for `prefetch_render_wait_s` (no
+    browser): the prefetch goes ahead."""
+    from nerfstudio_vvc.playback.play import build_model
+
+    monkeypatch.setattr(ToyDecoder, "delay_s", 0.05)
+    model = build_model(write_toy(tmp_path / "toy.vvc", [0.1, 0.2, 0.3, 0.4], gop=4))
+    controls, player = model.playback, model.player
+    controls.prefetch_idle_s = 0.3
+    controls.note_render(16384, 0.01)  # the view of frame 0, long before the change
+    time.sleep(0.5)
+    controls.show(1)
+    time.sleep(0.8)  # the viewer has not rendered frame 1 yet (idle well over prefetch_idle_s)
+    assert player.cached(1) and not player.cached(2), "prefetched before the new frame's view rendered"
+    controls.note_render_start()
+    controls.note_render(16384, 0.05)  # now it renders: a short chunk, then a long one (0.8 s)
+    controls.note_render_start()
+    time.sleep(0.8)
+    assert not player.cached(2), "prefetched while a chunk of the new frame's view was rendering"
+    controls.note_render(16384, 0.8)
+    deadline = time.time() + 10
+    while 2 not in controls.prefetched and time.time() < deadline:
+        time.sleep(0.05)
+    assert controls.prefetched == [2]
+    controls.prefetch_render_wait_s = 0.5
+    controls.show(2)  # and no render comes
+    deadline = time.time() + 10
+    while 3 not in controls.prefetched and time.time() < deadline:
+        time.sleep(0.05)
+    assert controls.prefetched == [2, 3]
+
+
 def test_loop_restarts_at_the_first_frame(toy_registered, tmp_path: Path):
     from nerfstudio_vvc.playback.play import build_model
 
