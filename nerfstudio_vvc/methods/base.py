@@ -319,7 +319,8 @@ class FrameModel(Model):
             source = self.playback_source()
             if source is not None and self._plays_file(source) and source.has(frame):
                 # a decoded frame of the file: through its decoder, with the file's METHOD_CONFIG
-                self.playback.note_render_start()
+                if self.playback.viewer_attached:
+                    self.playback.note_render_start()
                 t0 = time.perf_counter()
                 out = source.render_rays(frame, origins, dirs, renderer=self.playback_renderer())
                 if self.playback.viewer_attached:

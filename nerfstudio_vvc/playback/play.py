@@ -148,7 +148,7 @@ class PlayBitstream:
     decoded frame 5x slower than one (docs/evaluation.md, playback render rate)."""
     render_workers: int = 0
     """Threads a CPU render of a view is split over, one torch thread each (0: one per core; 1: no split). Each ray
-    renders alone, so the picture is the same (to float rounding); two workers on 2 cores: ~1.6x the view rate."""
+    renders alone, so the picture is the same (to float rounding); two workers on 2 cores: 1.2-1.7x the view rate."""
 
     def main(self) -> None:
         from nerfstudio.configs.base_config import LocalWriterConfig, LoggingConfig, ViewerConfig

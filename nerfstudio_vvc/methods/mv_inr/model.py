@@ -140,7 +140,8 @@ class MVInrModel(FrameModel):
                 "depth": origins.new_zeros(n, 1),
             }
         else:
-            self.playback.note_render_start()
+            if self.playback.viewer_attached:
+                self.playback.note_render_start()
             t0 = time.perf_counter()
             out = source.render_rays(frame, origins, dirs, renderer=self.playback_renderer())
             if self.playback.viewer_attached:
