@@ -398,9 +398,9 @@ def render_pieces(
 
     Each ray's result does not depend on the others in its call (the marches are per ray), so the picture is the
     one-call picture up to the float rounding of a matrix product over fewer rows (≤ 1e-6 tested, 3e-8 seen). On 2
-    cores a 256² view of the sample scene rendered 1.2-1.7× faster than one call on one thread (docs/evaluation.md),
-    and faster than one call on two torch threads (most of a playback render is too small per operation for torch's
-    own threading)."""
+    cores a 256² view of the sample scene rendered 1.2-1.7× faster than one call on one thread, about as fast as one
+    call on two torch threads on an idle machine (docs/evaluation.md); unlike torch's threads, the workers do not wait
+    for each other at every operation, which cost 2.4-3.8× with other jobs on the cores."""
     n = origins.shape[0]
     workers = playback_workers() if workers is None else workers
     pieces = min(2 * workers, n // PLAYBACK_PIECE_RAYS)
