@@ -160,6 +160,8 @@ class PlayBitstream:
 
         if not self.bitstream.exists():
             raise SystemExit(f"{self.bitstream}: no such file")
+        if self.render_workers < 0:
+            raise SystemExit(f"--render-workers must be 0 (one per core) or more, got {self.render_workers}")
         if self.device == "cpu" and self.threads > 0:
             torch.set_num_threads(self.threads)
         set_playback_workers(self.render_workers)

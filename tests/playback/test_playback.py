@@ -636,3 +636,14 @@ def test_a_settled_view_over_budget_shrinks_at_once():
     controls.rays_per_s = 46_000.0  # 288 px: 1.8 s
     controls._update_max_res()
     assert slider.value == 256 == controls.settled_res() and controls.auto_max_res
+
+
+def test_play_refuses_bad_options_in_one_line(tmp_path: Path):
+    """`ns-vvc play` with a missing file or a negative worker count: one line naming the problem, before any server."""
+    from nerfstudio_vvc.playback.play import PlayBitstream
+
+    with pytest.raises(SystemExit, match=r"nope\.vvc: no such file"):
+        PlayBitstream(bitstream=tmp_path / "nope.vvc").main()
+    (tmp_path / "a.vvc").write_bytes(b"x")
+    with pytest.raises(SystemExit, match=r"^--render-workers must be 0 \(one per core\) or more, got -2$"):
+        PlayBitstream(bitstream=tmp_path / "a.vvc", render_workers=-2).main()
