@@ -102,16 +102,15 @@ def main() -> int:
             else:
                 try:
                     settle, size, n = tb._shown_settle(browser)
+                    row.update(settle_s=round(settle, 3), shown_size=size, images_shown=n)
                 except TimeoutError as exc:  # recorded with what the page received, and the run goes on
-                    row.update(settle_s=None, error=str(exc), images=browser.eval(_TIMELINE),
-                               readout=browser.eval("window.__vvcText('Frame info')"))
-                    changes.append(row)
-                    continue
-                row.update(settle_s=round(settle, 3), shown_size=size, images_shown=n, images=browser.eval(_TIMELINE))
+                    row.update(settle_s=None, error=str(exc))
+                row["images"] = browser.eval(_TIMELINE)
             changes.append({**row, "resolution": browser.eval(tb._RESOLUTION),
                             "load1": round(os.getloadavg()[0], 2),
                             "readout": browser.eval("window.__vvcText('Frame info')")})
-            tb._settled_shot(browser, a.out / f"frame{k}.png")
+            if row["settle_s"] is not None:
+                tb._settled_shot(browser, a.out / f"frame{k}.png")
     finally:
         browser.close()
         proc.terminate()

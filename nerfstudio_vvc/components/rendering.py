@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Tuple
 import torch
 
 from nerfstudio_vvc.components.occupancy import OccupancyGrid
+from nerfstudio_vvc.cores import usable_cores
 
 FieldFn = Callable[[torch.Tensor, torch.Tensor], Tuple[torch.Tensor, torch.Tensor]]
 """Maps points in [0,1]^3 [N, 3] and unit view directions [N, 3] to (density [N], rgb [N, 3])."""
@@ -347,14 +347,6 @@ _pool_lock = threading.Lock()
 _worker_flag = threading.local()
 
 
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask where the OS has one)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # (not on Linux)
-        return max(1, os.cpu_count() or 1)
-
-
 def set_playback_workers(workers: int) -> None:
     """Worker threads of the CPU playback renderer: 0 (default) one per usable core, 1 the caller's thread only."""
     global _playback_workers
@@ -391,10 +383,10 @@ def _playback_piece(fn: Callable[..., Dict[str, torch.Tensor]], *args: Any, **kw
 
 def render_pieces(
     fn: Callable[..., Dict[str, torch.Tensor]], field: Any, origins: torch.Tensor, dirs: torch.Tensor, *args: Any,
-    workers: Optional[int] = None, **kwargs: Any,
+    **kwargs: Any,
 ) -> Dict[str, torch.Tensor]:
     """``fn(field, origins, dirs, *args, **kwargs)`` (a per-ray renderer without gradients) with the rays split into
-    pieces rendered at once on `workers` threads of one torch thread each (default `playback_workers`; CPU only).
+    pieces rendered at once on `playback_workers` threads of one torch thread each (CPU only).
 
     Each ray's result does not depend on the others in its call (the marches are per ray), so the picture is the
     one-call picture up to the float rounding of a matrix product over fewer rows (≤ 1e-6 tested, 3e-8 seen). On 2
@@ -402,7 +394,7 @@ def render_pieces(
     call on two torch threads on an idle machine (docs/evaluation.md); unlike torch's threads, the workers do not wait
     for each other at every operation, which cost 2.4-3.8× with other jobs on the cores."""
     n = origins.shape[0]
-    workers = playback_workers() if workers is None else workers
+    workers = playback_workers()
     pieces = min(2 * workers, n // PLAYBACK_PIECE_RAYS)
     if workers < 2 or pieces < 2 or origins.device.type != "cpu" or getattr(_worker_flag, "active", False):
         return _playback_piece(fn, field, origins, dirs, *args, **kwargs)

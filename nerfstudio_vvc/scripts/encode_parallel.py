@@ -33,6 +33,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import tyro
 
+from nerfstudio_vvc.cores import usable_cores
 from nerfstudio_vvc.jsonio import strict_json
 from nerfstudio_vvc.testing.faults import FAULT_ENV, gop_fault, gop_fault_for  # noqa: F401 - FAULT_ENV re-exported
 from nerfstudio_vvc.user_errors import InputError
@@ -150,13 +151,6 @@ def parse_num_frames(data: Path, data_args: Tuple[str, ...]) -> int:
     return int(cfg.setup().get_dataparser_outputs("train").metadata["num_frames"])
 
 
-def local_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover
-        return os.cpu_count() or 1
-
-
 def plan_workers(
     address: Optional[str], requested: int, num_tasks: int, threads_per_worker: Optional[int]
 ) -> Tuple[int, int, Dict[str, float]]:
@@ -165,7 +159,7 @@ def plan_workers(
     (workers, threads per worker, the cluster's resources)."""
     from nerfstudio.utils.rich_utils import CONSOLE
 
-    resources = init_ray(address, local_cores())
+    resources = init_ray(address, usable_cores())
     cores = max(int(resources.get("CPU", 1)), 1)
     workers = requested
     if workers > cores:
