@@ -9,6 +9,7 @@ and exposes ``density(x01)`` for the occupancy grid.
 
 from __future__ import annotations
 
+import math
 from typing import Optional, Tuple
 
 import torch
@@ -46,6 +47,43 @@ def sample_grid(grid: torch.Tensor, x01: torch.Tensor) -> torch.Tensor:
     for i in range(threads):
         res[:, i * per : min(n, (i + 1) * per)] = out[i, :, : min(per, n - i * per), 0, 0]
     return res.t()
+
+
+
+class GridMosaic:
+    """A [C, D, H, W] grid baked for trilinear look-ups by 2-D bilinear sampling (playback, CPU).
+
+    torch's CPU 2-D `grid_sample` is vectorised, its 3-D one is not. The D slices are laid out as tiles of a 2-D
+    image (about √D × √D tiles, each (H+2) × (W+2): the slice with its edge rows and columns repeated, so a read
+    that float rounding puts just past a slice's edge never mixes in the next tile); a look-up reads the two slices
+    around the point's z in one 2-D call and blends them. Mathematically `sample_grid` (border padding, corners
+    aligned); the floats differ by rounding (a position in an image ~1,500 px wide is rounded to ~1e-4 of a cell),
+    which is why only the playback renderer uses it (tests/components/test_heads.py bounds the difference)."""
+
+    def __init__(self, grid: torch.Tensor) -> None:
+        c, d, h, w = grid.shape
+        self.shape = (c, d, h, w)
+        self.tiles_x = max(1, math.ceil(math.sqrt(d)))
+        tiles_y = -(-d // self.tiles_x)
+        padded = F.pad(grid[None], (1, 1, 1, 1, 0, tiles_y * self.tiles_x - d), mode="replicate")[0]
+        self.image = (padded.view(c, tiles_y, self.tiles_x, h + 2, w + 2).permute(0, 1, 3, 2, 4)
+                      .reshape(1, c, tiles_y * (h + 2), self.tiles_x * (w + 2)).contiguous())
+
+    def sample(self, x01: torch.Tensor) -> torch.Tensor:
+        """Trilinear look-up at points [N, 3] in [0,1]^3 (x→W, y→H, z→D; outside: clamped). Returns [N, C]."""
+        c, d, h, w = self.shape
+        x01 = x01.clamp(0.0, 1.0)
+        ix, iy, iz = (x01 * x01.new_tensor([w - 1, h - 1, d - 1])).unbind(-1)
+        z0 = iz.floor().clamp(max=max(d - 2, 0))
+        wz = (iz - z0)[None]
+        tile = torch.stack([z0, (z0 + 1).clamp(max=d - 1)])  # [2, N]: the slices below and above
+        row = torch.div(tile, self.tiles_x, rounding_mode="floor")
+        px = ix + 1.0 + (tile - row * self.tiles_x) * (w + 2)
+        py = iy + 1.0 + row * (h + 2)
+        img_h, img_w = self.image.shape[-2:]
+        g = torch.stack([px * (2.0 / max(img_w - 1, 1)) - 1.0, py * (2.0 / max(img_h - 1, 1)) - 1.0], -1)
+        out = F.grid_sample(self.image, g[None], mode="bilinear", align_corners=True, padding_mode="border")[0]
+        return torch.lerp(out[:, 0], out[:, 1], wz).t()  # [C, 2, N] -> [N, C]
 
 
 SH_DIM = 9

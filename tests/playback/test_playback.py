@@ -303,6 +303,26 @@ def test_viewer_renders_with_the_playback_renderer_and_sizes_the_settled_view(ra
     assert slider.value == 164 and not controls.auto_max_res
 
 
+def test_the_playback_split_of_a_decoded_frame_is_baked_once(rate_aware_run: Path):
+    """vvc-rate-aware's playback on a CPU bakes a frame's grids into 2-D mosaics once per decoded frame (not per
+    render call or chunk); another frame gets its own; the picture stays within the playback tolerance."""
+    from nerfstudio_vvc.components.heads import GridMosaic
+
+    player = FramePlayer.open(rate_aware_run / "sequence.vvc", cache_size=2)
+    decoder, d1 = player.decoder, player.get(1)
+    c2w = _camera(0.5, size=32).camera_to_worlds[0]
+    fast = decoder.render(d1, c2w, 20.0, 20.0, 16.0, 16.0, 32, 32, chunk=512, playback=True)
+    field, _ = decoder.field_for(d1)
+    split = decoder.playback_split(field)
+    assert len(split.grids) == 7 and all(isinstance(g, GridMosaic) for g in split.grids)
+    assert decoder.render(d1, c2w, 20.0, 20.0, 16.0, 16.0, 32, 32, chunk=512, playback=True).equal(fast)
+    assert decoder.playback_split(field) is split  # the render calls (two chunks each) reused it
+    exact = decoder.render(d1, c2w, 20.0, 20.0, 16.0, 16.0, 32, 32)
+    assert (fast - exact).abs().max() <= 2e-3
+    field0, _ = decoder.field_for(player.get(0))
+    assert decoder.playback_split(field0) is not split
+
+
 def test_no_bitstream_shows_the_message_and_renders_no_field(rate_aware_run: Path, tmp_path: Path):
     run = copy_run(rate_aware_run, tmp_path)
     (run / "sequence.vvc").unlink()  # frames/ (the encoder's decode buffer) is still there: it must not be used

@@ -12,7 +12,7 @@ import torch
 
 from nerfstudio_vvc.codec.bitstream.container import FrameRecord
 from nerfstudio_vvc.codec.errors import CorruptChunkError
-from nerfstudio_vvc.components.heads import RenderMLP, sh_basis
+from nerfstudio_vvc.components.heads import GridMosaic, RenderMLP, sample_grid, sh_basis
 from nerfstudio_vvc.components.occupancy import OccupancyGrid
 from nerfstudio_vvc.components.rendering import RenderSettings
 from nerfstudio_vvc.methods.rate_aware.codec import METHOD_ID, DecodedFrame, decode_frame, parse_method_config
@@ -20,16 +20,26 @@ from nerfstudio_vvc.methods.rate_aware.field import DiFFrameField, dif_features
 from nerfstudio_vvc.playback.decoder import MethodDecoder
 
 
+def _lookup(grid, x01: torch.Tensor) -> torch.Tensor:
+    return grid.sample(x01) if isinstance(grid, GridMosaic) else sample_grid(grid, x01)
+
+
 class DiFSplit:
     """The playback renderer's two passes over a DiF frame (`SplitField`): features and the density MLP once per
     sample, keeping the MLP's geometry code; the colour MLP later, only for samples that show. Same operations as
-    `DiFFrameField.forward`, split in two."""
+    `DiFFrameField.forward`, split in two, except that on a CPU the grids are looked up through 2-D mosaics baked
+    here (`GridMosaic`: the same trilinear values up to float rounding, within the playback tolerance; a view of the
+    sample scene ×0.87–0.90, of paper-size grids ×0.67–0.80, bench/bench_dif_mosaic_ab.py). Baked once per decoded
+    frame: the decoder keeps the split with the frame's field."""
 
-    def __init__(self, field: DiFFrameField) -> None:
+    def __init__(self, field: DiFFrameField, mosaics: bool = True) -> None:
         self.field = field
+        self.source_grids = list(field.grids)
+        self.grids = [GridMosaic(g) if mosaics and not g.is_cuda else g
+                      for g in field.grids]
 
     def density_state(self, x01: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        h = self.field.mlp.net(dif_features(self.field.spec, self.field.grids, x01))
+        h = self.field.mlp.net(dif_features(self.field.spec, self.grids, x01, _lookup))
         return RenderMLP._density(h[:, 0]), h
 
     def rgb_of(self, h: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
@@ -49,6 +59,7 @@ class RateAwareDecoder(MethodDecoder):
         self.spec = self.config.spec
         self.render_settings = RenderSettings.from_json(self.config.render)
         self._field_cache: Tuple[Optional[DecodedFrame], Optional[Tuple[DiFFrameField, OccupancyGrid]]] = (None, None)
+        self._split_cache: Tuple[Optional[DiFFrameField], Optional[DiFSplit]] = (None, None)
 
     def decode_record(self, record: FrameRecord, prev: Optional[DecodedFrame]) -> DecodedFrame:
         return decode_frame(record, prev, self.spec, where=f"frame {record.frame_idx}",
@@ -85,8 +96,12 @@ class RateAwareDecoder(MethodDecoder):
         return {k: out[k] for k in ("rgb", "accumulation", "depth")}
 
     def playback_split(self, field: DiFFrameField) -> DiFSplit:
-        """The field as the playback renderer asks it (`SplitField`)."""
-        return DiFSplit(field)
+        """The field as the playback renderer asks it (`SplitField`); the last one is kept (its baked grids)."""
+        key, split = self._split_cache
+        if key is not field or split is None or any(a is not b for a, b in zip(split.source_grids, field.grids)):
+            split = DiFSplit(field)
+            self._split_cache = (field, split)
+        return split
 
     @torch.no_grad()
     def render_rays_playback(self, decoded: DecodedFrame, origins: torch.Tensor,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -57,14 +57,16 @@ def init_grids(spec: DiFSpec, generator: torch.Generator | None = None) -> List[
     return grids
 
 
-def dif_features(spec: DiFSpec, grids: Sequence[torch.Tensor], x01: torch.Tensor) -> torch.Tensor:
-    """Features [N, feature_dim] at points x01 [N, 3] in the unit cube."""
-    coeff = sample_grid(grids[0], x01)
+def dif_features(spec: DiFSpec, grids: Sequence, x01: torch.Tensor,
+                 sample: Callable[..., torch.Tensor] = sample_grid) -> torch.Tensor:
+    """Features [N, feature_dim] at points x01 [N, 3] in the unit cube; ``sample(grid, points)`` looks a grid up
+    (the playback renderer passes baked grids and their look-up, `DiFSplit`)."""
+    coeff = sample(grids[0], x01)
     basis = []
     for g, freq in zip(grids[1:], spec.basis_freqs):
         y = x01 * freq
         tri = 1.0 - torch.abs(torch.remainder(y, 2.0) - 1.0)  # periodic, continuous
-        basis.append(sample_grid(g, tri))
+        basis.append(sample(g, tri))
     return coeff * torch.cat(basis, dim=-1)
 
 
