@@ -25,7 +25,7 @@ demo: install
 	$(VENV)/bin/ns-vvc demo
 
 test: install
-	$(VENV)/bin/pytest -q -m "not slow" --timeout 900
+	$(VENV)/bin/pytest -q -m "not slow" --timeout 900 --durations=15
 
 test-all: install
 	$(VENV)/bin/pytest -q --timeout 1800
