@@ -49,7 +49,6 @@ def sample_grid(grid: torch.Tensor, x01: torch.Tensor) -> torch.Tensor:
     return res.t()
 
 
-
 class GridMosaic:
     """A [C, D, H, W] grid baked for trilinear look-ups by 2-D bilinear sampling (playback, CPU).
 
