@@ -20,10 +20,6 @@ from nerfstudio_vvc.methods.rate_aware.field import DiFFrameField, dif_features
 from nerfstudio_vvc.playback.decoder import MethodDecoder
 
 
-def _lookup(grid, x01: torch.Tensor) -> torch.Tensor:
-    return grid.sample(x01) if isinstance(grid, GridMosaic) else sample_grid(grid, x01)
-
-
 class DiFSplit:
     """The playback renderer's two passes over a DiF frame (`SplitField`): features and the density MLP once per
     sample, keeping the MLP's geometry code; the colour MLP later, only for samples that show. Same operations as
@@ -35,11 +31,13 @@ class DiFSplit:
     def __init__(self, field: DiFFrameField, mosaics: bool = True) -> None:
         self.field = field
         self.source_grids = list(field.grids)
-        self.grids = [GridMosaic(g) if mosaics and not g.is_cuda else g
-                      for g in field.grids]
+        if mosaics and not field.grids[0].is_cuda:
+            self.grids, self.sample = [GridMosaic(g) for g in field.grids], GridMosaic.sample
+        else:
+            self.grids, self.sample = list(field.grids), sample_grid
 
     def density_state(self, x01: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        h = self.field.mlp.net(dif_features(self.field.spec, self.grids, x01, _lookup))
+        h = self.field.mlp.net(dif_features(self.field.spec, self.grids, x01, self.sample))
         return RenderMLP._density(h[:, 0]), h
 
     def rgb_of(self, h: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
