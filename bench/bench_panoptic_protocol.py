@@ -20,6 +20,15 @@ after a kill: ns-train resumes its own run, finished steps are not redone):
    of the 27 training views (its PSNR is on those views, marked as a reference) from `bench/bench_x265_anchor.py`.
 Heavy: hours per method on 2 cores at 640×360 (it prints the scale it ran at). Exits 0 with a message if the data
 set is absent.
+
+The ledger (`--ledger`, default bench/results/protocol/, committed): a run spans sessions, but `<out>` (bench_out/)
+does not survive a new machine. After every step the bench copies what a later session needs to go on, all small
+files, into the ledger, mirroring `<out>`: a finished run's config.yml, progress.json / stages.json,
+dataparser_transforms.json and its .vvc files (no checkpoint: `ns-vvc eval` measures the file with the run's config
+alone), an eval's metrics.json or its per-frame journal, x265's results.json, and each finished point's figures
+(`points/<method>/<point>.json`). At start it copies back what `<out>` lacks, so finished steps are skipped and an
+eval resumes at its first unjournaled frame. `--save-ledger` copies the current state (an eval in progress
+included) and exits: run it, then commit the ledger, before a session ends.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -39,6 +49,7 @@ from nerfstudio_vvc.jsonio import strict_json  # noqa: E402
 from nerfstudio_vvc.methods.spec import method_for_preset, run_finished  # noqa: E402
 
 BIN = Path(sys.executable).parent
+DEFAULT_LEDGER = REPO_ROOT / "bench" / "results" / "protocol"
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "panoptic-basketball"
 PUBLISHED = {"Dynamic 3D Gaussians (Luiten et al. 2024), 640×360, 150 frames": 28.22}
 """Published test PSNR on basketball at the protocol's scale, for the table."""
@@ -110,6 +121,84 @@ def train_cmd(preset: str, out: Path, name: str, point: str, args: List[str], da
             *data_args]
 
 
+LEDGER_RUN_FILES = ("config.yml", "progress.json", "stages.json", "dataparser_transforms.json", "*.vvc")
+"""A finished run's files that a later session needs (the bitstream and what `ns-vvc eval` loads besides it)."""
+LEDGER_EVAL_FILES = ("metrics.json", "frames.partial.jsonl")
+"""An eval's figures, or its per-frame journal while it runs (`playback/evaluate.py` JOURNAL_NAME)."""
+LEDGER_MAX_FILE_BYTES = 8_000_000
+"""A file bigger than this is never put in the ledger (a git repository): the bench refuses with a message."""
+
+
+def _point_dirs(a, method: str, point: str):
+    spec = METHODS[method]
+    return a.out / "runs" / method / spec["preset"] / point, a.out / "eval" / method / point
+
+
+def _ledger_copy(src: Path, dst: Path) -> bool:
+    """Copy `src` to `dst` (atomically) unless `dst` has the same bytes; True when it copied."""
+    if src.stat().st_size > LEDGER_MAX_FILE_BYTES:
+        raise SystemExit(f"{src}: {src.stat().st_size} bytes, over the ledger's {LEDGER_MAX_FILE_BYTES} per file")
+    if dst.exists() and dst.read_bytes() == src.read_bytes():
+        return False
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+    return True
+
+
+def save_ledger(a) -> List[Path]:
+    """Copy the small files of every finished run, every eval (finished or journaled) and the x265 anchor from
+    `a.out` into `a.ledger`, plus each finished point's figures. A run still training is not copied (it resumes
+    from its checkpoint, which the ledger does not keep). Returns the ledger files written."""
+    written: List[Path] = []
+
+    def keep(src: Path) -> None:
+        dst = a.ledger / src.relative_to(a.out)
+        if _ledger_copy(src, dst):
+            written.append(dst)
+
+    for method, spec in METHODS.items():
+        for point in spec["points"]:
+            run, eval_dir = _point_dirs(a, method, point)
+            if run_finished(run, a.frames):
+                for pattern in LEDGER_RUN_FILES:
+                    for f in sorted(run.glob(pattern)):
+                        keep(f)
+            for name in LEDGER_EVAL_FILES:
+                if (eval_dir / name).is_file():
+                    keep(eval_dir / name)
+            res = None if a.dry_run else result(a, method, point, quiet=True, ledger=False)
+            if res is not None:
+                dst = a.ledger / "points" / method / f"{point}.json"
+                text = strict_json(res, indent=1)
+                if not dst.exists() or dst.read_text() != text:
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    dst.write_text(text)
+                    written.append(dst)
+    x265 = a.out / "x265" / "results.json"
+    if x265.is_file():
+        keep(x265)
+    return written
+
+
+def restore_ledger(a) -> List[Path]:
+    """Copy every ledger file that `a.out` lacks back into it (a new machine, or bench_out removed). Files `a.out`
+    already has are left alone: they are as new as the ledger's or newer. Returns the files restored."""
+    restored: List[Path] = []
+    if not a.ledger.is_dir():
+        return restored
+    for src in sorted(a.ledger.rglob("*")):
+        rel = src.relative_to(a.ledger)
+        if not src.is_file() or rel.parts[0] == "points" or src.name.endswith(".tmp"):
+            continue
+        dst = a.out / rel
+        if not dst.exists():
+            _ledger_copy(src, dst)
+            restored.append(dst)
+    return restored
+
+
 def run_point(a, method: str, point: str) -> Optional[dict]:
     """Train and evaluate one point (each step skipped when done; nothing with --collect), then its result."""
     if not a.collect:
@@ -120,14 +209,15 @@ def run_point(a, method: str, point: str) -> Optional[dict]:
 def produce(a, method: str, point: str) -> None:
     spec = METHODS[method]
     runs = a.out / "runs"
-    run = runs / method / spec["preset"] / point
+    run, eval_dir = _point_dirs(a, method, point)
     if not run_finished(run, a.frames):
         args = [*spec["args"], *spec["points"][point], *a.train_args]
         _run(train_cmd(spec["preset"], runs, method, point, args, a.data, spec["data_args"], a.frames, a.downscale,
                        a.device), a.dry_run)
+        if a.ledger_on and not a.dry_run:
+            save_ledger(a)
     method_spec = method_for_preset(spec["preset"])
     bitstream = run / str(method_spec.bitstream)
-    eval_dir = a.out / "eval" / method / point
     if (eval_dir / "metrics.json").exists():
         return
     # test cameras only: the fit-vs-generalisation training views would double the render time at 640×360
@@ -147,17 +237,23 @@ def produce(a, method: str, point: str) -> None:
     else:
         _run([str(BIN / "ns-vvc"), "eval", str(bitstream), "--load-config", str(run / "config.yml"),
               "--output-dir", str(eval_dir), *lpips], a.dry_run)
+    if a.ledger_on and not a.dry_run:
+        save_ledger(a)
 
 
-def result(a, method: str, point: str) -> Optional[dict]:
-    """The point's figures from its decoded file's size and its eval metrics (None when not finished)."""
+def result(a, method: str, point: str, quiet: bool = False, ledger: bool = True) -> Optional[dict]:
+    """The point's figures from its decoded file's size and its eval metrics; else (with `ledger`) the figures the
+    ledger recorded when it finished (`points/<method>/<point>.json`: a point whose run folder is gone); None when
+    not finished."""
     spec = METHODS[method]
-    run = a.out / "runs" / method / spec["preset"] / point
+    run, eval_dir = _point_dirs(a, method, point)
     bitstream = run / str(method_for_preset(spec["preset"]).bitstream)
-    eval_dir = a.out / "eval" / method / point
     metrics = _json(eval_dir / "metrics.json")
     if a.dry_run or metrics is None or not bitstream.exists():
-        if a.collect:
+        recorded = _json(a.ledger / "points" / method / f"{point}.json") if ledger and a.ledger_on else None
+        if recorded is not None and not a.dry_run:
+            return recorded
+        if a.collect and not quiet:
             print(f"{method} {point}: not finished (no {eval_dir / 'metrics.json'})", file=sys.stderr)
         return None
     rows = metrics["frames"]
@@ -259,6 +355,11 @@ def main(argv=None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     ap.add_argument("--collect", action="store_true",
                     help="run nothing: summary, table and plot of the points (and x265 anchor) already finished")
+    ap.add_argument("--ledger", type=Path, default=DEFAULT_LEDGER,
+                    help="committed folder that carries finished steps and eval journals across machines")
+    ap.add_argument("--no-ledger", dest="ledger_on", action="store_false", help="neither read nor write the ledger")
+    ap.add_argument("--save-ledger", action="store_true",
+                    help="copy the current state (an eval in progress included) into the ledger, run nothing")
     ap.add_argument("--train-args", nargs=argparse.REMAINDER, default=[],
                     help="extra ns-train options for every method run, after the method's own (last option)")
     a = ap.parse_args(argv)
@@ -269,6 +370,15 @@ def main(argv=None) -> int:
     if unknown:
         raise SystemExit(f"unknown --points {sorted(unknown)}; known: "
                          f"{ {m: sorted(METHODS[m]['points']) for m in a.methods} }")
+    if a.save_ledger:
+        if not a.ledger_on:
+            raise SystemExit("--save-ledger with --no-ledger: nothing to do")
+        written = save_ledger(a)
+        print(strict_json({"ledger": str(a.ledger), "written": [str(p) for p in written]}, indent=1))
+        return 0
+    if a.ledger_on and not a.dry_run:
+        for f in restore_ledger(a):
+            print(f"restored from the ledger: {f}", file=sys.stderr)
     scale = (f"{640 // a.downscale}×{360 // a.downscale}, {a.frames} frames, 27 training cameras, device {a.device}, "
              f"CPU presets")
     t0 = time.time()

@@ -222,12 +222,28 @@ def codes_views(decoder) -> bool:
     return spec is not None and spec.output == "views"
 
 
+def pipeline_without_weights(load_config: Path, test_mode: Literal["test", "val", "inference"] = "test"):
+    """The run's pipeline (data set, cameras, model settings) as `eval_setup` builds it, but with no checkpoint
+    loaded. A decoded file brings everything a render of it needs, so measuring a file needs the run's config.yml
+    and data, not its training weights: a run folder without `nerfstudio_models/` (another machine, a checkout that
+    kept only small files) is measured the same, and nothing the encoder kept can leak into the picture."""
+    import yaml
+    from nerfstudio.configs.method_configs import all_methods
+
+    config = yaml.load(Path(load_config).read_text(), Loader=yaml.Loader)
+    config.pipeline.datamanager._target = all_methods[config.method_name].pipeline.datamanager._target
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    pipeline = config.pipeline.setup(device=device, test_mode=test_mode)
+    pipeline.eval()
+    return pipeline
+
+
 def decoded_pipeline(bitstream: Path, load_config: Path):
-    """Load the run's pipeline (dataset: test cameras, ground truth) with its model playing `bitstream`: every
-    render goes through the decoder the file's method_id selects, with the file's METHOD_CONFIG
-    (`FrameModel.play_file`; the exact renderer, `MethodDecoder.render_rays`). Frames are decoded on demand.
-    Returns (decoder, pipeline). Nothing is written to disk."""
-    _, pipeline, _, _ = eval_setup(load_config, test_mode="test")
+    """Load the run's pipeline (dataset: test cameras, ground truth; no checkpoint: `pipeline_without_weights`) with
+    its model playing `bitstream`: every render goes through the decoder the file's method_id selects, with the
+    file's METHOD_CONFIG (`FrameModel.play_file`; the exact renderer, `MethodDecoder.render_rays`). Frames are decoded
+    on demand. Returns (decoder, pipeline). Nothing is written to disk."""
+    pipeline = pipeline_without_weights(load_config)
     source = pipeline.model.play_file(bitstream)
     return source.decoder, pipeline
 

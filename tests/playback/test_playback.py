@@ -240,12 +240,14 @@ def test_viewer_path_decodes_from_the_file(rate_aware_run: Path, tmp_path: Path)
 
 def test_eval_renders_through_the_decoder_with_the_files_settings(rate_aware_run: Path, tmp_path: Path):
     """`ns-vvc eval` / rd-sweep (`decoded_pipeline`): every pixel comes from `decoder.render_rays(player.get(frame))`
-    with the file's METHOD_CONFIG, not the run's config.yml (changed here: 4 samples, black background), and no
-    decoded state goes through the disk (frames/ removed, nothing written)."""
+    with the file's METHOD_CONFIG, not the run's config.yml (changed here: 4 samples, black background), no
+    decoded state goes through the disk (frames/ removed, nothing written) and no training weight is read (the run's
+    checkpoints removed: the file and config.yml are all a measurement needs)."""
     from nerfstudio_vvc.playback.evaluate import decoded_pipeline
 
     run = copy_run(rate_aware_run, tmp_path)
     shutil.rmtree(run / "frames")
+    shutil.rmtree(run / "nerfstudio_models")
     cfg_path = run / "config.yml"
     config = yaml.load(cfg_path.read_text(), Loader=yaml.Loader)
     config.pipeline.model.num_samples = 4

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -51,7 +52,7 @@ def test_dry_run_commands(bench, tmp_path, capsys):
     data.mkdir()
     (data / "train_meta.json").write_text("{}")
     assert bench.main(["--data", str(data), "--out", str(tmp_path / "out"), "--methods", "mv-inr", "--points",
-                       "c40-qp33", "--dry-run", "--no-x265", "--frames", "3"]) == 0
+                       "c40-qp33", "--dry-run", "--no-x265", "--frames", "3", "--no-ledger"]) == 0
     cmds = [line for line in capsys.readouterr().out.splitlines() if line.startswith("$ ")]
     assert "--downscale-factor 1" in cmds[0] and "--num-frames 3" in cmds[0] and "--pipeline.model.epochs 10" in cmds[0]
     assert [c.split()[2] for c in cmds] == ["vvc-mv-inr-cpu", "decode", "vvc-grid", "eval-run"]
@@ -73,7 +74,8 @@ def test_collect_reports_finished_points_from_the_file_size_and_runs_nothing(ben
     (ev / "metrics.json").write_text(json.dumps({"frames": [
         {"frame": f, "psnr_db": 20.0 + f, "ssim": 0.5, "lpips": 0.4} for f in range(3)]}))
     monkeypatch.setattr(bench, "_run", lambda *a: pytest.fail(f"--collect ran {a}"))
-    assert bench.main(["--data", str(data), "--out", str(out), "--frames", "3", "--collect", "--no-lpips"]) == 0
+    assert bench.main(["--data", str(data), "--out", str(out), "--frames", "3", "--collect", "--no-lpips",
+                       "--ledger", str(tmp_path / "ledger")]) == 0
     summary = json.loads((out / "summary.json").read_text())
     (point,) = summary["points"]
     assert point["kb_per_frame"] == pytest.approx(1.0) and point["psnr_db"] == pytest.approx(21.0)
@@ -100,3 +102,82 @@ def test_bd_between_methods_with_three_points_each(bench):
     flat = [pt("mv-inr", kb, 21.0 + (kb == 20)) for kb in (10, 20, 40)]  # quality falls from 20 to 40 KB
     bad = bench.bd_between(ra + flat)["mv-inr vs rate-aware (psnr_db)"]
     assert "bd_rate_pct" not in bad and "not strictly increasing" in str(bad)
+
+
+def _finished_point(out: Path, frames: int = 3, journal_rows: int = 0, metrics: bool = True) -> tuple:
+    run = out / "runs" / "rate-aware" / "vvc-rate-aware-cpu" / "lambda-0.002"
+    run.mkdir(parents=True)
+    (run / "sequence.vvc").write_bytes(b"\1" * 3000)
+    (run / "config.yml").write_text("config\n")
+    (run / "progress.json").write_text(json.dumps({"frames_done": frames, "frames": [{"train_s": 60.0}] * frames}))
+    ckpt = run / "nerfstudio_models"
+    ckpt.mkdir()
+    (ckpt / "step-000000010.ckpt").write_bytes(b"\0" * 100)
+    ev = out / "eval" / "rate-aware" / "lambda-0.002"
+    ev.mkdir(parents=True)
+    rows = [{"frame": f, "psnr_db": 20.0 + f, "ssim": 0.5, "lpips": 0.4} for f in range(frames)]
+    if metrics:
+        (ev / "metrics.json").write_text(json.dumps({"frames": rows}))
+    if journal_rows:
+        (ev / "frames.partial.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:journal_rows]))
+    (ev / "frame0000_cam0.png").write_bytes(b"png")  # side-by-side renders stay out of the ledger
+    return run, ev
+
+
+def test_the_ledger_carries_finished_steps_and_eval_journals_to_a_new_machine(bench, tmp_path, monkeypatch):
+    """--save-ledger copies a finished run's small files (no checkpoint, no renders), an eval's journal and the
+    point's figures; on a machine without bench_out the bench restores them, so training is skipped, the eval resumes
+    from its journal and --collect reports the point from the file's bytes. A run still training stays out."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train_meta.json").write_text("{}")
+    out, ledger = tmp_path / "out", tmp_path / "ledger"
+    common = ["--data", str(data), "--out", str(out), "--frames", "3", "--ledger", str(ledger), "--no-x265"]
+    run, ev = _finished_point(out, journal_rows=2, metrics=False)
+    unfinished = out / "runs" / "codebook" / "vvc-codebook-cpu" / "k-256"
+    unfinished.mkdir(parents=True)
+    (unfinished / "config.yml").write_text("config\n")  # no stages.json: still training
+    assert bench.main([*common, "--save-ledger"]) == 0
+    kept = sorted(str(p.relative_to(ledger)) for p in ledger.rglob("*") if p.is_file())
+    assert kept == ["eval/rate-aware/lambda-0.002/frames.partial.jsonl",
+                    "runs/rate-aware/vvc-rate-aware-cpu/lambda-0.002/config.yml",
+                    "runs/rate-aware/vvc-rate-aware-cpu/lambda-0.002/progress.json",
+                    "runs/rate-aware/vvc-rate-aware-cpu/lambda-0.002/sequence.vvc"]
+    shutil.rmtree(out)  # a new machine
+    issued = []
+    monkeypatch.setattr(bench, "_run", lambda cmd, dry: issued.append(cmd))
+    assert bench.main([*common, "--methods", "rate-aware", "--points", "lambda-0.002"]) == 0
+    assert [c[1] for c in issued] == ["eval"]  # training skipped: the restored run is finished
+    assert (ev / "frames.partial.jsonl").read_text().count("\n") == 2  # the eval resumes after 2 frames
+    assert (run / "sequence.vvc").read_bytes() == b"\1" * 3000
+    # the eval finishes: its figures reach the ledger, and --collect reports them on the next machine
+    (ev / "metrics.json").write_text(json.dumps({"frames": [
+        {"frame": f, "psnr_db": 20.0 + f, "ssim": 0.5, "lpips": 0.4} for f in range(3)]}))
+    assert bench.main([*common, "--save-ledger"]) == 0
+    recorded = json.loads((ledger / "points" / "rate-aware" / "lambda-0.002.json").read_text())
+    assert recorded["file_bytes"] == 3000 and recorded["psnr_db"] == pytest.approx(21.0)
+    shutil.rmtree(out)
+    assert bench.main([*common, "--collect"]) == 0
+    (point,) = json.loads((out / "summary.json").read_text())["points"]
+    assert point["kb_per_frame"] == pytest.approx(1.0) and point["psnr_db"] == pytest.approx(21.0)
+
+
+def test_a_point_recorded_only_in_the_ledger_is_reported_and_huge_files_are_refused(bench, tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train_meta.json").write_text("{}")
+    out, ledger = tmp_path / "out", tmp_path / "ledger"
+    common = ["--data", str(data), "--out", str(out), "--frames", "3", "--ledger", str(ledger), "--no-x265"]
+    rec = {"method": "codebook", "point": "k-256", "kb_per_frame": 5.0, "psnr_db": 23.0, "ssim": 0.8, "lpips": 0.5,
+           "note": "bitstream not kept"}
+    (ledger / "points" / "codebook").mkdir(parents=True)
+    (ledger / "points" / "codebook" / "k-256.json").write_text(json.dumps(rec))
+    assert bench.main([*common, "--collect"]) == 0
+    (point,) = json.loads((out / "summary.json").read_text())["points"]
+    assert point == rec
+    assert bench.main([*common, "--collect", "--no-ledger"]) == 0
+    assert json.loads((out / "summary.json").read_text())["points"] == []
+    run, _ = _finished_point(out)
+    monkeypatch.setattr(bench, "LEDGER_MAX_FILE_BYTES", 2000)
+    with pytest.raises(SystemExit, match="sequence.vvc: 3000 bytes, over the ledger's 2000 per file"):
+        bench.main([*common, "--save-ledger"])
