@@ -17,7 +17,6 @@ from typing import Dict, List, Literal, Optional
 import numpy as np
 import torch
 import tyro
-from nerfstudio.utils.eval_utils import eval_setup
 from nerfstudio.utils.rich_utils import CONSOLE
 from PIL import Image
 from rich.progress import track
@@ -204,6 +203,8 @@ class EvalRun:
     def main(self) -> List[Dict]:
         if not self.load_config.exists():
             raise SystemExit(f"{self.load_config}: no such file (pass the config.yml of a run)")
+        from nerfstudio.utils.eval_utils import eval_setup  # nerfstudio's method registry: seconds to import
+
         _, pipeline, _, _ = eval_setup(self.load_config, test_mode="test")
         out = self.output_dir or self.load_config.parent / "eval"
         rows = render_test_views(pipeline, out_dir=out, use_lpips=self.lpips)

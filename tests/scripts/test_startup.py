@@ -1,0 +1,44 @@
+"""`fast_external_method_check`: nerfstudio's method registry builds its external-method placeholders without
+walking the stack, and a placeholder picked on the command line still prints its install instructions."""
+
+from __future__ import annotations
+
+import pytest
+from nerfstudio.configs import external_methods as em
+
+from nerfstudio_vvc.scripts.startup import fast_external_method_check
+
+
+def test_registry_placeholders_skip_the_stack_walk(monkeypatch):
+    fast_external_method_check()
+    patched = em.ExternalMethodDummyTrainerConfig.__post_init__
+    fast_external_method_check()
+    assert em.ExternalMethodDummyTrainerConfig.__post_init__ is patched  # idempotent: one wrapper, not two
+
+    def no_walk(*args, **kwargs):
+        raise AssertionError("inspect.stack() called while the registry builds its placeholders")
+
+    monkeypatch.setattr(em.inspect, "stack", no_walk)
+    configs, descriptions = em.get_external_methods()
+    assert len(configs) >= 20 and set(configs) == set(descriptions)
+
+
+def test_a_placeholder_picked_on_the_command_line_still_explains_itself(capsys):
+    fast_external_method_check()
+    method = em.ExternalMethod("install me with: pip install foo", configurations=[("foo", "a method")])
+    with pytest.raises(SystemExit) as exc:
+        em.ExternalMethodDummyTrainerConfig(method_name="foo", method=method)
+    assert exc.value.code == 0
+    assert "install me with" in capsys.readouterr().out
+
+
+def test_ns_vvc_cli_loads_without_nerfstudios_method_registry():
+    """`ns-vvc --help` (the cli module) does not import nerfstudio's method registry, which costs seconds: the
+    subcommands that need it import it when they run."""
+    import subprocess
+    import sys
+
+    code = "import sys, nerfstudio_vvc.scripts.cli; print(sorted(m for m in sys.modules if 'method_configs' in m))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]", proc.stdout
