@@ -42,3 +42,23 @@ def test_ns_vvc_cli_loads_without_nerfstudios_method_registry():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "[]", proc.stdout
+
+
+def test_ns_train_start_builds_the_registry_without_a_stack_walk():
+    """What every `ns-train` start does, importing nerfstudio's method registry, loads our dataparser entry point
+    first, which applies the check: no `inspect.stack()` call, and the registry lists our methods and nerfstudio's
+    external placeholders as before."""
+    import subprocess
+    import sys
+
+    code = (
+        "import inspect\n"
+        "def no_walk(*a, **k):\n"
+        "    raise AssertionError('inspect.stack() called')\n"
+        "inspect.stack = no_walk\n"
+        "import nerfstudio.configs.method_configs as mc\n"
+        "print('vvc-rate-aware' in mc.all_methods, 'zipnerf' in mc.all_methods)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-2:] == ["True", "True"], proc.stdout
