@@ -76,29 +76,68 @@ TINY_RATE_AWARE_ARGS = [
 """ns-train arguments of a tiny vvc-rate-aware run (3 frames, GOP 2: I P I; about a minute on a CPU)."""
 
 
-def train_rate_aware(out: Path, sample: Path, *extra: str, device: str = "cpu", threads: int = 0) -> Path:
-    """Train a tiny vvc-rate-aware run with the real `ns-train`; returns the run folder. `extra` arguments
-    come after the tiny ones (a repeated option: the later one wins). `threads` > 0 pins torch's CPU threads
-    (float results, hence bytes, can differ between thread counts)."""
+def _rate_aware_job(out: Path, sample: Path, extra, device: str, threads: int):
     import os
-    import subprocess
 
-    from ns_train import ns_train_cmd, run_dir
+    from ns_train import ns_train_cmd
 
     cmd = ns_train_cmd("vvc-rate-aware-cpu", out, *TINY_RATE_AWARE_ARGS, *extra, "--machine.device-type", device,
                        data=sample, device=None)
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     if threads > 0:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    return cmd, env
+
+
+def train_rate_aware(out: Path, sample: Path, *extra: str, device: str = "cpu", threads: int = 0) -> Path:
+    """Train a tiny vvc-rate-aware run with the real `ns-train`; returns the run folder. `extra` arguments
+    come after the tiny ones (a repeated option: the later one wins). `threads` > 0 pins torch's CPU threads
+    (float results, hence bytes, can differ between thread counts)."""
+    import subprocess
+
+    from ns_train import run_dir
+
+    cmd, env = _rate_aware_job(out, sample, extra, device, threads)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return run_dir(out, "vvc-rate-aware-cpu")
+
+
+def train_rate_aware_side_by_side(jobs, sample: Path, device: str = "cpu") -> list:
+    """Train several tiny vvc-rate-aware runs at once, one torch thread each (`jobs`: (out, extra args) pairs), for
+    tests that compare runs of one setting with another: on 2 cores two one-thread runs take about the time of one.
+    Returns the run folders in the order of `jobs`. Runs trained here match each other (same thread count), not
+    runs trained with `train_rate_aware`'s default threads."""
+    import subprocess
+    import tempfile
+
+    from ns_train import run_dir
+
+    procs = []
+    for out, extra in jobs:
+        cmd, env = _rate_aware_job(out, sample, extra, device, threads=1)
+        log = tempfile.TemporaryFile("w+")
+        procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, env=env), log))
+    failed = []
+    for proc, log in procs:
+        if proc.wait() != 0:
+            log.seek(0)
+            failed.append(log.read()[-3000:])
+        log.close()
+    assert not failed, "\n".join(failed)
+    return [run_dir(out, "vvc-rate-aware-cpu") for out, _ in jobs]
 
 
 @pytest.fixture(scope="session")
 def rate_aware_run(tmp_path_factory, tiny_sample) -> Path:
     """Run folder of a tiny vvc-rate-aware training (config.yml, sequence.vvc, frames/). Read-only."""
     return train_rate_aware(tmp_path_factory.mktemp("rate_aware_run"), tiny_sample)
+
+
+@pytest.fixture(scope="session")
+def rate_aware_side_by_side():
+    """`train_rate_aware_side_by_side(jobs, sample)`: tiny runs trained at once, one thread each."""
+    return train_rate_aware_side_by_side
 
 
 @pytest.fixture(scope="session")

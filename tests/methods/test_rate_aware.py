@@ -140,13 +140,14 @@ def test_eval_and_export_commands(run_dir: Path, tmp_path: Path):
     assert not journal.exists()
 
 
-def test_extra_baseline_streams_leave_the_main_stream_unchanged(tmp_path: Path, tiny_sample, rate_aware_trainer):
+def test_extra_baseline_streams_leave_the_main_stream_unchanged(tmp_path: Path, tiny_sample,
+                                                                rate_aware_side_by_side):
     """Coding extra Baseline streams must not shift the random numbers the main run trains with."""
     baseline = ("--gop-size", "1", "--max-frames", "2", "--pipeline.model.rate-aware", "False")
-    plain = rate_aware_trainer(tmp_path / "plain", tiny_sample, *baseline)
-    extra = rate_aware_trainer(
-        tmp_path / "extra", tiny_sample, *baseline, "--pipeline.model.extra-step-exponents", "0", "-1"
-    )
+    plain, extra = rate_aware_side_by_side([
+        (tmp_path / "plain", baseline),
+        (tmp_path / "extra", (*baseline, "--pipeline.model.extra-step-exponents", "0", "-1")),
+    ], tiny_sample)
     assert (extra / "sequence.q-1.vvc").stat().st_size > 0
     assert (plain / "sequence.vvc").read_bytes() == (extra / "sequence.vvc").read_bytes()
 
@@ -171,16 +172,19 @@ def _grid_bytes(run: Path) -> list:
     return [f["chunk_bytes"]["GRID"] for f in json.loads((run / "progress.json").read_text())["frames"]]
 
 
-def test_p_frame_schedule_cuts_residual_bits_of_an_unchanged_frame(tmp_path: Path, static_sample, rate_aware_trainer):
+def test_p_frame_schedule_cuts_residual_bits_of_an_unchanged_frame(tmp_path: Path, static_sample,
+                                                                    rate_aware_side_by_side):
     """A P-frame of the same picture needs little residual. Decaying the learning rates over the frame and a smaller
     P-frame grid lr keep Adam's ~lr-sized steps from writing optimizer noise into the residual that the coder pays
     for. (The tiny I-frame is far from converged, so the P-frame still has real work to do: the residual is not zero.)
     Measured: GRID bytes I 23332, P 8276 with lr decay 0.1 and P-frame grid lr 0.1x, P 15268 with constant lr."""
     args = ("--max-frames", "2", "--pframe-iterations", "40")
     sched = ("--lr-final-factor", "0.1", "--pipeline.model.pframe-grid-lr-scale", "0.1")
-    i_bytes, p_bytes = _grid_bytes(rate_aware_trainer(tmp_path / "decay", static_sample, *args, *sched))
     const = ("--lr-final-factor", "1.0", "--pipeline.model.pframe-grid-lr-scale", "1.0")
-    _, p_const = _grid_bytes(rate_aware_trainer(tmp_path / "const", static_sample, *args, *const))
+    decay_run, const_run = rate_aware_side_by_side(
+        [(tmp_path / "decay", (*args, *sched)), (tmp_path / "const", (*args, *const))], static_sample
+    )
+    (i_bytes, p_bytes), (_, p_const) = _grid_bytes(decay_run), _grid_bytes(const_run)
     print(f"GRID bytes: I {i_bytes}, P {p_bytes} (schedule), P {p_const} (constant lr)")
     assert p_bytes < 0.5 * i_bytes
     assert p_bytes < 0.75 * p_const
