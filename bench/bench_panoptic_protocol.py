@@ -50,6 +50,8 @@ from nerfstudio_vvc.methods.spec import method_for_preset, run_finished  # noqa:
 
 BIN = Path(sys.executable).parent
 DEFAULT_LEDGER = REPO_ROOT / "bench" / "results" / "protocol"
+PROTOCOL_SCALE = (30, 1)
+"""(--frames, --downscale) of the runs the default ledger holds; a shorter slice or a smaller picture keeps none."""
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "panoptic-basketball"
 PUBLISHED = {"Dynamic 3D Gaussians (Luiten et al. 2024), 640×360, 150 frames": 28.22}
 """Published test PSNR on basketball at the protocol's scale, for the table."""
@@ -184,15 +186,21 @@ def save_ledger(a) -> List[Path]:
 
 def restore_ledger(a) -> List[Path]:
     """Copy every ledger file that `a.out` lacks back into it (a new machine, or bench_out removed). Files `a.out`
-    already has are left alone: they are as new as the ledger's or newer. Returns the files restored."""
+    already has are left alone: they are as new as the ledger's or newer; so is a run folder that has its own
+    config.yml (a run of this machine, perhaps still training). Returns the files restored."""
     restored: List[Path] = []
     if not a.ledger.is_dir():
         return restored
+    fresh_runs = set()  # run folders this call is restoring (a run folder of this machine is left alone)
     for src in sorted(a.ledger.rglob("*")):
         rel = src.relative_to(a.ledger)
         if not src.is_file() or rel.parts[0] == "points" or src.name.endswith(".tmp"):
             continue
         dst = a.out / rel
+        if rel.parts[0] == "runs":
+            if dst.parent not in fresh_runs and (dst.parent / "config.yml").exists():
+                continue  # this machine has its own run there (training, or finished): no mixing of files
+            fresh_runs.add(dst.parent)
         if not dst.exists():
             _ledger_copy(src, dst)
             restored.append(dst)
@@ -355,8 +363,10 @@ def main(argv=None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     ap.add_argument("--collect", action="store_true",
                     help="run nothing: summary, table and plot of the points (and x265 anchor) already finished")
-    ap.add_argument("--ledger", type=Path, default=DEFAULT_LEDGER,
-                    help="committed folder that carries finished steps and eval journals across machines")
+    ap.add_argument("--ledger", type=Path, default=None,
+                    help="committed folder that carries finished steps and eval journals across machines (default: "
+                    "bench/results/protocol at the protocol's scale, --frames 30 --downscale 1; "
+                    "no ledger at other scales unless given)")
     ap.add_argument("--no-ledger", dest="ledger_on", action="store_false", help="neither read nor write the ledger")
     ap.add_argument("--save-ledger", action="store_true",
                     help="copy the current state (an eval in progress included) into the ledger, run nothing")
@@ -370,9 +380,13 @@ def main(argv=None) -> int:
     if unknown:
         raise SystemExit(f"unknown --points {sorted(unknown)}; known: "
                          f"{ {m: sorted(METHODS[m]['points']) for m in a.methods} }")
+    if a.ledger is None:
+        a.ledger_on = a.ledger_on and (a.frames, a.downscale) == PROTOCOL_SCALE
+        a.ledger = DEFAULT_LEDGER
     if a.save_ledger:
         if not a.ledger_on:
-            raise SystemExit("--save-ledger with --no-ledger: nothing to do")
+            raise SystemExit("--save-ledger: no ledger (--no-ledger, or a scale other than the protocol's without "
+                             "--ledger DIR)")
         written = save_ledger(a)
         print(strict_json({"ledger": str(a.ledger), "written": [str(p) for p in written]}, indent=1))
         return 0

@@ -181,3 +181,38 @@ def test_a_point_recorded_only_in_the_ledger_is_reported_and_huge_files_are_refu
     monkeypatch.setattr(bench, "LEDGER_MAX_FILE_BYTES", 2000)
     with pytest.raises(SystemExit, match="sequence.vvc: 3000 bytes, over the ledger's 2000 per file"):
         bench.main([*common, "--save-ledger"])
+
+
+def test_the_default_ledger_is_for_the_protocol_scale_only_and_a_local_run_is_not_mixed(bench, tmp_path, monkeypatch):
+    """Without --ledger, the committed ledger is read and written at --frames 30 --downscale 1 only (a 3-frame slice
+    must not land beside the protocol's points); a run folder this machine already has is not overwritten by the
+    ledger's files for the same point."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train_meta.json").write_text("{}")
+    ledger = tmp_path / "ledger"
+    rec = {"method": "codebook", "point": "k-256", "kb_per_frame": 5.0, "psnr_db": 23.0, "ssim": 0.8, "lpips": 0.5}
+    (ledger / "points" / "codebook").mkdir(parents=True)
+    (ledger / "points" / "codebook" / "k-256.json").write_text(json.dumps(rec))
+    monkeypatch.setattr(bench, "DEFAULT_LEDGER", ledger)
+    for frames, expect in (("3", []), ("30", [rec])):
+        out = tmp_path / f"out{frames}"
+        assert bench.main(["--data", str(data), "--out", str(out), "--frames", frames, "--collect", "--no-x265"]) == 0
+        assert json.loads((out / "summary.json").read_text())["points"] == expect
+    with pytest.raises(SystemExit, match="--save-ledger: no ledger"):
+        bench.main(["--data", str(data), "--out", str(tmp_path / "o"), "--frames", "3", "--save-ledger"])
+    # the ledger holds a finished run; this machine has its own run of that point, still training
+    src_out = tmp_path / "src"
+    _finished_point(src_out, frames=30)
+    assert bench.main(["--data", str(data), "--out", str(src_out), "--save-ledger"]) == 0
+    local = tmp_path / "local"
+    run = local / "runs" / "rate-aware" / "vvc-rate-aware-cpu" / "lambda-0.002"
+    run.mkdir(parents=True)
+    (run / "config.yml").write_text("local config\n")
+    issued = []
+    monkeypatch.setattr(bench, "_run", lambda cmd, dry: issued.append(cmd))
+    assert bench.main(["--data", str(data), "--out", str(local), "--methods", "rate-aware", "--points",
+                       "lambda-0.002", "--no-x265"]) == 0
+    assert sorted(p.name for p in run.iterdir()) == ["config.yml"]  # nothing of the ledger's run mixed in
+    assert (run / "config.yml").read_text() == "local config\n"
+    assert issued and issued[0][1] == "vvc-rate-aware-cpu"  # it goes on training its own run
