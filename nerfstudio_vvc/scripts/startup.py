@@ -18,17 +18,25 @@ _PATCHED = "_nerfstudio_vvc_fast_check"
 def fast_external_method_check() -> None:
     """Replace the stack walk of nerfstudio's external-method placeholders by a look at the caller's frame. Call
     before `nerfstudio.configs.method_configs` is imported (later it changes nothing: the placeholders exist).
-    Idempotent. Placeholders a user picks on the command line still print their install instructions."""
-    from nerfstudio.configs import external_methods as em  # light: tyro, rich
+    Idempotent. Placeholders a user picks on the command line still print their install instructions. A nerfstudio
+    without this class (another version) is left as it is: the speed-up must never stop the plugin from loading."""
+    try:
+        from nerfstudio.configs import external_methods as em  # light: tyro, rich
 
-    cls = em.ExternalMethodDummyTrainerConfig
-    if getattr(cls.__post_init__, _PATCHED, False):
+        cls = em.ExternalMethodDummyTrainerConfig
+        original = cls.__post_init__
+    except (ImportError, AttributeError):
         return
-    original = cls.__post_init__
+    if getattr(original, _PATCHED, False):
+        return
 
     def __post_init__(self) -> None:
         # frames: 0 this function, 1 the dataclass __init__, 2 whoever built the placeholder
-        if sys._getframe(2).f_code.co_name == "get_external_methods":
+        try:
+            caller = sys._getframe(2).f_code.co_name
+        except ValueError:  # a shallower stack than the dataclass __init__'s: ask the original
+            caller = None
+        if caller == "get_external_methods":
             return
         original(self)
 

@@ -62,3 +62,9 @@ def test_ns_train_start_builds_the_registry_without_a_stack_walk():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split()[-2:] == ["True", "True"], proc.stdout
+
+
+def test_a_nerfstudio_without_the_placeholder_class_is_left_alone(monkeypatch):
+    """The speed-up must never stop the plugin from loading: without nerfstudio's class it does nothing."""
+    monkeypatch.delattr(em, "ExternalMethodDummyTrainerConfig")
+    fast_external_method_check()  # no exception
