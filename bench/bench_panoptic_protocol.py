@@ -215,6 +215,8 @@ def run_point(a, method: str, point: str) -> Optional[dict]:
 
 
 def produce(a, method: str, point: str) -> None:
+    if a.ledger_on and (a.ledger / "points" / method / f"{point}.json").is_file():
+        return  # measured (perhaps on another machine): delete the ledger's points/ entry to measure it again
     spec = METHODS[method]
     runs = a.out / "runs"
     run, eval_dir = _point_dirs(a, method, point)

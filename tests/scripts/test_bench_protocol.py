@@ -177,6 +177,11 @@ def test_a_point_recorded_only_in_the_ledger_is_reported_and_huge_files_are_refu
     assert point == rec
     assert bench.main([*common, "--collect", "--no-ledger"]) == 0
     assert json.loads((out / "summary.json").read_text())["points"] == []
+    issued = []
+    monkeypatch.setattr(bench, "_run", lambda cmd, dry: issued.append(cmd))
+    assert bench.main([*common, "--methods", "codebook", "--points", "k-256"]) == 0
+    assert issued == []  # recorded in the ledger: not trained again
+    monkeypatch.undo()
     run, _ = _finished_point(out)
     monkeypatch.setattr(bench, "LEDGER_MAX_FILE_BYTES", 2000)
     with pytest.raises(SystemExit, match="sequence.vvc: 3000 bytes, over the ledger's 2000 per file"):
@@ -203,7 +208,7 @@ def test_the_default_ledger_is_for_the_protocol_scale_only_and_a_local_run_is_no
         bench.main(["--data", str(data), "--out", str(tmp_path / "o"), "--frames", "3", "--save-ledger"])
     # the ledger holds a finished run; this machine has its own run of that point, still training
     src_out = tmp_path / "src"
-    _finished_point(src_out, frames=30)
+    _finished_point(src_out, frames=30, journal_rows=1, metrics=False)  # trained; its eval under way
     assert bench.main(["--data", str(data), "--out", str(src_out), "--save-ledger"]) == 0
     local = tmp_path / "local"
     run = local / "runs" / "rate-aware" / "vvc-rate-aware-cpu" / "lambda-0.002"
