@@ -385,6 +385,8 @@ def main(argv=None) -> int:
     if a.ledger is None:
         a.ledger_on = a.ledger_on and (a.frames, a.downscale) == PROTOCOL_SCALE
         a.ledger = DEFAULT_LEDGER
+    if a.ledger_on and a.ledger.exists() and not a.ledger.is_dir():
+        raise SystemExit(f"{a.ledger}: --ledger must be a folder, not a file")
     if a.save_ledger:
         if not a.ledger_on:
             raise SystemExit("--save-ledger: no ledger (--no-ledger, or a scale other than the protocol's without "

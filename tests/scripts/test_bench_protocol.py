@@ -182,6 +182,10 @@ def test_a_point_recorded_only_in_the_ledger_is_reported_and_huge_files_are_refu
     assert bench.main([*common, "--methods", "codebook", "--points", "k-256"]) == 0
     assert issued == []  # recorded in the ledger: not trained again
     monkeypatch.undo()
+    not_a_folder = tmp_path / "ledger.txt"
+    not_a_folder.write_text("x")
+    with pytest.raises(SystemExit, match="ledger.txt: --ledger must be a folder, not a file"):
+        bench.main([*common[:-3], "--ledger", str(not_a_folder), "--no-x265", "--save-ledger"])
     run, _ = _finished_point(out)
     monkeypatch.setattr(bench, "LEDGER_MAX_FILE_BYTES", 2000)
     with pytest.raises(SystemExit, match="sequence.vvc: 3000 bytes, over the ledger's 2000 per file"):
