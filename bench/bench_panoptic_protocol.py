@@ -207,6 +207,31 @@ def restore_ledger(a) -> List[Path]:
     return restored
 
 
+LEDGER_POINT_KEYS = ("method", "point", "kb_per_frame", "psnr_db", "ssim", "lpips")
+"""What a ledger's `points/<method>/<point>.json` must hold for the point to count as measured (the table's columns;
+SSIM / LPIPS may be null)."""
+
+
+def ledger_point(a, method: str, point: str) -> Optional[dict]:
+    """The figures the ledger recorded for a finished point, None when it has none. A record that is there but
+    unreadable stops the bench with one line: silently ignoring it would neither measure the point again nor report
+    it."""
+    path = a.ledger / "points" / method / f"{point}.json"
+    if not path.is_file():
+        return None
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise SystemExit(f"{path}: not readable JSON ({type(e).__name__}: {e}); restore it from git, or delete it "
+                         "to measure the point again") from None
+    missing = [k for k in LEDGER_POINT_KEYS if not isinstance(rec, dict) or k not in rec]
+    if missing or (rec["method"], rec["point"]) != (method, point):
+        what = f"lacks {', '.join(missing)}" if missing else f"is the record of {rec['method']} {rec['point']}"
+        raise SystemExit(f"{path}: {what}, not the figures of {method} {point}; restore it from git, or delete it "
+                         "to measure the point again")
+    return rec
+
+
 def run_point(a, method: str, point: str) -> Optional[dict]:
     """Train and evaluate one point (each step skipped when done; nothing with --collect), then its result."""
     if not a.collect:
@@ -215,7 +240,7 @@ def run_point(a, method: str, point: str) -> Optional[dict]:
 
 
 def produce(a, method: str, point: str) -> None:
-    if a.ledger_on and (a.ledger / "points" / method / f"{point}.json").is_file():
+    if a.ledger_on and ledger_point(a, method, point) is not None:
         return  # measured (perhaps on another machine): delete the ledger's points/ entry to measure it again
     spec = METHODS[method]
     runs = a.out / "runs"
@@ -260,7 +285,7 @@ def result(a, method: str, point: str, quiet: bool = False, ledger: bool = True)
     bitstream = run / str(method_for_preset(spec["preset"]).bitstream)
     metrics = _json(eval_dir / "metrics.json")
     if a.dry_run or metrics is None or not bitstream.exists():
-        recorded = _json(a.ledger / "points" / method / f"{point}.json") if ledger and a.ledger_on else None
+        recorded = ledger_point(a, method, point) if ledger and a.ledger_on else None
         if recorded is not None and not a.dry_run:
             return recorded
         if a.collect and not quiet:

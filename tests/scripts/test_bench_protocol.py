@@ -225,3 +225,30 @@ def test_the_default_ledger_is_for_the_protocol_scale_only_and_a_local_run_is_no
     assert sorted(p.name for p in run.iterdir()) == ["config.yml"]  # nothing of the ledger's run mixed in
     assert (run / "config.yml").read_text() == "local config\n"
     assert issued and issued[0][1] == "vvc-rate-aware-cpu"  # it goes on training its own run
+
+
+def test_a_broken_ledger_record_stops_the_bench_with_one_line(bench, tmp_path):
+    """A `points/` record that is not the point's figures must not be silently taken as absent (the point would be
+    neither measured again nor reported): one line naming the file."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train_meta.json").write_text("{}")
+    ledger = tmp_path / "ledger"
+    rec_path = ledger / "points" / "codebook" / "k-256.json"
+    rec_path.parent.mkdir(parents=True)
+    common = ["--data", str(data), "--out", str(tmp_path / "out"), "--frames", "3", "--ledger", str(ledger),
+              "--no-x265", "--methods", "codebook", "--points", "k-256"]
+    good = {"method": "codebook", "point": "k-256", "kb_per_frame": 5.0, "psnr_db": 23.0, "ssim": 0.8, "lpips": None}
+    cases = (
+        ('{"method": "codebook", "point": "k-2', "k-256.json: not readable JSON"),
+        (json.dumps({k: v for k, v in good.items() if k != "psnr_db"}), "k-256.json: lacks psnr_db, not the figures"),
+        (json.dumps([good]), "k-256.json: lacks method, point, kb_per_frame, psnr_db, ssim, lpips"),
+        (json.dumps(good | {"point": "k-1024"}), "k-256.json: is the record of codebook k-1024, not the figures of"),
+    )
+    for text, message in cases:
+        rec_path.write_text(text)
+        for mode in (["--collect"], ["--dry-run"], []):
+            with pytest.raises(SystemExit, match=message):
+                bench.main([*common, *mode])
+    rec_path.write_text(json.dumps(good))
+    assert bench.main([*common, "--collect"]) == 0
