@@ -365,7 +365,7 @@ def test_no_bitstream_shows_the_message_and_renders_no_field(rate_aware_run: Pat
 # ---------------------------------------------------------------------------------------------- controls
 def test_file_only_model_renders_any_registered_method(toy_registered, tmp_path: Path):
     """`ns-vvc play`'s model needs only the file; it is method-agnostic (here: the toy method)."""
-    from nerfstudio_vvc.playback.play import build_model
+    from nerfstudio_vvc.playback.file_model import build_model
 
     model = build_model(write_toy(tmp_path / "toy.vvc", [0.2, 0.4, 0.8]))
     assert model.num_frames == 3 and model.playback.fps == 25.0
@@ -376,7 +376,7 @@ def test_file_only_model_renders_any_registered_method(toy_registered, tmp_path:
 
 
 def test_play_drops_frames_when_decoding_is_slow_and_never_blocks(toy_registered, monkeypatch, tmp_path: Path):
-    from nerfstudio_vvc.playback.play import build_model
+    from nerfstudio_vvc.playback.file_model import build_model
 
     monkeypatch.setattr(ToyDecoder, "delay_s", 0.05)  # decoding: 20 frames/s at best
     model = build_model(write_toy(tmp_path / "toy.vvc", [0.01 * i for i in range(40)], gop=40))
@@ -412,7 +412,7 @@ def test_the_next_frame_is_decoded_ahead_once_the_view_has_rendered(toy_register
     while another thread decodes."""
     import threading
 
-    from nerfstudio_vvc.playback.play import build_model
+    from nerfstudio_vvc.playback.file_model import build_model
 
     monkeypatch.setattr(ToyDecoder, "delay_s", 0.2)
     model = build_model(write_toy(tmp_path / "toy.vvc", [0.1, 0.2, 0.3, 0.4], gop=4))
@@ -444,7 +444,7 @@ def test_the_prefetch_waits_for_the_new_frames_render_to_happen(toy_registered, 
     must not be decoded alongside that render, neither before its first chunk nor during a long chunk (measured:
     the prefetch started 0.32 s into a 0.78 s chunk). No render after the change for `prefetch_render_wait_s` (no
     browser): the prefetch goes ahead."""
-    from nerfstudio_vvc.playback.play import build_model
+    from nerfstudio_vvc.playback.file_model import build_model
 
     monkeypatch.setattr(ToyDecoder, "delay_s", 0.05)
     model = build_model(write_toy(tmp_path / "toy.vvc", [0.1, 0.2, 0.3, 0.4], gop=4))
@@ -474,7 +474,7 @@ def test_the_prefetch_waits_for_the_new_frames_render_to_happen(toy_registered, 
 
 
 def test_loop_restarts_at_the_first_frame(toy_registered, tmp_path: Path):
-    from nerfstudio_vvc.playback.play import build_model
+    from nerfstudio_vvc.playback.file_model import build_model
 
     model = build_model(write_toy(tmp_path / "toy.vvc", [0.1, 0.2, 0.3, 0.4]))
     controls = model.playback
@@ -497,7 +497,7 @@ def test_frame_slider_and_time_slider_follow_each_other(toy_registered, tmp_path
     from nerfstudio.configs.base_config import ViewerConfig
     from nerfstudio.viewer.viewer import Viewer
 
-    from nerfstudio_vvc.playback.play import FilePlaybackPipeline, build_model
+    from nerfstudio_vvc.playback.file_model import FilePlaybackPipeline, build_model
 
     model = build_model(write_toy(tmp_path / "toy.vvc", [0.1, 0.2, 0.3, 0.4, 0.5]))
     pipeline = FilePlaybackPipeline(model, tmp_path)
