@@ -600,7 +600,7 @@ def test_a_frame_change_asks_the_viewer_for_the_full_resolution_render_at_once()
     actions, user_rerenders = [], []
     time_slider = ViewerSlider("Time", 0.0, 0.0, 1.0, 0.01, cb_hook=lambda _: user_rerenders.append(1))
     panel = type("Panel", (), {"time": property(lambda s: s._time.value, lambda s, v: setattr(s._time, "value", v)),
-                               "_time": time_slider})()
+                               "_time": time_slider, "_max_res": ViewerSlider("Max res", 512, 64, 2048, 100)})()
     machine = SimpleNamespace(action=lambda a: actions.append((a.action, float(panel.time))))
     client = object()
     viewer = SimpleNamespace(ready=True, control_panel=panel, render_statemachines={7: machine},
@@ -616,6 +616,46 @@ def test_a_frame_change_asks_the_viewer_for_the_full_resolution_render_at_once()
     assert user_rerenders == []
     time_slider.cb_hook(SimpleNamespace(value=0.3))  # a user moved Time
     assert user_rerenders == [1]
+    controls.pause()
+
+
+def test_the_controls_own_max_res_changes_do_not_throw_away_the_render_under_way():
+    """nerfstudio's hook on "Max res" sends a "move": the render under way is dropped and starts over with a preview.
+    Server traces of frame changes showed the controls' own re-sizing (from the rate measured between two chunks of
+    the new frame's view) doing that: 0.8-1.5 s of a 256-288 px render lost, settle 2.5-3.1 s instead of ~1 s. Their
+    change now lets the render finish (a view over twice the new pixels starts over), a larger view follows as a
+    "step"; a user's own change keeps nerfstudio's re-render."""
+    from types import SimpleNamespace
+
+    from nerfstudio.viewer.viewer_elements import ViewerSlider
+
+    from nerfstudio_vvc.playback.controls import PlaybackControls
+
+    actions, rerenders = [], []
+    max_res = ViewerSlider("Max res", 512, 64, 2048, 100, cb_hook=lambda e: rerenders.append(int(e.value)))
+    panel = SimpleNamespace(time=0.0, _time=ViewerSlider("Time", 0.0, 0.0, 1.0, 0.01), _max_res=max_res)
+    viewer = SimpleNamespace(ready=True, control_panel=panel, render_statemachines={0: SimpleNamespace(
+        action=lambda a: actions.append(a.action))}, viser_server=SimpleNamespace(get_clients=lambda: {0: None}),
+        get_camera_state=lambda c: None)
+    controls = PlaybackControls(num_frames=3, fps=15.0)
+    controls._attach_viewer(viewer)
+
+    def measured(rays_per_s: float) -> None:  # a chunk's rate, then viser's callback for the value set
+        controls.rays_per_s = rays_per_s
+        controls._auto_res_at = -1e9
+        controls._update_max_res()
+        max_res.cb_hook(SimpleNamespace(value=max_res.value))
+
+    measured(70_000.0)  # first estimate: 512 -> 256 px, the 512 px view has 4x the pixels: it starts over
+    assert (max_res.value, rerenders, actions) == (256, [256], [])
+    max_res.value = 288
+    controls._auto_res = 288
+    measured(69_890.0)  # 288 px would take 1.19 s (over 1.25 x 0.9 s): 256 px, and the 288 px render finishes
+    assert (max_res.value, rerenders, actions) == (256, [256], [])
+    measured(140_000.0)  # faster: 352 px, rendered next as a "step" (no preview, nothing interrupted)
+    assert (max_res.value, rerenders, actions) == (352, [256], ["step"])
+    max_res.cb_hook(SimpleNamespace(value=700))  # a user moved Max res: nerfstudio's re-render
+    assert rerenders == [256, 700]
     controls.pause()
 
 
