@@ -5,7 +5,7 @@ The frame slider is moved through the page (keyboard on the slider thumb, as a u
 test waits for each render to settle, compares screenshots of the 3D view at two frames, and reads
 the read-out, the Time slider and the render resolution (the viewer's "Resolution" line) from the DOM:
 the settled view of a frame reaches at least 256 px on its long side (the playback renderer and the
-controls' settled resolution) within 4 s of the frame change (the target is 2 s; more when the machine is busier than
+controls' settled resolution) within 2 s of the frame change (issue 28's target; more when the machine is busier than
 chromium and the viewer make it; the time is from the key press to the moment the page set the image it then kept as
 the view's texture, recorded in the page without screen grabs, and printed). `ns-vvc play`
 shows playback controls only (no training buttons, no training step). Screenshots go to a temporary folder (kept in
@@ -321,9 +321,9 @@ def test_viewer_steps_frames_in_a_real_browser(viewer_url: str, tmp_path: Path, 
     assert d01 > 1.0, f"frames 0 and 1 render alike (mean abs diff {d01:.3f})"
     assert shown_size and max(shown_size) >= 256, shown_size  # the settled image itself, as the browser decoded it
     assert res_final and max(res_final) >= 256, res_final
-    # issue 28 aims at 2 s on 2 idle cores; the same code measured 1.4-1.5 s and 2.1-3.0 s on this machine an hour
-    # apart (docs/evaluation.md), so the test holds it to twice that, growing with the 1-minute load average above 3
-    # (chromium and the viewer server load 2 cores to ~3); before the frame change skipped the preview: 2.3-2.6 s
-    budget = 4.0 * max(1.0, load / 3.0)
+    # issue 28's target: 2 s on 2 cores, growing with the 1-minute load average above 3 (chromium and the viewer
+    # server load 2 cores to ~3). Measured 0.63-1.45 s since the controls' own "Max res" changes stopped interrupting
+    # renders (docs/evaluation.md); before that the spread reached 3 s and the test allowed 4 s
+    budget = 2.0 * max(1.0, load / 3.0)
     assert settle_s <= budget, f"the view settled {settle_s:.2f} s after the frame change (budget {budget:.1f} s)"
     assert d00 < d01 / 4, f"frame 0 renders differently when shown again ({d00:.3f} vs {d01:.3f})"
