@@ -19,11 +19,11 @@ import torch
 import tyro
 from nerfstudio.utils.rich_utils import CONSOLE
 from PIL import Image
-from rich.progress import track
 from rich.table import Table
 
 from nerfstudio_vvc.eval.metrics import image_metrics
 from nerfstudio_vvc.jsonio import strict_json
+from nerfstudio_vvc.progress import track
 from nerfstudio_vvc.units import KB_LABEL
 from nerfstudio_vvc.units import kb as to_kb
 

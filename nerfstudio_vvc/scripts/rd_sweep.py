@@ -432,8 +432,9 @@ class RdSweep:
         """The runs as Ray tasks, at most `workers` at once; finished points are skipped as in the serial path."""
         import ray
         from nerfstudio.utils.rich_utils import CONSOLE
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
+        from nerfstudio_vvc.progress import progress_bar
         from nerfstudio_vvc.scripts.encode_parallel import gpus_per_task, plan_workers
 
         todo = [r for r in runs if any(not self.point_json(p).exists() for p in r.bitstreams())]
@@ -447,7 +448,7 @@ class RdSweep:
         CONSOLE.print(f"{len(todo)} of {len(runs)} RD runs to do; {workers} workers x {threads} threads")
         queue, running = list(todo), {}
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-        with Progress(*columns, console=CONSOLE) as bar:
+        with progress_bar(*columns, console=CONSOLE) as bar:
             t = bar.add_task("RD runs", total=len(runs), completed=len(runs) - len(todo))
             while queue or running:
                 while queue and len(running) < workers:
@@ -471,7 +472,8 @@ class RdSweep:
     # ------------------------------------------------------------------ main
     def main(self) -> Dict[str, object]:
         from nerfstudio.utils.rich_utils import CONSOLE
-        from rich.progress import track
+
+        from nerfstudio_vvc.progress import track
 
         if not self.data.exists():
             raise SystemExit(f"{self.data}: no such scene folder")

@@ -164,6 +164,8 @@ def test_train_then_eval_run_smoke(tiny_sample, tmp_path):
     text = run(ns_train_cmd(tiny_sample, out, 80, 40, max_frames, gop=2), tmp_path / "train.log")
     rd = run_dir(out)
     assert "frame 0 (I)" in text and "frame 1 (P)" in text
+    # a log (not a terminal) gets plain progress lines too, not only rich's bars when they stop
+    assert "frame 0 (I): 80/80 (100%)" in text and "frame 1 (P): 40/40 (100%)" in text, text[-4000:]
     progress = read_progress(rd)
     assert progress is not None and progress["frames_done"] == max_frames
     for s in progress["frames"]:
@@ -183,6 +185,7 @@ def test_train_then_eval_run_smoke(tiny_sample, tmp_path):
         tmp_path / "eval.log",
     )
     assert "PSNR (dB)" in text and "mean" in text, text[-4000:]
+    assert "rendering test views: 3/3 (100%)" in text, text[-4000:]
     metrics = json.loads((eval_dir / "metrics.json").read_text())
     rows = metrics["frames"]
     assert "PSNR train views" in text and metrics["summary"]["train_psnr_db"] > MIN_TEST_PSNR
