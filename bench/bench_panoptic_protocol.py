@@ -323,10 +323,21 @@ these are labelled as 3-point figures)."""
 BD_METRICS = (("psnr_db", 1), ("ssim", 1), ("lpips", -1))
 
 
+def operational(pts: List[dict], metric: str, sign: int) -> tuple:
+    """(kept, dropped) points of one method's curve for `metric`, as `ns-vvc rd-sweep` fits them: a point another
+    point beats with no more bytes and at least its quality is not on the operational curve (`bdrate.pareto`)."""
+    from nerfstudio_vvc.eval.bdrate import pareto
+
+    pts = [p for p in pts if p.get(metric) is not None]
+    kept, dropped = pareto([p["kb_per_frame"] for p in pts], [sign * p[metric] for p in pts])
+    return [pts[i] for i in kept], [pts[i] for i in dropped]
+
+
 def bd_between(points: List[dict]) -> Dict[str, dict]:
     """Pairwise BD-rate / BD-quality (PCHIP, `nerfstudio_vvc.eval.bdrate`) between methods on the test cameras:
-    "<test> vs <anchor> (<metric>)" for every pair of methods with `BD_MIN_POINTS` finished points; curves that do not
-    overlap or are not monotonic get the reason instead of a number."""
+    "<test> vs <anchor> (<metric>)" for every pair of methods with `BD_MIN_POINTS` finished points, each curve fitted
+    on its operational points (`operational`; the dropped ones are listed); curves that do not overlap, or keep fewer
+    than `BD_MIN_POINTS` points, get the reason instead of a number."""
     from nerfstudio_vvc.eval.bdrate import bd_figures
 
     curves: Dict[str, List[dict]] = {}
@@ -337,12 +348,14 @@ def bd_between(points: List[dict]) -> Dict[str, dict]:
     for i, anchor in enumerate(names):
         for test in names[i + 1:]:
             for metric, sign in BD_METRICS:
-                a_pts = [p for p in curves[anchor] if p.get(metric) is not None]
-                t_pts = [p for p in curves[test] if p.get(metric) is not None]
-                out[f"{test} vs {anchor} ({metric})"] = bd_figures(
+                (a_pts, a_drop), (t_pts, t_drop) = (operational(curves[m], metric, sign) for m in (anchor, test))
+                figures = bd_figures(
                     ([p["kb_per_frame"] for p in a_pts], [p[metric] for p in a_pts]),
                     ([p["kb_per_frame"] for p in t_pts], [p[metric] for p in t_pts]), sign, BD_MIN_POINTS,
                 ) | {"points": [len(a_pts), len(t_pts)]}
+                dropped = {m: [p.get("point", f"{p['kb_per_frame']:g} KB") for p in d]
+                           for m, d in ((anchor, a_drop), (test, t_drop)) if d}
+                out[f"{test} vs {anchor} ({metric})"] = figures | ({"dropped": dropped} if dropped else {})
     return out
 
 
@@ -372,7 +385,10 @@ def bd_lines(bd: Dict[str, dict]) -> str:
              "method needs fewer bytes at equal quality):", ""]
     from nerfstudio_vvc.eval.bdrate import bd_text
 
-    lines += [f"- {name}: {bd_text(v)}" for name, v in bd.items()]
+    for name, v in bd.items():
+        dropped = "; ".join(f"{m} {', '.join(pts)}" for m, pts in v.get("dropped", {}).items())
+        lines.append(f"- {name}: {bd_text(v)}" + (f" (not on the operational curve, left out: {dropped})"
+                                                    if dropped else ""))
     return "\n".join(lines) + "\n"
 
 

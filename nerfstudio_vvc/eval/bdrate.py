@@ -38,11 +38,11 @@ BD-rate is a ratio and BD-quality uses log-rate differences only.
 
 from __future__ import annotations
 
-from typing import Dict, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["BDRateError", "MIN_POINTS", "bd_rate", "bd_quality", "bd_psnr", "bd_figures", "bd_text"]
+__all__ = ["BDRateError", "MIN_POINTS", "bd_rate", "bd_quality", "bd_psnr", "bd_figures", "bd_text", "pareto"]
 
 MIN_POINTS = 4
 
@@ -164,3 +164,17 @@ def bd_text(figures: Dict[str, object]) -> str:
     qual = (f"BD-quality {figures['bd_quality']:+.3f}" if "bd_quality" in figures
             else f"BD-quality not computable ({figures['bd_quality_error']})")
     return f"{rate}, {qual}"
+
+
+def pareto(rates: Sequence[float], quals: Sequence[float]) -> Tuple[List[int], List[int]]:
+    """Split a curve's points into (kept, dropped) indices: a point is dropped when another point of the
+    same curve has no more bytes and at least its quality (one of them strictly). Dropped points are not on
+    the codec's operational RD curve (nobody would pick them), and keeping them would make the curve
+    non-monotonic, which BD-rate rejects."""
+    kept, dropped = [], []
+    for i, (r, q) in enumerate(zip(rates, quals)):
+        dominated = any(
+            (rj <= r and qj >= q) and (rj < r or qj > q) for j, (rj, qj) in enumerate(zip(rates, quals)) if j != i
+        )
+        (dropped if dominated else kept).append(i)
+    return kept, dropped

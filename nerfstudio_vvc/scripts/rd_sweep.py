@@ -30,7 +30,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from nerfstudio_vvc.eval.bdrate import bd_figures, bd_text
+from nerfstudio_vvc.eval.bdrate import bd_figures, bd_text, pareto
 from nerfstudio_vvc.jsonio import strict_json
 from nerfstudio_vvc.methods.codebook import spec as codebook_spec
 from nerfstudio_vvc.methods.mv_inr import spec as mv_inr_spec
@@ -526,20 +526,6 @@ def _curves(points: Sequence[Dict], split: str, metric: str) -> Dict[str, Tuple[
         qs.append(q)
         names.append(p["point"])
     return out
-
-
-def pareto(rates: Sequence[float], quals: Sequence[float]) -> Tuple[List[int], List[int]]:
-    """Split a curve's points into (kept, dropped) indices: a point is dropped when another point of the
-    same curve has no more bytes and at least its quality (one of them strictly). Dropped points are not on
-    the codec's operational RD curve (nobody would pick them), and keeping them would make the curve
-    non-monotonic, which BD-rate rejects."""
-    kept, dropped = [], []
-    for i, (r, q) in enumerate(zip(rates, quals)):
-        dominated = any(
-            (rj <= r and qj >= q) and (rj < r or qj > q) for j, (rj, qj) in enumerate(zip(rates, quals)) if j != i
-        )
-        (dropped if dominated else kept).append(i)
-    return kept, dropped
 
 
 def rate_at_quality(rates: Sequence[float], quals: Sequence[float], q: float) -> Optional[float]:

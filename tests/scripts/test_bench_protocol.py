@@ -87,7 +87,7 @@ def test_collect_reports_finished_points_from_the_file_size_and_runs_nothing(ben
 
 def test_bd_between_methods_with_three_points_each(bench):
     """BD figures from 3 points per method (labelled so), only for pairs with 3 finished points; a curve that does not
-    rise with rate gets its reason, not a number."""
+    rise with rate loses its off-curve point and gets the reason, not a number."""
     pt = lambda m, kb, q: {"method": m, "kb_per_frame": kb, "psnr_db": q, "ssim": q / 40, "lpips": 1 - q / 40}  # noqa
     ra = [pt("rate-aware", kb, q) for kb, q in ((10, 22.0), (20, 24.0), (40, 26.0))]
     cb = [pt("codebook", kb / 2, q) for kb, q in ((10, 22.0), (20, 24.0), (40, 26.0))]  # half the bytes, same quality
@@ -100,8 +100,26 @@ def test_bd_between_methods_with_three_points_each(bench):
     assert "-50.0 %" in bench.bd_lines(bd) and "3+ points" in bench.bd_lines(bd)
     assert "not yet" in bench.bd_lines(bench.bd_between(ra))
     flat = [pt("mv-inr", kb, 21.0 + (kb == 20)) for kb in (10, 20, 40)]  # quality falls from 20 to 40 KB
-    bad = bench.bd_between(ra + flat)["mv-inr vs rate-aware (psnr_db)"]
-    assert "bd_rate_pct" not in bad and "not strictly increasing" in str(bad)
+    bad = bench.bd_between(ra + flat)["mv-inr vs rate-aware (psnr_db)"]  # 40 KB is off the operational curve
+    assert "bd_rate_pct" not in bad and "at least 3 are required" in bad["error"], bad
+    assert bad["dropped"] == {"mv-inr": ["40 KB"]}
+
+
+def test_bd_between_fits_the_operational_curves_as_rd_sweep_does(bench):
+    """A point another point of its method beats with no more bytes is left out of the fit and listed (session 24's
+    vvc-codebook k-4096: more bytes than k-1024, less PSNR); a curve left with too few points gets the reason."""
+    pt = lambda m, p, kb, q: {"method": m, "point": p, "kb_per_frame": kb, "psnr_db": q, "ssim": q / 40,  # noqa
+                              "lpips": 1 - q / 40}
+    ra = [pt("rate-aware", f"l{kb}", kb, q) for kb, q in ((10, 22.0), (20, 24.0), (40, 26.0))]
+    cb = [pt("codebook", f"k{kb}", kb, q) for kb, q in ((5, 22.0), (10, 24.0), (12, 23.0), (20, 26.0))]
+    bd = bench.bd_between(ra + cb)
+    psnr = bd["codebook vs rate-aware (psnr_db)"]
+    assert psnr["bd_rate_pct"] == pytest.approx(-50.0) and psnr["points"] == [3, 3]
+    assert psnr["dropped"] == {"codebook": ["k12"]}
+    assert bd["codebook vs rate-aware (lpips)"]["dropped"] == psnr["dropped"]
+    assert "left out: codebook k12" in bench.bd_lines(bd)
+    short = bench.bd_between(ra + cb[:3])["codebook vs rate-aware (psnr_db)"]  # 2 operational points remain
+    assert "bd_rate_pct" not in short and "3" in str(short) and short["dropped"] == {"codebook": ["k12"]}
 
 
 def _finished_point(out: Path, frames: int = 3, journal_rows: int = 0, metrics: bool = True) -> tuple:

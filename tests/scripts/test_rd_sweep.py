@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from nerfstudio_vvc.eval.bdrate import pareto
 from nerfstudio_vvc.scripts import rd_sweep
-from nerfstudio_vvc.scripts.rd_sweep import RdSweep, pareto, rate_at_quality, summarize
+from nerfstudio_vvc.scripts.rd_sweep import RdSweep, rate_at_quality, summarize
 
 TINY = (
     "--iframe-iterations", "20", "--pframe-iterations", "10",
