@@ -36,7 +36,9 @@ def task_line(task: Task) -> str:
     line = f"{task.description}: {task.completed:g}/{task.total:g} ({pct:.0f}%), {_hms(task.elapsed)} elapsed"
     if task.finished:
         return line + ", done"
-    remaining = task.time_remaining
+    remaining = task.time_remaining  # rich's estimate looks at the last 30 s only: none for a slow task
+    if remaining is None and task.completed > 0 and task.elapsed:
+        remaining = task.elapsed / task.completed * (task.total - task.completed)  # the mean rate so far
     return line + (f", ~{_hms(remaining)} left" if remaining is not None else "")
 
 

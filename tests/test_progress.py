@@ -3,8 +3,9 @@
 from io import StringIO
 
 from rich.console import Console
+from rich.progress import Task
 
-from nerfstudio_vvc.progress import progress_bar, track
+from nerfstudio_vvc.progress import progress_bar, task_line, track
 
 
 def console(terminal: bool) -> Console:
@@ -60,3 +61,12 @@ def test_track_yields_every_item_and_reports_the_end_in_a_log():
     c = console(terminal=False)
     assert list(track(range(4), description="rendering test views", console=c, every_s=3600.0)) == [0, 1, 2, 3]
     assert any(ln.startswith("rendering test views: 4/4 (100%)") for ln in lines(c)), lines(c)
+
+
+def test_a_slow_task_gets_the_time_left_at_its_mean_rate():
+    """rich estimates the time left from the last 30 s of updates: a task that advances once a minute (an eval frame
+    at 640x360) got no estimate."""
+    task = Task(0, "rendering test views", total=30, completed=8, _get_time=lambda: 272.0)
+    task.start_time = 0.0  # 8 frames in 272 s: 34 s a frame, 22 to go
+    assert task.time_remaining is None
+    assert task_line(task) == "rendering test views: 8/30 (27%), 0:04:32 elapsed, ~0:12:28 left"
