@@ -56,6 +56,10 @@ def test_dry_run_commands(bench, tmp_path, capsys):
     cmds = [line for line in capsys.readouterr().out.splitlines() if line.startswith("$ ")]
     assert "--downscale-factor 1" in cmds[0] and "--num-frames 3" in cmds[0] and "--pipeline.model.epochs 10" in cmds[0]
     assert [c.split()[2] for c in cmds] == ["vvc-mv-inr-cpu", "decode", "vvc-grid", "eval-run"]
+    # the reconstruction sees the protocol's scene box (at vvc-data's default it learned fog: 16 dB), in a folder
+    # of its own recipe, and the eval reads that run
+    assert cmds[2].endswith("--scene-box-size 3.0") and "--experiment-name mv-inr-reconstruction-box3" in cmds[2]
+    assert "mv-inr-reconstruction-box3/vvc-grid/c40-qp33/config.yml" in cmds[3]
     with pytest.raises(SystemExit, match="unknown --points"):
         bench.main(["--data", str(data), "--points", "k-7", "--dry-run"])
 
