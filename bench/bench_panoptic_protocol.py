@@ -14,7 +14,9 @@ after a kill: ns-train resumes its own run, finished steps are not redone):
 2. vvc-rate-aware / vvc-codebook: `ns-vvc eval` renders the test cameras from the decoded file;
    vvc-mv-inr codes camera views, not a scene, so it is measured end to end: `ns-vvc decode --as-dataset
    --test-views-from` writes the decoded training views plus the original test views, a 3-D method (`vvc-grid`, no
-   compression) trains on the decoded views and `ns-vvc eval-run` renders the same test cameras;
+   compression: `RECONSTRUCT`, `RECONSTRUCT_DATA`) trains on the decoded views and `ns-vvc eval-run` renders the
+   same test cameras. The figure is bounded by that 3-D method and by how consistent the decoded views are across
+   cameras (docs/evaluation.md: controls on the original views);
 3. the summary: KB/frame = bytes of the file the decoder read / 1000 / frames, per-frame and mean test
    PSNR / SSIM / LPIPS, into `<out>/summary.json`, `<out>/table.md` and `<out>/rd_psnr.png` with the x265 simulcast
    of the 27 training views (its PSNR is on those views, marked as a reference) from `bench/bench_x265_anchor.py`.
@@ -86,7 +88,7 @@ RECONSTRUCT = ["vvc-grid", "--iframe-iterations", "600", "--pframe-iterations", 
 RECONSTRUCT_DATA = list(RATE_AWARE["data_args"])
 """Its `vvc-data` options: the protocol's scene box, as vvc-rate-aware's points have it. At vvc-data's default (1.5)
 the box cuts through the dome and the grid learns fog: c20-qp43's first measurement (session 25) gave 16.13 dB, and
-the same recipe on the original views 10 frames of the same fog (docs/evaluation.md)."""
+the same recipe on the original views 16.31 dB over frames 0-9 (with box 3.0: 20.73 dB; docs/evaluation.md)."""
 RECONSTRUCT_NAME = "mv-inr-reconstruction-box3"
 """Experiment folder of the reconstructions (renamed with the recipe, so an earlier recipe's run is never reused)."""
 
