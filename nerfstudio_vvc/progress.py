@@ -2,7 +2,7 @@
 
 rich draws a progress bar only on a terminal: on a console that is not one (`ns-train ... > log`, `nohup`, a bench
 that runs a step as a subprocess) it prints the bars once, when they stop. A vvc-mv-inr INR fit at protocol scale
-runs ~1.5 h in one stage, so its log said nothing for that long. `progress_bar` keeps rich's bar on a terminal and,
+runs ~1.5 h in one stage, so its log said nothing for that long. `LoggedProgress` keeps rich's bar on a terminal and,
 elsewhere, also prints one plain line of the unfinished tasks every `every_s` seconds and a line when a task
 finishes.
 """
@@ -10,7 +10,7 @@ finishes.
 from __future__ import annotations
 
 import time
-from typing import Dict, Iterable, Optional, Sequence, TypeVar
+from typing import Iterable, Optional, Sequence, Set, TypeVar
 
 from rich.console import Console
 from rich.progress import Progress, ProgressColumn, Task, TaskID
@@ -50,7 +50,7 @@ class LoggedProgress(Progress):
         self.logs = not console.is_terminal and not console.is_jupyter
         self.every_s = every_s
         self._last_line = time.monotonic()
-        self._reported_done: Dict[TaskID, bool] = {}
+        self._reported_done: Set[TaskID] = set()
 
     def _log(self, task_id: TaskID) -> None:
         if not self.logs:
@@ -60,9 +60,9 @@ class LoggedProgress(Progress):
             if task is None:
                 return
             if task.finished:
-                if self._reported_done.get(task_id):
+                if task_id in self._reported_done:
                     return
-                self._reported_done[task_id] = True
+                self._reported_done.add(task_id)
                 lines = [task_line(task)]
             else:
                 now = time.monotonic()
@@ -82,11 +82,6 @@ class LoggedProgress(Progress):
         self._log(task_id)
 
 
-def progress_bar(*columns: ProgressColumn, console: Console, every_s: float = LOG_EVERY_S, **kwargs) -> LoggedProgress:
-    """A progress bar for `with progress_bar(...) as bar:` that a log file shows too (see the module's text)."""
-    return LoggedProgress(*columns, console=console, every_s=every_s, **kwargs)
-
-
 def track(
     sequence: Sequence[T] | Iterable[T],
     description: str,
@@ -95,5 +90,5 @@ def track(
     every_s: float = LOG_EVERY_S,
 ) -> Iterable[T]:
     """`rich.progress.track` that a log file shows too."""
-    with progress_bar(*Progress.get_default_columns(), console=console, every_s=every_s) as bar:
+    with LoggedProgress(*Progress.get_default_columns(), console=console, every_s=every_s) as bar:
         yield from bar.track(sequence, total=total, description=description)

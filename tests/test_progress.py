@@ -5,7 +5,7 @@ from io import StringIO
 from rich.console import Console
 from rich.progress import Task
 
-from nerfstudio_vvc.progress import progress_bar, task_line, track
+from nerfstudio_vvc.progress import LoggedProgress, task_line, track
 
 
 def console(terminal: bool) -> Console:
@@ -18,7 +18,7 @@ def lines(c: Console):
 
 def test_a_log_gets_a_status_line_per_interval_and_one_done_line_per_task():
     c = console(terminal=False)
-    with progress_bar(console=c, every_s=0.0) as bar:
+    with LoggedProgress(console=c, every_s=0.0) as bar:
         fit = bar.add_task("fit, epochs", total=3)
         bar.advance(fit)
         assert lines(c)[-1].startswith("fit, epochs: 1/3 (33%), ") and "elapsed" in lines(c)[-1], lines(c)
@@ -33,7 +33,7 @@ def test_a_log_gets_a_status_line_per_interval_and_one_done_line_per_task():
 
 def test_status_lines_are_rate_limited_but_a_finished_task_is_always_reported():
     c = console(terminal=False)
-    with progress_bar(console=c, every_s=3600.0) as bar:
+    with LoggedProgress(console=c, every_s=3600.0) as bar:
         frames = bar.add_task("frames", total=2)
         for frame in range(2):
             it = bar.add_task(f"frame {frame}", total=50)
@@ -50,7 +50,7 @@ def test_status_lines_are_rate_limited_but_a_finished_task_is_always_reported():
 
 def test_a_terminal_gets_rich_bars_only():
     c = console(terminal=True)
-    with progress_bar(console=c, every_s=0.0) as bar:
+    with LoggedProgress(console=c, every_s=0.0) as bar:
         t = bar.add_task("fit", total=2)
         bar.advance(t)
         bar.advance(t)

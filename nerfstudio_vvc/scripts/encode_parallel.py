@@ -288,7 +288,7 @@ class EncodeParallel:
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
         from nerfstudio_vvc.codec.bitstream.merge import merge_containers
-        from nerfstudio_vvc.progress import progress_bar
+        from nerfstudio_vvc.progress import LoggedProgress
 
         if not self.data.exists():
             raise SystemExit(f"{self.data}: no such scene folder")
@@ -334,7 +334,7 @@ class EncodeParallel:
         queue = list(todo)
         running: Dict[Any, Gop] = {}
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-        with progress_bar(*columns, console=CONSOLE, transient=False) as bar:
+        with LoggedProgress(*columns, console=CONSOLE, transient=False) as bar:
             frames_task = bar.add_task("frames", total=n)
             while queue or running:
                 while queue and len(running) < workers:  # at most `workers` tasks in flight

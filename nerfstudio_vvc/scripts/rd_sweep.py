@@ -434,7 +434,7 @@ class RdSweep:
         from nerfstudio.utils.rich_utils import CONSOLE
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
-        from nerfstudio_vvc.progress import progress_bar
+        from nerfstudio_vvc.progress import LoggedProgress
         from nerfstudio_vvc.scripts.encode_parallel import gpus_per_task, plan_workers
 
         todo = [r for r in runs if any(not self.point_json(p).exists() for p in r.bitstreams())]
@@ -448,7 +448,7 @@ class RdSweep:
         CONSOLE.print(f"{len(todo)} of {len(runs)} RD runs to do; {workers} workers x {threads} threads")
         queue, running = list(todo), {}
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-        with progress_bar(*columns, console=CONSOLE) as bar:
+        with LoggedProgress(*columns, console=CONSOLE) as bar:
             t = bar.add_task("RD runs", total=len(runs), completed=len(runs) - len(todo))
             while queue or running:
                 while queue and len(running) < workers:

@@ -33,7 +33,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
 from nerfstudio_vvc.jsonio import strict_json
-from nerfstudio_vvc.progress import progress_bar
+from nerfstudio_vvc.progress import LoggedProgress
 from nerfstudio_vvc.training.device import require_device
 
 STAGES_FILE = "stages.json"
@@ -153,7 +153,7 @@ class SequenceTrainer(Trainer):
         self._init_viewer_state()
         done = self.stages_state["done"]
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
-        with progress_bar(*columns, console=CONSOLE, transient=False) as bar:
+        with LoggedProgress(*columns, console=CONSOLE, transient=False) as bar:
             if "train" not in done:
                 n_iter = self.config.max_num_iterations
                 task = bar.add_task("train (all cameras, all times)", total=n_iter, completed=self._start_step)

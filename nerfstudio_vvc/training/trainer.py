@@ -30,7 +30,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemaini
 
 from nerfstudio_vvc.jsonio import strict_json
 from nerfstudio_vvc.methods.base import FrameModelConfig
-from nerfstudio_vvc.progress import progress_bar
+from nerfstudio_vvc.progress import LoggedProgress
 from nerfstudio_vvc.training.device import require_device
 from nerfstudio_vvc.units import format_kb
 
@@ -225,7 +225,7 @@ class FrameSequentialTrainer(Trainer):
         step = self._start_step
         self.stop_training = False
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
-        with progress_bar(*columns, console=CONSOLE, transient=False) as bar:
+        with LoggedProgress(*columns, console=CONSOLE, transient=False) as bar:
             first = int(self.config.first_frame)
             seq_task = bar.add_task("frames", total=self.num_frames - first, completed=self.frames_done - first)
             if self._rng_resume is not None:
